@@ -1,0 +1,22 @@
+/** The counters service's environment schema. */
+import { z } from "zod";
+import { commonEnv, databaseUrl, parseEnv, port } from "../shared/config.ts";
+
+/** Every variable counters reads, with its default. */
+export const countersEnv = {
+  ...commonEnv,
+  DATABASE_URL: databaseUrl("postgres://postgres@127.0.0.1:5432/counters"),
+  PORT: port(8082),
+  REDIS_URL: z.string().regex(/^rediss?:\/\/\S+$/, "must be a redis:// URL").default(
+    "redis://127.0.0.1:6379",
+  ),
+  REDIS_KEY_PREFIX: z.string().max(100).default("counters:"),
+};
+
+/** The resolved configuration of counters. */
+export type CountersConfig = z.infer<z.ZodObject<typeof countersEnv>>;
+
+/** Parses counters' configuration from `env`; throws a one-line ConfigError when it is bad. */
+export function loadCountersConfig(env: Record<string, string | undefined>): CountersConfig {
+  return parseEnv(countersEnv, env);
+}

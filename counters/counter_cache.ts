@@ -1,0 +1,71 @@
+/** The Redis cache of users' counters: versioned writes so an older value never replaces a newer one. */
+import { Redis } from "ioredis";
+import type { UserCounters } from "./counters.ts";
+
+/** Reads and writes cached counters; every call may reject when Redis is unreachable. */
+export interface CounterCache {
+  get(userId: string): Promise<UserCounters | null>;
+  /** Stores `counters` unless the cache already holds this version or a newer one. */
+  setIfNewer(userId: string, counters: UserCounters): Promise<boolean>;
+  ping(): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+// Entries are "version|json"; the script compares versions so concurrent writers cannot go back in time.
+const SET_IF_NEWER = `
+local current = redis.call('GET', KEYS[1])
+if current then
+  local v = tonumber(string.match(current, '^(%d+)|'))
+  if v and v >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+return 1`;
+
+/** Options of the Redis cache. */
+export interface CounterCacheOptions {
+  url: string;
+  keyPrefix: string;
+  /** How long an entry lives without a write. */
+  ttlMs?: number;
+  /** How long one command may take before the read falls back to Postgres. */
+  commandTimeoutMs?: number;
+}
+
+/** Opens the Redis cache; commands fail fast while Redis is down instead of queueing. */
+export function openCounterCache(options: CounterCacheOptions): CounterCache {
+  const redis = new Redis(options.url, {
+    keyPrefix: options.keyPrefix,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: options.commandTimeoutMs ?? 500,
+    retryStrategy: (times) => Math.min(times * 100, 2_000),
+    lazyConnect: false,
+  });
+  // Connection errors surface through failed commands and readiness; this only keeps them quiet.
+  redis.on("error", () => {});
+  const ttl = String(options.ttlMs ?? 10 * 60_000);
+  const key = (userId: string) => `user:${userId}`;
+  return {
+    async get(userId) {
+      const raw = await redis.get(key(userId));
+      if (raw === null) return null;
+      const bar = raw.indexOf("|");
+      return { version: Number(raw.slice(0, bar)), dialogs: JSON.parse(raw.slice(bar + 1)) };
+    },
+    async setIfNewer(userId, counters) {
+      const result = await redis.eval(
+        SET_IF_NEWER,
+        1,
+        key(userId),
+        String(counters.version),
+        JSON.stringify(counters.dialogs),
+        ttl,
+      );
+      return result === 1;
+    },
+    ping: () => redis.ping(),
+    async close() {
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}

@@ -1,0 +1,66 @@
+/** The read path: Redis first, Postgres on a miss or when Redis fails, one Postgres load per user at a time. */
+import type { Sql } from "../shared/db.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Counter } from "../shared/metrics.ts";
+import type { CounterCache } from "./counter_cache.ts";
+import type { UserCounters } from "./counters.ts";
+import { loadUserCounters } from "./counter_store.ts";
+
+/** Reads users' counters and refreshes the cache after a change. */
+export interface CounterReader {
+  read(userId: string): Promise<UserCounters>;
+  /** Loads the user's counters from Postgres and stores them in the cache if newer. */
+  refresh(userId: string): Promise<UserCounters>;
+}
+
+/** Dependencies of the reader. */
+export interface CounterReaderDeps {
+  sql: Sql;
+  cache: CounterCache;
+  log: Logger;
+  cacheLookups: Counter;
+}
+
+/** Creates the reader. */
+export function createCounterReader(deps: CounterReaderDeps): CounterReader {
+  const { sql, cache, log, cacheLookups } = deps;
+  const inFlight = new Map<string, Promise<UserCounters>>();
+
+  // Many requests missing the same user share one Postgres load.
+  function loadOnce(userId: string): Promise<UserCounters> {
+    let pending = inFlight.get(userId);
+    if (!pending) {
+      pending = loadAndStore(userId).finally(() => inFlight.delete(userId));
+      inFlight.set(userId, pending);
+    }
+    return pending;
+  }
+
+  async function loadAndStore(userId: string): Promise<UserCounters> {
+    const counters = await loadUserCounters(sql, userId);
+    try {
+      await cache.setIfNewer(userId, counters);
+    } catch (err) {
+      log.warn("cache write failed", { userId, err });
+    }
+    return counters;
+  }
+
+  return {
+    async read(userId) {
+      try {
+        const cached = await cache.get(userId);
+        if (cached) {
+          cacheLookups.inc({ result: "hit" });
+          return cached;
+        }
+        cacheLookups.inc({ result: "miss" });
+      } catch (err) {
+        cacheLookups.inc({ result: "error" });
+        log.debug("cache read failed; reading Postgres", { userId, err });
+      }
+      return await loadOnce(userId);
+    },
+    refresh: loadAndStore,
+  };
+}

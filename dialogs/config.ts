@@ -1,0 +1,21 @@
+/** The dialogs service's environment schema. */
+import { z } from "zod";
+import { commonEnv, databaseUrl, parseEnv, port } from "../shared/config.ts";
+
+/** Every variable dialogs reads, with its default. */
+export const dialogsEnv = {
+  ...commonEnv,
+  DATABASE_URL: databaseUrl("postgres://postgres@127.0.0.1:5432/dialogs"),
+  PORT: port(8081),
+  SAGA_TIMEOUT_MS: z.coerce.number().int("must be an integer").min(100).max(86_400_000).default(
+    30_000,
+  ),
+};
+
+/** The resolved configuration of dialogs. */
+export type DialogsConfig = z.infer<z.ZodObject<typeof dialogsEnv>>;
+
+/** Parses dialogs' configuration from `env`; throws a one-line ConfigError when it is bad. */
+export function loadDialogsConfig(env: Record<string, string | undefined>): DialogsConfig {
+  return parseEnv(dialogsEnv, env);
+}

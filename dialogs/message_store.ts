@@ -1,0 +1,131 @@
+/** Postgres access for dialogs: sending (message + outbox event in one transaction), reading, replies. */
+import type { Sql } from "../shared/db.ts";
+import { createEvent, type EventData } from "../shared/events.ts";
+import { enqueueEvent } from "../shared/outbox.ts";
+import { decideReply, type MessageRow, type MessageStatus } from "./messages.ts";
+
+const COLUMNS = "id, transaction_id, sender_id, recipient_id, text, status, created_at, read_at";
+
+/** A send request after validation. */
+export interface SendInput {
+  senderId: string;
+  recipientId: string;
+  text: string;
+  idempotencyKey?: string;
+  requestId?: string;
+}
+
+/** The stored message and whether this call created it (false: an Idempotency-Key replay). */
+export interface SendResult {
+  message: MessageRow;
+  created: boolean;
+}
+
+/**
+ * Stores the message as pending and its "message sent" event in one transaction. With an
+ * Idempotency-Key already used by this sender, returns that message and creates nothing.
+ */
+export async function sendMessage(sql: Sql, prefix: string, input: SendInput): Promise<SendResult> {
+  return await sql.begin(async (tx) => {
+    const id = crypto.randomUUID();
+    const transactionId = crypto.randomUUID();
+    // ON CONFLICT waits for a concurrent send with the same key, then yields to it.
+    const [created] = await tx<MessageRow[]>`
+      insert into messages (id, transaction_id, sender_id, recipient_id, text, idempotency_key)
+      values (${id}, ${transactionId}, ${input.senderId}, ${input.recipientId}, ${input.text},
+              ${input.idempotencyKey ?? null})
+      on conflict (sender_id, idempotency_key) where idempotency_key is not null do nothing
+      returning ${tx.unsafe(COLUMNS)}`;
+    if (!created) {
+      const [existing] = await tx<MessageRow[]>`
+        select ${tx.unsafe(COLUMNS)} from messages
+        where sender_id = ${input.senderId} and idempotency_key = ${input.idempotencyKey!}`;
+      return { message: existing!, created: false };
+    }
+    const event = createEvent("dialogs.message.sent", {
+      transactionId,
+      messageId: id,
+      senderId: input.senderId,
+      recipientId: input.recipientId,
+      sentAt: created.created_at.toISOString(),
+    }, { requestId: input.requestId });
+    await enqueueEvent(tx, prefix, event);
+    return { message: created, created: true };
+  });
+}
+
+/** One message by id, or undefined. */
+export async function findMessage(sql: Sql, id: string): Promise<MessageRow | undefined> {
+  const [row] = await sql<MessageRow[]>`
+    select ${sql.unsafe(COLUMNS)} from messages where id = ${id}`;
+  return row;
+}
+
+/** The dialog between `userId` and `peerId` as `userId` may see it, newest first. */
+export async function listDialog(
+  sql: Sql,
+  userId: string,
+  peerId: string,
+  options: { limit: number; before?: MessageRow },
+): Promise<MessageRow[]> {
+  const before = options.before;
+  return await sql<MessageRow[]>`
+    select ${sql.unsafe(COLUMNS)} from (
+      select * from messages where sender_id = ${userId} and recipient_id = ${peerId}
+      union all
+      select * from messages
+      where sender_id = ${peerId} and recipient_id = ${userId} and status = 'committed'
+    ) m
+    ${before ? sql`where (created_at, id) < (${before.created_at}, ${before.id})` : sql``}
+    order by created_at desc, id desc
+    limit ${options.limit}`;
+}
+
+/** The caller's dialogs with the last message each may see, most recent activity first. */
+export async function listDialogs(
+  sql: Sql,
+  userId: string,
+  limit: number,
+): Promise<{ peerId: string; lastMessage: MessageRow }[]> {
+  const rows = await sql<(MessageRow & { peer_id: string })[]>`
+    select * from (
+      select distinct on (peer_id) *
+      from (
+        select recipient_id as peer_id, ${sql.unsafe(COLUMNS)} from messages
+        where sender_id = ${userId}
+        union all
+        select sender_id as peer_id, ${sql.unsafe(COLUMNS)} from messages
+        where recipient_id = ${userId} and status = 'committed'
+      ) visible
+      order by peer_id, created_at desc, id desc
+    ) latest
+    order by created_at desc, id desc
+    limit ${limit}`;
+  return rows.map(({ peer_id, ...message }) => ({ peerId: peer_id, lastMessage: message }));
+}
+
+/** What applying counters' reply did. */
+export type ReplyResult =
+  | { kind: "applied"; status: MessageStatus; messageId: string }
+  | { kind: "ignored"; status: MessageStatus; messageId: string }
+  | { kind: "unknown" };
+
+/** Applies counters' outcome to the pending message; a finished message is left as it is. */
+export async function applyCountedReply(
+  sql: Sql,
+  data: EventData<"counters.message.counted">,
+): Promise<ReplyResult> {
+  return await sql.begin(async (tx) => {
+    const [row] = await tx<{ id: string; status: MessageStatus }[]>`
+      select id, status from messages where transaction_id = ${data.transactionId} for update`;
+    if (!row) return { kind: "unknown" } as const;
+    const next = decideReply(row.status, data.outcome);
+    if (next === null) return { kind: "ignored", status: row.status, messageId: row.id } as const;
+    await tx`
+      update messages set status = ${next}, finished_at = now(), failure_reason = ${
+      data.reason ?? null
+    }
+      where id = ${row.id}`;
+    return { kind: "applied", status: next, messageId: row.id } as const;
+  });
+}

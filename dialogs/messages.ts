@@ -1,0 +1,57 @@
+/** Messages as the API shows them, who may see them, and the send saga's state machine. Pure. */
+
+/** Where a message is in its saga. */
+export type MessageStatus = "pending" | "committed" | "failed";
+
+/** A stored message. */
+export interface MessageRow {
+  id: string;
+  transaction_id: string;
+  sender_id: string;
+  recipient_id: string;
+  text: string;
+  status: MessageStatus;
+  created_at: Date;
+  read_at: Date | null;
+}
+
+/** A message as the API returns it. */
+export interface MessageView {
+  id: string;
+  from: string;
+  to: string;
+  text: string;
+  status: MessageStatus;
+  createdAt: string;
+  readAt: string | null;
+}
+
+/** The API view of a stored message. */
+export function toMessageView(row: MessageRow): MessageView {
+  return {
+    id: row.id,
+    from: row.sender_id,
+    to: row.recipient_id,
+    text: row.text,
+    status: row.status,
+    createdAt: row.created_at.toISOString(),
+    readAt: row.read_at ? row.read_at.toISOString() : null,
+  };
+}
+
+/** The sender sees a message in every status; the recipient only once it is committed. */
+export function canSee(row: MessageRow, userId: string): boolean {
+  return row.sender_id === userId || (row.recipient_id === userId && row.status === "committed");
+}
+
+/**
+ * The send saga's only transition: a pending message takes counters' outcome. A finished message
+ * never changes again, so a late or repeated reply is ignored (null).
+ */
+export function decideReply(
+  current: MessageStatus,
+  outcome: "counted" | "failed",
+): MessageStatus | null {
+  if (current !== "pending") return null;
+  return outcome === "counted" ? "committed" : "failed";
+}

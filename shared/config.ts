@@ -1,0 +1,70 @@
+/** Environment configuration validated with zod; a bad variable is reported in one line naming it. */
+import { z } from "zod";
+
+/** Thrown when the environment does not satisfy a service's schema. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** Development-only JWT secret; using it prints a warning at start. */
+export const DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789";
+
+const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+
+/** Variables both services read, with their defaults. */
+export const commonEnv = {
+  NATS_URL: z.string().regex(/^(nats|tls|ws|wss):\/\/\S+$/, "must be a nats:// URL").default(
+    "nats://127.0.0.1:4222",
+  ),
+  JWT_SECRET: z.string().min(16, "must be at least 16 characters").default(DEV_JWT_SECRET),
+  NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be letters, digits, _ or -")
+    .default("SAGA"),
+  NATS_SUBJECT_PREFIX: z.string().regex(
+    /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/,
+    "must be subject tokens of letters, digits, _ or - separated by dots",
+  ).default("saga"),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+};
+
+/** A Postgres URL variable with its default. */
+export function databaseUrl(defaultUrl: string) {
+  return z.string().regex(/^postgres(ql)?:\/\/\S+$/, "must be a postgres:// URL").default(
+    defaultUrl,
+  );
+}
+
+/** A TCP port variable with its default. */
+export function port(defaultPort: number) {
+  return z.coerce.number().int("must be an integer").min(0).max(65535).default(defaultPort);
+}
+
+/**
+ * Parses `env` with `shape`. Empty strings count as unset so `FOO=` falls back to the default.
+ * Throws a ConfigError whose message is one line naming the first bad variable.
+ */
+export function parseEnv<S extends z.ZodRawShape>(
+  shape: S,
+  env: Record<string, string | undefined>,
+): z.infer<z.ZodObject<S>> {
+  const picked: Record<string, string | undefined> = {};
+  for (const key of Object.keys(shape)) {
+    const value = env[key];
+    picked[key] = value === "" ? undefined : value;
+  }
+  const result = z.object(shape).safeParse(picked);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const name = String(issue.path[0] ?? "environment");
+  const shown = picked[name] === undefined ? "unset" : JSON.stringify(picked[name]);
+  throw new ConfigError(`invalid environment variable ${name} (${shown}): ${issue.message}`);
+}
+
+/** Names of the variables in `shape` that have neither a default nor are optional. */
+export function requiredEnvNames(shape: z.ZodRawShape): string[] {
+  return Object.entries(shape)
+    .filter(([, schema]) => !(schema as z.ZodType).safeParse(undefined).success)
+    .map(([name]) => name);
+}

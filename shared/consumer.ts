@@ -1,0 +1,155 @@
+/** A durable pull consumer loop: ack after the handler commits, nak with backoff, dead-letter poison. */
+import { type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import { deadLetterSubject, type Envelope, HEADERS, parseEvent } from "./events.ts";
+import type { Logger } from "./log.ts";
+
+/** Thrown by a handler for an event that can never be processed; it goes to the dead-letter stream. */
+export class PermanentEventError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "PermanentEventError";
+  }
+}
+
+/** What a handler learns about the message besides the event. */
+export interface HandlerContext {
+  log: Logger;
+  requestId?: string;
+  deliveryCount: number;
+}
+
+/** Processes one event; resolves after its effects are committed. */
+export type EventHandler = (event: Envelope, ctx: HandlerContext) => Promise<void>;
+
+/** Outcome counts, for metrics. */
+export type ConsumeOutcome = "processed" | "retried" | "dead_lettered";
+
+/** Options of an EventConsumer. */
+export interface EventConsumerOptions {
+  js: JetStreamClient;
+  stream: string;
+  durable: string;
+  prefix: string;
+  log: Logger;
+  handler: EventHandler;
+  /** Messages pulled ahead of processing. */
+  maxMessages?: number;
+  onOutcome?: (outcome: ConsumeOutcome, event?: Envelope) => void;
+}
+
+/** The nak delay for a message delivered `deliveryCount` times: 0.25 s doubling up to 30 s. */
+export function retryDelayMs(deliveryCount: number): number {
+  return Math.min(250 * 2 ** Math.max(0, deliveryCount - 1), 30_000);
+}
+
+/** Pulls and handles messages one at a time until stopped. */
+export class EventConsumer {
+  readonly #opts: EventConsumerOptions;
+  #running = false;
+  #loop?: Promise<void>;
+  #close?: () => Promise<unknown>;
+
+  constructor(options: EventConsumerOptions) {
+    this.#opts = options;
+  }
+
+  /** Starts consuming in the background. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  /** Stops pulling, finishes the message in hand, hands buffered ones back, and resolves. */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    await this.#close?.().catch(() => {});
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const { js, stream, durable, log } = this.#opts;
+    while (this.#running) {
+      try {
+        const consumer = await js.consumers.get(stream, durable);
+        const messages = await consumer.consume({ max_messages: this.#opts.maxMessages ?? 16 });
+        this.#close = () => messages.close();
+        if (!this.#running) await messages.close();
+        for await (const m of messages) {
+          if (!this.#running) {
+            // Handed back at once so another instance need not wait for the ack timeout.
+            m.nak();
+            continue;
+          }
+          await this.#handle(m);
+        }
+      } catch (err) {
+        if (!this.#running) break;
+        log.warn("consumer loop failed; restarting", { err, stream, durable });
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+    }
+  }
+
+  async #handle(m: JsMsg): Promise<void> {
+    const { log, handler, onOutcome } = this.#opts;
+    const requestId = m.headers?.get(HEADERS.requestId) || undefined;
+    const mlog = log.child({
+      requestId,
+      subject: m.subject,
+      streamSeq: m.info.streamSequence,
+      deliveryCount: m.info.deliveryCount,
+    });
+    let event: Envelope;
+    try {
+      event = parseEvent(m.data);
+    } catch (err) {
+      await this.#deadLetter(m, mlog, err);
+      onOutcome?.("dead_lettered");
+      return;
+    }
+    try {
+      await handler(event, { log: mlog, requestId, deliveryCount: m.info.deliveryCount });
+      await m.ackAck();
+      onOutcome?.("processed", event);
+    } catch (err) {
+      if (err instanceof PermanentEventError) {
+        await this.#deadLetter(m, mlog, err);
+        onOutcome?.("dead_lettered", event);
+        return;
+      }
+      const delay = retryDelayMs(m.info.deliveryCount);
+      mlog.warn("event failed; will be redelivered", { err, eventId: event.id, delayMs: delay });
+      m.nak(delay);
+      onOutcome?.("retried", event);
+    }
+  }
+
+  /** Copies the message to the dead-letter stream with the reason, then terminates it. */
+  async #deadLetter(m: JsMsg, log: Logger, err: unknown): Promise<void> {
+    const reason = err instanceof Error ? err.message : String(err);
+    const h = natsHeaders();
+    for (const [key, values] of m.headers ?? []) {
+      if (key === "Nats-Msg-Id") continue;
+      for (const v of values) h.append(key, v);
+    }
+    h.set(HEADERS.deadLetterReason, reason.slice(0, 1_000).replaceAll(/[\r\n]+/g, " "));
+    h.set(HEADERS.deadLetterSubject, m.subject);
+    h.set(HEADERS.deadLetterStream, m.info.stream);
+    h.set(HEADERS.deadLetterSequence, String(m.info.streamSequence));
+    try {
+      await this.#opts.js.publish(deadLetterSubject(this.#opts.prefix, m.subject), m.data, {
+        headers: h,
+        msgID: `dlq-${m.info.stream}-${m.info.streamSequence}`,
+      });
+    } catch (publishErr) {
+      log.error("dead-lettering failed; will be redelivered", { err: publishErr, reason });
+      m.nak(retryDelayMs(m.info.deliveryCount));
+      return;
+    }
+    log.error("event dead-lettered", { reason });
+    m.term(reason.slice(0, 200));
+  }
+}

@@ -1,0 +1,63 @@
+/** Postgres connections: creating a service's database when it is missing, and opening a pool. */
+import postgres from "postgres";
+
+/** A postgres.js pool or transaction. */
+export type Sql = postgres.Sql;
+/** A postgres.js transaction handle. */
+export type Tx = postgres.TransactionSql;
+
+/** Opens a pool; `max` bounds the waiting queue as well as the connections. */
+export function openDatabase(url: string, options: { max?: number } = {}): Sql {
+  return postgres(url, {
+    max: options.max ?? 10,
+    onnotice: () => {},
+    connect_timeout: 10,
+    idle_timeout: 60,
+    transform: { undefined: null },
+  });
+}
+
+/** Creates the database named in `url` if it does not exist (safe when several start at once). */
+export async function ensureDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, ""));
+  if (!name) throw new Error(`database URL names no database: ${redactUrl(url)}`);
+  const admin = new URL(url);
+  admin.pathname = "/postgres";
+  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    const [found] = await sql`select 1 from pg_database where datname = ${name}`;
+    if (found) return;
+    try {
+      await sql.unsafe(`create database ${quoteIdent(name)}`);
+    } catch (err) {
+      // 42P04 duplicate_database and 23505: another instance created it first.
+      const code = (err as { code?: string }).code;
+      if (code !== "42P04" && code !== "23505") throw err;
+    }
+  } finally {
+    await sql.end();
+  }
+}
+
+/** Quotes a Postgres identifier. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** The URL without its password, for logs and errors. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable URL)";
+  }
+}
+
+/** True when a Postgres error is a refusal that retrying cannot fix (integrity or data exception). */
+export function isPermanentDbError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "string" && /^(22|23)[0-9A-Z]{3}$/.test(code);
+}

@@ -1,0 +1,114 @@
+/** Saga events: the envelope, one zod schema per event type, and the subjects they travel on. */
+import { z } from "zod";
+
+/** dialogs → counters: a message was stored as pending and must be counted for its recipient. */
+export const MessageSent = z.object({
+  transactionId: z.uuid(),
+  messageId: z.uuid(),
+  senderId: z.uuid(),
+  recipientId: z.uuid(),
+  sentAt: z.iso.datetime({ offset: true }),
+});
+
+/** counters → dialogs: the outcome of counting a sent message. */
+export const MessageCounted = z.object({
+  transactionId: z.uuid(),
+  messageId: z.uuid(),
+  outcome: z.enum(["counted", "failed"]),
+  reason: z.string().max(500).optional(),
+});
+
+/** Every event type with the schema of its `data`. */
+export const EVENT_SCHEMAS = {
+  "dialogs.message.sent": MessageSent,
+  "counters.message.counted": MessageCounted,
+} as const;
+
+/** The name of an event type, e.g. `dialogs.message.sent`. */
+export type EventType = keyof typeof EVENT_SCHEMAS;
+
+/** The `data` of an event of type `T`. */
+export type EventData<T extends EventType> = z.infer<(typeof EVENT_SCHEMAS)[T]>;
+
+/** An event as it travels: id (also the JetStream msgID), type, time, request id and data. */
+export type Envelope<T extends EventType = EventType> = {
+  [K in T]: { id: string; type: K; occurredAt: string; requestId?: string; data: EventData<K> };
+}[T];
+
+const EnvelopeHeader = z.object({
+  id: z.uuid(),
+  type: z.enum(Object.keys(EVENT_SCHEMAS) as [EventType, ...EventType[]]),
+  occurredAt: z.iso.datetime({ offset: true }),
+  requestId: z.string().max(255).optional(),
+  data: z.unknown(),
+});
+
+/** Why an incoming message can never be processed. */
+export class InvalidEventError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "InvalidEventError";
+  }
+}
+
+/** Builds an envelope with a fresh id. */
+export function createEvent<T extends EventType>(
+  type: T,
+  data: EventData<T>,
+  options: { requestId?: string; id?: string; now?: Date } = {},
+): Envelope<T> {
+  return {
+    id: options.id ?? crypto.randomUUID(),
+    type,
+    occurredAt: (options.now ?? new Date()).toISOString(),
+    ...(options.requestId ? { requestId: options.requestId } : {}),
+    data,
+  } as Envelope<T>;
+}
+
+/** Parses and validates raw message bytes; throws InvalidEventError when they are not an event. */
+export function parseEvent(bytes: Uint8Array): Envelope {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (cause) {
+    throw new InvalidEventError("message is not valid JSON", { cause });
+  }
+  const header = EnvelopeHeader.safeParse(json);
+  if (!header.success) throw new InvalidEventError(describe(header.error));
+  const data = EVENT_SCHEMAS[header.data.type].safeParse(header.data.data);
+  if (!data.success) {
+    throw new InvalidEventError(`${header.data.type}: ${describe(data.error)}`);
+  }
+  return { ...header.data, data: data.data } as Envelope;
+}
+
+function describe(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+}
+
+/** The subject an event of `type` is published on. */
+export function subjectFor(prefix: string, type: EventType): string {
+  return `${prefix}.${type}`;
+}
+
+/** The subjects of every event one service publishes (`dialogs` or `counters`). */
+export function subjectsFrom(prefix: string, source: "dialogs" | "counters"): string {
+  return `${prefix}.${source}.>`;
+}
+
+/** The subject a dead letter of `subject` is kept on. */
+export function deadLetterSubject(prefix: string, subject: string): string {
+  const rest = subject.startsWith(`${prefix}.`) ? subject.slice(prefix.length + 1) : subject;
+  return `${prefix}_dlq.${rest}`;
+}
+
+/** Header names the saga's messages carry. */
+export const HEADERS = {
+  requestId: "X-Request-ID",
+  eventType: "Event-Type",
+  deadLetterReason: "Dead-Letter-Reason",
+  deadLetterSubject: "Dead-Letter-Subject",
+  deadLetterStream: "Dead-Letter-Stream",
+  deadLetterSequence: "Dead-Letter-Sequence",
+} as const;

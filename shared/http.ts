@@ -1,0 +1,190 @@
+/** The HTTP pieces both services share: the base app, problem+json errors, health, metrics, docs. */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context, ErrorHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { requestId } from "hono/request-id";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { z } from "zod";
+import { AppError, badRequest, fieldErrors, type Problem, problem } from "./errors.ts";
+import { HEADERS } from "./events.ts";
+import type { Logger } from "./log.ts";
+import { LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
+
+/** Per-request variables every route can read. */
+export type AppVariables = { requestId: string; userId: string };
+
+/** The Hono environment of both services. */
+export type AppEnv = { Variables: AppVariables };
+
+/** Largest request body either service accepts. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Answers `problem` as application/problem+json. */
+export function problemResponse(c: Context, body: Problem): Response {
+  return c.body(JSON.stringify(body), body.status as ContentfulStatusCode, {
+    "Content-Type": "application/problem+json",
+  });
+}
+
+const HTTP_TYPES: Record<number, string> = {
+  400: "bad-request",
+  401: "unauthorized",
+  404: "not-found",
+  405: "method-not-allowed",
+  413: "payload-too-large",
+  415: "unsupported-media-type",
+};
+
+/** One onError for the whole app: AppError, HTTPException and zod errors become problems; the rest 500. */
+export function handleError(log: Logger): ErrorHandler<AppEnv> {
+  return (err, c) => {
+    if (err instanceof AppError) {
+      return problemResponse(c, problem(err.status, err.type, err.message, err.errors));
+    }
+    if (err instanceof HTTPException) {
+      const status = err.status;
+      const detail = err.message || "the request could not be processed";
+      return problemResponse(c, problem(status, HTTP_TYPES[status] ?? "http-error", detail));
+    }
+    if (err instanceof z.ZodError) {
+      return problemResponse(
+        c,
+        problem(400, "validation-error", "request validation failed", fieldErrors(err.issues)),
+      );
+    }
+    log.error("unhandled error", {
+      requestId: c.get("requestId"),
+      err,
+      stack: err instanceof Error ? err.stack : undefined,
+      method: c.req.method,
+      path: c.req.path,
+    });
+    return problemResponse(
+      c,
+      problem(500, "internal-error", "an unexpected error occurred; quote the X-Request-ID"),
+    );
+  };
+}
+
+/** Options of createBaseApp. */
+export interface BaseAppOptions {
+  service: string;
+  log: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * The app both services start from: request id, access log and latency metric, body limit,
+ * problem+json for every error and for unknown routes, validation errors listed per field.
+ */
+export function createBaseApp({ service, log, metrics }: BaseAppOptions): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        throw badRequest("request validation failed", fieldErrors(result.error.issues));
+      }
+    },
+  });
+  const latency = metrics.histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by route, method and status",
+    LATENCY_BUCKETS,
+  );
+  app.use(requestId({ headerName: HEADERS.requestId }));
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    const seconds = (performance.now() - started) / 1000;
+    const route = c.req.routePath === "/*" ? "unmatched" : c.req.routePath;
+    latency.observe(seconds, { route, method: c.req.method, status: String(c.res.status) });
+    if (c.req.path.startsWith("/health") || c.req.path === "/metrics") return;
+    log.info("request", {
+      requestId: c.get("requestId"),
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      durationMs: Math.round(seconds * 10_000) / 10,
+      userId: c.get("userId"),
+    });
+  });
+  app.use(
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) =>
+        problemResponse(
+          c,
+          problem(413, "payload-too-large", `the body is larger than ${MAX_BODY_BYTES} bytes`),
+        ),
+    }),
+  );
+  app.onError(handleError(log));
+  app.notFound((c) =>
+    problemResponse(c, problem(404, "not-found", `no route for ${c.req.method} ${c.req.path}`))
+  );
+  app.get("/health/live", (c) => c.json({ status: "ok", service }));
+  app.get("/metrics", async (c) =>
+    c.body(await metrics.render(), 200, {
+      "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+    }));
+  return app;
+}
+
+/** A named readiness check; resolves when the dependency answers. */
+export type ReadinessCheck = () => Promise<unknown>;
+
+/** Mounts `/health/ready`: 200 when every check answers within the timeout, else 503 naming each failure. */
+export function mountReadiness(
+  app: OpenAPIHono<AppEnv>,
+  checks: Record<string, ReadinessCheck>,
+  timeoutMs = 2_000,
+): void {
+  app.get("/health/ready", async (c) => {
+    const results = await Promise.all(
+      Object.entries(checks).map(async ([name, check]) => {
+        try {
+          await withTimeout(check(), timeoutMs, `${name} did not answer within ${timeoutMs} ms`);
+          return [name, "ok"] as const;
+        } catch (err) {
+          return [name, err instanceof Error ? err.message : String(err)] as const;
+        }
+      }),
+    );
+    const failing = results.filter(([, r]) => r !== "ok");
+    const checked = Object.fromEntries(results);
+    if (!failing.length) return c.json({ status: "ok", checks: checked });
+    const detail = `not ready: ${failing.map(([n, r]) => `${n} (${r})`).join(", ")}`;
+    return problemResponse(c, { ...problem(503, "not-ready", detail), checks: checked } as Problem);
+  });
+}
+
+/** Mounts `/openapi.json` and a `/docs` page rendering it. */
+export function mountApiDocs(app: OpenAPIHono<AppEnv>, title: string): void {
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: { title, version: "1.0.0" },
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+  });
+  app.get("/docs", (c) =>
+    c.html(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="ui"><p>Loading the API description from <a href="/openapi.json">/openapi.json</a>…</p></div>
+<script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>window.onload = () => SwaggerUIBundle({ url: "/openapi.json", dom_id: "#ui" });</script>
+</body></html>`));
+}
+
+/** Rejects with `message` if `promise` has not settled within `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

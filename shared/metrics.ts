@@ -1,0 +1,101 @@
+/** A small Prometheus registry: labelled counters, gauges read at scrape time, and histograms. */
+
+type Labels = Record<string, string>;
+
+function labelKey(labels: Labels): string {
+  const entries = Object.entries(labels).sort(([a], [b]) => a.localeCompare(b));
+  return entries.map(([k, v]) => `${k}="${v.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`)
+    .join(",");
+}
+
+function withLabels(name: string, key: string, extra = ""): string {
+  const all = [key, extra].filter(Boolean).join(",");
+  return all ? `${name}{${all}}` : name;
+}
+
+/** A monotonically increasing count per label set. */
+export interface Counter {
+  inc(labels?: Labels, by?: number): void;
+}
+
+/** A distribution of observed values in fixed buckets. */
+export interface Histogram {
+  observe(value: number, labels?: Labels): void;
+}
+
+/** A set of metrics rendered together in the Prometheus text format. */
+export interface Metrics {
+  counter(name: string, help: string): Counter;
+  histogram(name: string, help: string, buckets: number[]): Histogram;
+  /** A gauge whose value is read when `/metrics` is scraped. */
+  gauge(name: string, help: string, read: () => Promise<number> | number): void;
+  render(): Promise<string>;
+}
+
+/** Default latency buckets in seconds. */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** Creates an empty registry. */
+export function createMetrics(): Metrics {
+  const renderers: (() => Promise<string[]>)[] = [];
+  return {
+    counter(name, help) {
+      const values = new Map<string, number>();
+      renderers.push(() =>
+        Promise.resolve([
+          `# HELP ${name} ${help}`,
+          `# TYPE ${name} counter`,
+          ...[...values].map(([key, v]) => `${withLabels(name, key)} ${v}`),
+        ])
+      );
+      return {
+        inc(labels = {}, by = 1) {
+          const key = labelKey(labels);
+          values.set(key, (values.get(key) ?? 0) + by);
+        },
+      };
+    },
+    histogram(name, help, buckets) {
+      const series = new Map<string, { counts: number[]; sum: number; count: number }>();
+      renderers.push(() => {
+        const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
+        for (const [key, s] of series) {
+          buckets.forEach((b, i) =>
+            lines.push(`${withLabels(`${name}_bucket`, key, `le="${b}"`)} ${s.counts[i]}`)
+          );
+          lines.push(`${withLabels(`${name}_bucket`, key, 'le="+Inf"')} ${s.count}`);
+          lines.push(`${withLabels(`${name}_sum`, key)} ${s.sum}`);
+          lines.push(`${withLabels(`${name}_count`, key)} ${s.count}`);
+        }
+        return Promise.resolve(lines);
+      });
+      return {
+        observe(value, labels = {}) {
+          const key = labelKey(labels);
+          let s = series.get(key);
+          if (!s) series.set(key, s = { counts: buckets.map(() => 0), sum: 0, count: 0 });
+          buckets.forEach((b, i) => {
+            if (value <= b) s.counts[i]!++;
+          });
+          s.sum += value;
+          s.count++;
+        },
+      };
+    },
+    gauge(name, help, read) {
+      renderers.push(async () => {
+        let value: number;
+        try {
+          value = await read();
+        } catch {
+          value = Number.NaN;
+        }
+        return [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`];
+      });
+    },
+    async render() {
+      const parts = await Promise.all(renderers.map((r) => r()));
+      return parts.flat().join("\n") + "\n";
+    },
+  };
+}

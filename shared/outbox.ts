@@ -1,0 +1,168 @@
+/** The transactional outbox: enqueue an event inside a transaction; a relay publishes it to JetStream. */
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import type { Sql, Tx } from "./db.ts";
+import { type Envelope, HEADERS, subjectFor } from "./events.ts";
+import type { Logger } from "./log.ts";
+
+/** The LISTEN/NOTIFY channel that wakes the relay. */
+export const OUTBOX_CHANNEL = "outbox";
+
+/** Writes `event` to the outbox in the caller's transaction; it is published after commit. */
+export async function enqueueEvent(tx: Tx | Sql, prefix: string, event: Envelope): Promise<void> {
+  await tx`
+    insert into outbox (id, subject, payload, request_id)
+    values (${event.id}, ${subjectFor(prefix, event.type)}, ${tx.json(event as never)},
+            ${event.requestId ?? null})
+    on conflict (id) do update set sent_at = null`;
+  // Delivered only at commit, and not at all on rollback.
+  await tx`select pg_notify(${OUTBOX_CHANNEL}, '')`;
+}
+
+/** Options of an OutboxRelay. */
+export interface OutboxRelayOptions {
+  sql: Sql;
+  js: JetStreamClient;
+  log: Logger;
+  /** Rows published per transaction. */
+  batchSize?: number;
+  /** Polling interval when no NOTIFY arrives (the fallback for a lost notification). */
+  pollIntervalMs?: number;
+  /** Sent rows are deleted after this long. */
+  retentionMs?: number;
+  /** Runs before a batch is published, e.g. to refresh a cache the events promise is current. */
+  beforePublish?: (events: Envelope[]) => Promise<void>;
+  /** Called with the number of events published and the age of the oldest, for metrics. */
+  onPublished?: (count: number, oldestAgeMs: number) => void;
+}
+
+interface OutboxRow {
+  id: string;
+  subject: string;
+  payload: Envelope;
+  request_id: string | null;
+  created_at: Date;
+}
+
+/** Publishes outbox rows with msgID = event id and marks them sent only after the PubAck. */
+export class OutboxRelay {
+  readonly #opts: Required<Omit<OutboxRelayOptions, "beforePublish" | "onPublished">> & {
+    beforePublish?: OutboxRelayOptions["beforePublish"];
+    onPublished?: OutboxRelayOptions["onPublished"];
+  };
+  #running = false;
+  #loop?: Promise<void>;
+  #wake?: () => void;
+  #notified = false;
+  #unlisten?: () => Promise<void>;
+  #lastCleanup = 0;
+
+  constructor(options: OutboxRelayOptions) {
+    this.#opts = { batchSize: 100, pollIntervalMs: 1_000, retentionMs: 60 * 60_000, ...options };
+  }
+
+  /** Starts listening and relaying in the background. */
+  async start(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    try {
+      const sub = await this.#opts.sql.listen(OUTBOX_CHANNEL, () => {
+        this.#notified = true;
+        this.#wake?.();
+      });
+      this.#unlisten = () => sub.unlisten();
+    } catch (err) {
+      this.#opts.log.warn("outbox LISTEN failed; relying on polling", { err });
+    }
+    this.#loop = this.#run();
+  }
+
+  /** Stops after the batch in flight; what is left stays in the outbox for the next start. */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    this.#wake?.();
+    await this.#loop;
+    await this.#unlisten?.().catch(() => {});
+  }
+
+  async #run(): Promise<void> {
+    let failures = 0;
+    while (this.#running) {
+      this.#notified = false;
+      let published = 0;
+      try {
+        published = await this.relayOnce();
+        failures = 0;
+        await this.#cleanup();
+      } catch (err) {
+        failures++;
+        this.#opts.log.warn("outbox relay failed; will retry", { err, failures });
+      }
+      if (failures === 0 && (published >= this.#opts.batchSize || this.#notified)) continue;
+      const delay = failures > 0
+        ? Math.min(this.#opts.pollIntervalMs * 2 ** failures, 10_000)
+        : this.#opts.pollIntervalMs;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, delay);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#wake = failures > 0 && this.#running ? undefined : done;
+        if (!this.#running) done();
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  /** Publishes one batch of unsent rows; returns how many it published. */
+  async relayOnce(): Promise<number> {
+    const { sql, js, batchSize } = this.#opts;
+    return await sql.begin(async (tx) => {
+      // SKIP LOCKED lets several relays share the outbox without publishing the same row twice at once.
+      const rows = await tx<OutboxRow[]>`
+        select id, subject, payload, request_id, created_at from outbox
+        where sent_at is null
+        order by created_at
+        limit ${batchSize}
+        for update skip locked`;
+      if (rows.length === 0) return 0;
+      await this.#opts.beforePublish?.(rows.map((r) => r.payload));
+      // Sequential, so the stream keeps the outbox order.
+      for (const row of rows) {
+        const h = natsHeaders();
+        h.set(HEADERS.eventType, row.payload.type);
+        if (row.request_id) h.set(HEADERS.requestId, row.request_id);
+        await js.publish(row.subject, JSON.stringify(row.payload), {
+          msgID: row.id,
+          headers: h,
+          timeout: 5_000,
+        });
+      }
+      await tx`update outbox set sent_at = now() where id = any(${rows.map((r) => r.id)}::uuid[])`;
+      const oldest = Date.now() - rows[0]!.created_at.getTime();
+      this.#opts.onPublished?.(rows.length, oldest);
+      this.#opts.log.debug("outbox published", { count: rows.length });
+      return rows.length;
+    });
+  }
+
+  async #cleanup(): Promise<void> {
+    const now = Date.now();
+    if (now - this.#lastCleanup < 60_000) return;
+    this.#lastCleanup = now;
+    const cutoff = new Date(now - this.#opts.retentionMs);
+    await this.#opts.sql`delete from outbox where sent_at is not null and sent_at < ${cutoff}`;
+  }
+}
+
+/** The number of unsent rows and the age of the oldest, in milliseconds. */
+export async function outboxBacklog(sql: Sql): Promise<{ count: number; oldestAgeMs: number }> {
+  const [row] = await sql<{ count: number; oldest: Date | null }[]>`
+    select count(*)::int as count, min(created_at) as oldest from outbox where sent_at is null`;
+  return {
+    count: row?.count ?? 0,
+    oldestAgeMs: row?.oldest ? Math.max(0, Date.now() - row.oldest.getTime()) : 0,
+  };
+}

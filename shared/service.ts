@@ -1,0 +1,190 @@
+/** What starting either service has in common: database, migrations, JetStream, HTTP, consumer, relay. */
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import { ConfigError, DEV_JWT_SECRET } from "./config.ts";
+import { EventConsumer, type EventHandler } from "./consumer.ts";
+import { ensureDatabase, openDatabase, redactUrl, type Sql } from "./db.ts";
+import type { Envelope } from "./events.ts";
+import {
+  type AppEnv,
+  createBaseApp,
+  mountApiDocs,
+  mountReadiness,
+  type ReadinessCheck,
+} from "./http.ts";
+import {
+  connectNats,
+  consumerConfig,
+  ensureConsumer,
+  ensureStreams,
+  type StreamNames,
+  streamNames,
+} from "./jetstream.ts";
+import { createLogger, type Logger, type LogLevel, type LogSink } from "./log.ts";
+import { createMetrics, type Metrics } from "./metrics.ts";
+import { migrate, readMigrations, sharedMigrations } from "./migrate.ts";
+import { outboxBacklog, OutboxRelay } from "./outbox.ts";
+import { exitOnSignal } from "./shutdown.ts";
+
+/** The configuration every service has. */
+export interface ServiceConfig {
+  DATABASE_URL: string;
+  NATS_URL: string;
+  NATS_STREAM: string;
+  NATS_SUBJECT_PREFIX: string;
+  JWT_SECRET: string;
+  PORT: number;
+  LOG_LEVEL: LogLevel;
+}
+
+/** What a service's own set-up receives. */
+export interface ServiceContext {
+  sql: Sql;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  names: StreamNames;
+  log: Logger;
+  metrics: Metrics;
+  app: OpenAPIHono<AppEnv>;
+}
+
+/** What a service's own set-up returns. */
+export interface ServiceParts {
+  /** Handles the events the service consumes. */
+  handler: EventHandler;
+  /** Extra readiness checks besides Postgres and NATS. */
+  readiness?: Record<string, ReadinessCheck>;
+  /** Runs before the outbox publishes a batch. */
+  beforePublish?: (events: Envelope[]) => Promise<void>;
+  /** Closes what the set-up opened, after everything else has stopped. */
+  close?: () => Promise<void>;
+}
+
+/** A running service. */
+export interface RunningService {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Options of startService. */
+export interface StartOptions {
+  name: "dialogs" | "counters";
+  config: ServiceConfig;
+  migrations: URL;
+  setup: (ctx: ServiceContext) => Promise<ServiceParts> | ServiceParts;
+  logSink?: LogSink;
+  hostname?: string;
+  /** Off only in tests that simulate a crash between commit and publish. */
+  relay?: boolean;
+}
+
+/** Starts a service: database and migrations, streams and consumer, routes, relay, HTTP server. */
+export async function startService(options: StartOptions): Promise<RunningService> {
+  const { name, config } = options;
+  const log = createLogger(name, config.LOG_LEVEL, options.logSink);
+  if (config.JWT_SECRET === DEV_JWT_SECRET) {
+    log.warn("JWT_SECRET is the development default; set it outside local development");
+  }
+  const metrics = createMetrics();
+
+  await ensureDatabase(config.DATABASE_URL);
+  const sql = openDatabase(config.DATABASE_URL);
+  const applied = await migrate(sql, [
+    ...(await sharedMigrations()),
+    ...(await readMigrations(options.migrations)),
+  ]);
+  if (applied.length) log.info("migrations applied", { applied });
+
+  const nc = await connectNats(config.NATS_URL, name);
+  const names = streamNames(config.NATS_STREAM, config.NATS_SUBJECT_PREFIX);
+  await ensureStreams(nc, names);
+  const consumerCfg = consumerConfig(names, name);
+  await ensureConsumer(nc, names.stream, consumerCfg);
+  const js = jetstream(nc);
+
+  const app = createBaseApp({ service: name, log, metrics });
+  const parts = await options.setup({ sql, nc, js, names, log, metrics, app });
+  mountReadiness(app, {
+    postgres: () => sql`select 1`,
+    nats: () => nc.isClosed() ? Promise.reject(new Error("connection closed")) : nc.flush(),
+    ...parts.readiness,
+  });
+  mountApiDocs(app, `${name} API`);
+
+  const consumed = metrics.counter("saga_events_consumed_total", "Consumed events by outcome");
+  const consumer = new EventConsumer({
+    js,
+    stream: names.stream,
+    durable: consumerCfg.durable_name,
+    prefix: names.prefix,
+    log,
+    handler: parts.handler,
+    onOutcome: (outcome, event) => consumed.inc({ outcome, type: event?.type ?? "unparseable" }),
+  });
+  const published = metrics.counter("outbox_published_total", "Events published from the outbox");
+  const relay = new OutboxRelay({
+    sql,
+    js,
+    log,
+    beforePublish: parts.beforePublish,
+    onPublished: (count) => published.inc({}, count),
+  });
+  metrics.gauge(
+    "outbox_backlog",
+    "Unsent outbox rows",
+    async () => (await outboxBacklog(sql)).count,
+  );
+  metrics.gauge(
+    "outbox_oldest_age_seconds",
+    "Age of the oldest unsent outbox row",
+    async () => (await outboxBacklog(sql)).oldestAgeMs / 1000,
+  );
+
+  if (options.relay !== false) await relay.start();
+  consumer.start();
+  const server = Deno.serve({
+    port: config.PORT,
+    hostname: options.hostname ?? "0.0.0.0",
+    onListen: () => {},
+  }, app.fetch);
+  const port = server.addr.port;
+  log.info(`${name} listening`, { port, database: redactUrl(config.DATABASE_URL) });
+
+  return {
+    port,
+    async stop() {
+      await server.shutdown();
+      await consumer.stop();
+      await relay.stop();
+      await nc.drain().catch(() => nc.close());
+      await sql.end({ timeout: 5 });
+      await parts.close?.();
+    },
+  };
+}
+
+/** The entry point of a service process: config errors in one line, start, stop on signals. */
+export async function runMain<C extends ServiceConfig>(
+  name: string,
+  loadConfig: (env: Record<string, string | undefined>) => C,
+  start: (config: C) => Promise<RunningService>,
+): Promise<void> {
+  let config: C;
+  try {
+    config = loadConfig(Deno.env.toObject());
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`${name}: ${err.message}`);
+    Deno.exit(1);
+  }
+  const log = createLogger(name, config.LOG_LEVEL);
+  let service: RunningService;
+  try {
+    service = await start(config);
+  } catch (err) {
+    log.error("start-up failed", { err });
+    Deno.exit(1);
+  }
+  exitOnSignal(service.stop, log);
+}
