@@ -150,6 +150,7 @@ export class EventConsumer {
       return;
     }
     log.error("event dead-lettered", { reason });
-    m.term(reason.slice(0, 200));
+    // No reason argument: nats-server 2.9 does not understand "+TERM <reason>" and would ignore it.
+    m.term();
   }
 }

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import {
+  commonEnv,
+  ConfigError,
+  DEV_JWT_SECRET,
+  parseEnv,
+  port,
+  requiredEnvNames,
+} from "./config.ts";
+import { z } from "zod";
+
+const shape = { ...commonEnv, PORT: port(8081) };
+
+Deno.test("parseEnv() fills every default from an empty environment", () => {
+  const config = parseEnv(shape, {});
+  assert.equal(config.NATS_URL, "nats://127.0.0.1:4222");
+  assert.equal(config.NATS_STREAM, "SAGA");
+  assert.equal(config.NATS_SUBJECT_PREFIX, "saga");
+  assert.equal(config.JWT_SECRET, DEV_JWT_SECRET);
+  assert.equal(config.LOG_LEVEL, "info");
+  assert.equal(config.PORT, 8081);
+});
+
+Deno.test("parseEnv() treats an empty string as unset", () => {
+  assert.equal(parseEnv(shape, { PORT: "" }).PORT, 8081);
+});
+
+Deno.test("parseEnv() coerces PORT and keeps given values", () => {
+  const config = parseEnv(shape, { PORT: "9000", NATS_SUBJECT_PREFIX: "a.b", LOG_LEVEL: "debug" });
+  assert.equal(config.PORT, 9000);
+  assert.equal(config.NATS_SUBJECT_PREFIX, "a.b");
+  assert.equal(config.LOG_LEVEL, "debug");
+});
+
+Deno.test("parseEnv() rejects a bad variable with one line naming it", () => {
+  for (
+    const [name, value] of [
+      ["PORT", "eighty"],
+      ["PORT", "70000"],
+      ["LOG_LEVEL", "loud"],
+      ["NATS_URL", "http://x"],
+      ["NATS_SUBJECT_PREFIX", "a..b"],
+      ["JWT_SECRET", "short"],
+    ]
+  ) {
+    assert.throws(() => parseEnv(shape, { [name!]: value }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, new RegExp(`^invalid environment variable ${name} `));
+      assert.ok(!err.message.includes("\n"), "one line");
+      return true;
+    });
+  }
+});
+
+Deno.test("requiredEnvNames() lists only variables without a default", () => {
+  assert.deepEqual(requiredEnvNames({ ...shape, SECRET: z.string() }), ["SECRET"]);
+  assert.deepEqual(requiredEnvNames(shape), []);
+});

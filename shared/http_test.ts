@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { createRoute, z } from "@hono/zod-openapi";
+import { createBaseApp, MAX_BODY_BYTES, mountReadiness } from "./http.ts";
+import { createLogger } from "./log.ts";
+import { createMetrics } from "./metrics.ts";
+
+function testApp() {
+  const lines: string[] = [];
+  const log = createLogger("test", "debug", (l) => lines.push(l));
+  const app = createBaseApp({ service: "test", log, metrics: createMetrics() });
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/echo/{id}",
+      request: {
+        params: z.object({ id: z.uuid() }),
+        body: {
+          required: true,
+          content: { "application/json": { schema: z.object({ text: z.string().min(1) }) } },
+        },
+      },
+      responses: { 200: { description: "ok" } },
+    }),
+    (c) => c.json({ text: c.req.valid("json").text }, 200),
+  );
+  app.get("/boom", () => {
+    throw new Error("secret SQL: select * from users");
+  });
+  return { app, lines };
+}
+
+const ID = "6f1c1d5e-8a63-4c4e-9c51-2a0f4f5b7e10";
+const json = { "Content-Type": "application/json" };
+
+async function expectProblem(res: Response, status: number) {
+  assert.equal(res.status, status);
+  assert.equal(res.headers.get("Content-Type"), "application/problem+json");
+  const body = await res.json();
+  assert.equal(body.status, status);
+  for (const key of ["type", "title", "detail"]) assert.equal(typeof body[key], "string", key);
+  return body;
+}
+
+Deno.test("createBaseApp() answers valid input and echoes a given X-Request-ID", async () => {
+  const { app } = testApp();
+  const res = await app.request(`/echo/${ID}`, {
+    method: "POST",
+    headers: { ...json, "X-Request-ID": "abc-123" },
+    body: JSON.stringify({ text: "hi" }),
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("X-Request-ID"), "abc-123");
+});
+
+Deno.test("createBaseApp() makes an X-Request-ID when none is given, on errors too", async () => {
+  const { app } = testApp();
+  const res = await app.request("/nowhere");
+  await expectProblem(res, 404);
+  assert.match(res.headers.get("X-Request-ID") ?? "", /^[0-9a-f-]{36}$/);
+});
+
+Deno.test("createBaseApp() lists each invalid field in a 400 problem", async () => {
+  const { app } = testApp();
+  const res = await app.request("/echo/not-a-uuid", {
+    method: "POST",
+    headers: json,
+    body: JSON.stringify({ text: 5 }),
+  });
+  const body = await expectProblem(res, 400);
+  assert.ok(Array.isArray(body.errors));
+  assert.ok(body.errors.some((e: { path: string }) => e.path === "id"), JSON.stringify(body));
+});
+
+Deno.test("createBaseApp() answers malformed JSON and a missing body with 400", async () => {
+  const { app } = testApp();
+  await expectProblem(
+    await app.request(`/echo/${ID}`, { method: "POST", headers: json, body: "{oops" }),
+    400,
+  );
+  await expectProblem(await app.request(`/echo/${ID}`, { method: "POST" }), 400);
+  await expectProblem(
+    await app.request(`/echo/${ID}`, { method: "POST", headers: json, body: "{}" }),
+    400,
+  );
+});
+
+Deno.test("createBaseApp() refuses a body over 64 KiB with 413", async () => {
+  const { app } = testApp();
+  const res = await app.request(`/echo/${ID}`, {
+    method: "POST",
+    headers: json,
+    body: JSON.stringify({ text: "x".repeat(MAX_BODY_BYTES) }),
+  });
+  await expectProblem(res, 413);
+});
+
+Deno.test("createBaseApp() answers an unexpected error with a bare 500 and logs it with the request id", async () => {
+  const { app, lines } = testApp();
+  const res = await app.request("/boom", { headers: { "X-Request-ID": "req-boom" } });
+  const body = await expectProblem(res, 500);
+  assert.ok(!JSON.stringify(body).includes("select"), "no SQL in the body");
+  const logged = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "unhandled error");
+  assert.equal(logged?.requestId, "req-boom");
+});
+
+Deno.test("mountReadiness() answers 503 naming the failing dependency", async () => {
+  const { app } = testApp();
+  mountReadiness(app, {
+    postgres: () => Promise.resolve(),
+    redis: () => Promise.reject(new Error("connection refused")),
+    nats: () => new Promise(() => {}),
+  }, 100);
+  const res = await app.request("/health/ready");
+  const body = await expectProblem(res, 503);
+  assert.equal(body.checks.postgres, "ok");
+  assert.equal(body.checks.redis, "connection refused");
+  assert.match(body.checks.nats, /did not answer/);
+  assert.match(body.detail, /redis/);
+});
