@@ -38,21 +38,38 @@ export function openCounterCache(options: CounterCacheOptions): CounterCache {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: options.commandTimeoutMs ?? 500,
+    connectTimeout: 2_000,
     retryStrategy: (times) => Math.min(times * 100, 2_000),
     lazyConnect: false,
   });
   // Connection errors surface through failed commands and readiness; this only keeps them quiet.
   redis.on("error", () => {});
   const ttl = String(options.ttlMs ?? 10 * 60_000);
+  const timeoutMs = options.commandTimeoutMs ?? 500;
+  // Without the offline queue a command sent before the first connect would fail; wait for it briefly.
+  const ready = (): Promise<void> => {
+    if (redis.status !== "connecting" && redis.status !== "connect") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        redis.off("ready", done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      redis.once("ready", done);
+    });
+  };
   const key = (userId: string) => `user:${userId}`;
   return {
     async get(userId) {
+      await ready();
       const raw = await redis.get(key(userId));
       if (raw === null) return null;
       const bar = raw.indexOf("|");
       return { version: Number(raw.slice(0, bar)), dialogs: JSON.parse(raw.slice(bar + 1)) };
     },
     async setIfNewer(userId, counters) {
+      await ready();
       const result = await redis.eval(
         SET_IF_NEWER,
         1,
@@ -63,7 +80,10 @@ export function openCounterCache(options: CounterCacheOptions): CounterCache {
       );
       return result === 1;
     },
-    ping: () => redis.ping(),
+    ping: async () => {
+      await ready();
+      return await redis.ping();
+    },
     async close() {
       await redis.quit().catch(() => redis.disconnect());
     },

@@ -57,7 +57,7 @@ const IdempotencyHeader = z.object({
   "idempotency-key": z.string().min(1).max(255).regex(
     /^[\x21-\x7E]+$/,
     "must be printable ASCII without spaces",
-  ).optional().openapi({ param: { name: "Idempotency-Key", in: "header" } }),
+  ).optional().openapi({ param: { name: "idempotency-key", in: "header" } }),
 });
 
 const problemContent = { "application/problem+json": { schema: ProblemSchema } };

@@ -272,3 +272,16 @@ export async function call(
 
 /** The JetStream client of a connection, for tests that publish raw messages. */
 export { jetstream };
+
+/** Creates the database at `url` if needed and applies the shared and the service's migrations. */
+export async function migratedDatabase(url: string, service: "dialogs" | "counters"): Promise<Sql> {
+  const { ensureDatabase, openDatabase } = await import("../shared/db.ts");
+  const { migrate, readMigrations, sharedMigrations } = await import("../shared/migrate.ts");
+  await ensureDatabase(url);
+  const sql = openDatabase(url, { max: 4 });
+  await migrate(sql, [
+    ...(await sharedMigrations()),
+    ...(await readMigrations(new URL(`../${service}/migrations/`, import.meta.url))),
+  ]);
+  return sql;
+}

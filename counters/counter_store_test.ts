@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { applyMessageSent, loadUserCounters } from "./counter_store.ts";
+import { integrationTest, migratedDatabase } from "../testing/env.ts";
+
+function sent(recipientId = crypto.randomUUID(), senderId = crypto.randomUUID()) {
+  return {
+    transactionId: crypto.randomUUID(),
+    messageId: crypto.randomUUID(),
+    senderId,
+    recipientId,
+    sentAt: new Date().toISOString(),
+  };
+}
+
+integrationTest(
+  "applyMessageSent() counts a redelivered transaction once and re-sends the same reply",
+  async (env) => {
+    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+    try {
+      const data = sent();
+      const first = await applyMessageSent(sql, env.prefix, data);
+      const second = await applyMessageSent(sql, env.prefix, data);
+      assert.deepEqual(first, { applied: true, outcome: "counted", reason: undefined });
+      assert.deepEqual(second, { applied: false, outcome: "counted", reason: undefined });
+      const counters = await loadUserCounters(sql, data.recipientId);
+      assert.deepEqual(counters, { version: 1, dialogs: { [data.senderId]: 1 } });
+      const replies = await sql`select id, sent_at from outbox`;
+      assert.equal(replies.length, 1, "the second reply reuses the first reply's event id");
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "applyMessageSent() counts concurrent deliveries of one transaction once",
+  async (env) => {
+    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+    try {
+      const data = sent();
+      const results = await Promise.all(
+        [1, 2, 3, 4].map(() => applyMessageSent(sql, env.prefix, data)),
+      );
+      assert.equal(results.filter((r) => r.applied).length, 1);
+      assert.equal((await loadUserCounters(sql, data.recipientId)).dialogs[data.senderId], 1);
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "applyMessageSent() answers 'failed' and changes nothing when a CHECK constraint refuses",
+  async (env) => {
+    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+    try {
+      await sql`alter table unread_counters add constraint unread_max check (unread <= 1)`;
+      const recipient = crypto.randomUUID();
+      const sender = crypto.randomUUID();
+      assert.equal(
+        (await applyMessageSent(sql, env.prefix, sent(recipient, sender))).outcome,
+        "counted",
+      );
+      const refused = sent(recipient, sender);
+      const result = await applyMessageSent(sql, env.prefix, refused);
+      assert.equal(result.outcome, "failed");
+      assert.match(result.reason ?? "", /unread_max/);
+      assert.deepEqual(await loadUserCounters(sql, recipient), {
+        version: 1,
+        dialogs: { [sender]: 1 },
+      });
+      // The refusal is remembered: redelivery gives the same answer without trying again.
+      await sql`alter table unread_counters drop constraint unread_max`;
+      const again = await applyMessageSent(sql, env.prefix, refused);
+      assert.deepEqual(again, { applied: false, outcome: "failed", reason: result.reason });
+      assert.equal((await loadUserCounters(sql, recipient)).dialogs[sender], 1);
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "applyMessageSent() throws, and records nothing, on an error retrying can fix",
+  async (env) => {
+    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+    try {
+      // A lock timeout is transient: it must propagate so the event is redelivered, not answered 'failed'.
+      const data = sent();
+      await sql.begin(async (locker) => {
+        await locker`lock table unread_counters in access exclusive mode`;
+        const other = (await import("../shared/db.ts")).openDatabase(env.countersDatabaseUrl, {
+          max: 1,
+        });
+        try {
+          await other`set lock_timeout = '100ms'`;
+          await assert.rejects(applyMessageSent(other, env.prefix, data), /lock timeout/);
+        } finally {
+          await other.end();
+        }
+      });
+      const [row] = await sql`select count(*)::int as n from ledger`;
+      assert.equal(row!.n, 0);
+      assert.equal((await applyMessageSent(sql, env.prefix, data)).outcome, "counted");
+    } finally {
+      await sql.end();
+    }
+  },
+);
