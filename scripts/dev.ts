@@ -1,0 +1,31 @@
+/** `deno task dev`: runs dialogs (8081) and counters (8082) against the local services; Ctrl-C stops both. */
+const permissions = ["--allow-net", "--allow-env", "--allow-read", "--allow-sys"];
+const root = new URL("../", import.meta.url);
+
+const children = ["dialogs", "counters"].map((service) =>
+  new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissions, new URL(`${service}/main.ts`, root).pathname],
+    cwd: root.pathname,
+    stdin: "null",
+  }).spawn()
+);
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    for (const child of children) {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+    }
+  });
+}
+
+// When one service exits on its own (a bad variable, say), stop the other too.
+const first = await Promise.race(children.map((c) => c.status));
+for (const child of children) {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* already gone */ }
+}
+const statuses = await Promise.all(children.map((c) => c.status));
+Deno.exit(statuses.every((s) => s.success) && first.success ? 0 : 1);

@@ -1,0 +1,69 @@
+/** The services as real processes: a bad variable stops start-up with one line; SIGTERM stops cleanly. */
+import assert from "node:assert/strict";
+import { integrationTest, waitFor } from "../testing/env.ts";
+
+const root = new URL("../", import.meta.url).pathname;
+
+function spawnService(service: "dialogs" | "counters", env: Record<string, string>) {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", service],
+    cwd: root,
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+for (const service of ["dialogs", "counters"] as const) {
+  Deno.test(`deno task ${service} stops with one line naming a bad variable`, async () => {
+    const out = await spawnService(service, { PORT: "eighty", JWT_SECRET: "" }).output();
+    const stderr = new TextDecoder().decode(out.stderr).trim();
+    assert.equal(out.code, 1);
+    assert.equal(stderr.split("\n").length, 1, stderr);
+    assert.match(
+      stderr,
+      new RegExp(`^${service}: invalid environment variable PORT \\("eighty"\\)`),
+    );
+  });
+}
+
+integrationTest("deno task counters and dialogs exit 0 on SIGTERM after serving", async (env) => {
+  const ports = { dialogs: 18_000 + Math.floor(Math.random() * 2_000), counters: 0 };
+  ports.counters = ports.dialogs + 1;
+  const common = {
+    NATS_URL: env.natsUrl,
+    NATS_STREAM: env.stream,
+    NATS_SUBJECT_PREFIX: env.prefix,
+    JWT_SECRET: "process-test-secret-0123456789",
+  };
+  const children = [
+    spawnService("dialogs", {
+      ...common,
+      PORT: String(ports.dialogs),
+      DATABASE_URL: env.dialogsDatabaseUrl,
+    }),
+    spawnService("counters", {
+      ...common,
+      PORT: String(ports.counters),
+      DATABASE_URL: env.countersDatabaseUrl,
+      REDIS_URL: env.redisUrl,
+      REDIS_KEY_PREFIX: env.redisPrefix,
+    }),
+  ];
+  try {
+    for (const port of [ports.dialogs, ports.counters]) {
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health/ready`)).ok, {
+        timeoutMs: 20_000,
+        what: `service on ${port} to be ready`,
+      });
+    }
+  } finally {
+    for (const child of children) child.kill("SIGTERM");
+  }
+  for (const child of children) {
+    const out = await child.output();
+    const logs = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, logs + new TextDecoder().decode(out.stderr));
+    assert.match(logs, /"msg":"stopped cleanly"/);
+  }
+});
