@@ -1,15 +1,10 @@
 import assert from "node:assert/strict";
 import { applyMessageSent, loadUserCounters } from "./counter_store.ts";
+import { messageSentData } from "../testing/fixtures.ts";
 import { integrationTest, migratedDatabase } from "../testing/env.ts";
 
 function sent(recipientId = crypto.randomUUID(), senderId = crypto.randomUUID()) {
-  return {
-    transactionId: crypto.randomUUID(),
-    messageId: crypto.randomUUID(),
-    senderId,
-    recipientId,
-    sentAt: new Date().toISOString(),
-  };
+  return messageSentData({ recipientId, senderId });
 }
 
 integrationTest(

@@ -7,20 +7,11 @@ import {
   PermanentEventError,
   retryDelayMs,
 } from "./consumer.ts";
-import { createEvent, type Envelope, subjectFor } from "./events.ts";
+import { type Envelope, subjectFor } from "./events.ts";
 import { consumerConfig, ensureConsumer, ensureStreams, streamNames } from "./jetstream.ts";
 import { createLogger } from "./log.ts";
+import { messageSentEvent } from "../testing/fixtures.ts";
 import { integrationTest, type TestEnv, waitFor } from "../testing/env.ts";
-
-function sentEvent() {
-  return createEvent("dialogs.message.sent", {
-    transactionId: crypto.randomUUID(),
-    messageId: crypto.randomUUID(),
-    senderId: crypto.randomUUID(),
-    recipientId: crypto.randomUUID(),
-    sentAt: new Date().toISOString(),
-  });
-}
 
 async function setup(env: TestEnv, handler: (e: Envelope, ctx: HandlerContext) => Promise<void>) {
   const nc = await env.nats();
@@ -61,7 +52,7 @@ integrationTest(
     try {
       consumer.start();
       await publish(subjectFor(env.prefix, "dialogs.message.sent"), "{not json");
-      const good = sentEvent();
+      const good = messageSentEvent();
       await publish(subjectFor(env.prefix, "dialogs.message.sent"), JSON.stringify(good), good.id);
       await waitFor(() => handled.includes(good.id), { what: "the good event" });
       const jsm = await jetstreamManager(nc);
@@ -88,7 +79,7 @@ integrationTest(
     });
     try {
       consumer.start();
-      const e = sentEvent();
+      const e = messageSentEvent();
       await publish(subjectFor(env.prefix, "dialogs.message.sent"), JSON.stringify(e), e.id);
       const jsm = await jetstreamManager(nc);
       const dead = await waitFor(
@@ -117,7 +108,7 @@ integrationTest(
     });
     try {
       consumer.start();
-      const e = sentEvent();
+      const e = messageSentEvent();
       await publish(subjectFor(env.prefix, "dialogs.message.sent"), JSON.stringify(e), e.id);
       await waitFor(() => attempts >= 3, { what: "three attempts" });
       const jsm = await jetstreamManager(nc);

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { ensureDatabase, openDatabase } from "./db.ts";
-import { createEvent } from "./events.ts";
 import { ensureStreams, streamNames } from "./jetstream.ts";
 import { createLogger } from "./log.ts";
 import { migrate, sharedMigrations } from "./migrate.ts";
 import { enqueueEvent, outboxBacklog, OutboxRelay } from "./outbox.ts";
+import { messageSentEvent } from "../testing/fixtures.ts";
 import { integrationTest, type TestEnv, waitFor } from "../testing/env.ts";
 
 async function setup(env: TestEnv) {
@@ -19,21 +19,11 @@ async function setup(env: TestEnv) {
   return { sql, nc, js: jetstream(nc), names, log };
 }
 
-function sentEvent() {
-  return createEvent("dialogs.message.sent", {
-    transactionId: crypto.randomUUID(),
-    messageId: crypto.randomUUID(),
-    senderId: crypto.randomUUID(),
-    recipientId: crypto.randomUUID(),
-    sentAt: new Date().toISOString(),
-  }, { requestId: "req-outbox" });
-}
-
 integrationTest("enqueueEvent() writes nothing when the transaction rolls back", async (env) => {
   const { sql } = await setup(env);
   try {
     await assert.rejects(sql.begin(async (tx) => {
-      await enqueueEvent(tx, env.prefix, sentEvent());
+      await enqueueEvent(tx, env.prefix, messageSentEvent("req-outbox"));
       throw new Error("rollback");
     }));
     assert.equal((await outboxBacklog(sql)).count, 0);
@@ -48,7 +38,11 @@ integrationTest(
     const { sql, nc, js, names, log } = await setup(env);
     const relay = new OutboxRelay({ sql, js, log, pollIntervalMs: 60_000 });
     try {
-      const events = [sentEvent(), sentEvent(), sentEvent()];
+      const events = [
+        messageSentEvent("req-outbox"),
+        messageSentEvent("req-outbox"),
+        messageSentEvent("req-outbox"),
+      ];
       await relay.start();
       await sql.begin(async (tx) => {
         for (const e of events) await enqueueEvent(tx, env.prefix, e);
@@ -74,7 +68,7 @@ integrationTest(
   async (env) => {
     const { sql, nc, js, names, log } = await setup(env);
     try {
-      const event = sentEvent();
+      const event = messageSentEvent("req-outbox");
       await enqueueEvent(sql, env.prefix, event);
       const relay = new OutboxRelay({ sql, js, log });
       assert.equal(await relay.relayOnce(), 1);
@@ -105,7 +99,9 @@ integrationTest(
       })
     );
     try {
-      for (let i = 0; i < 60; i++) await enqueueEvent(sql, env.prefix, sentEvent());
+      for (let i = 0; i < 60; i++) {
+        await enqueueEvent(sql, env.prefix, messageSentEvent("req-outbox"));
+      }
       await Promise.all(relays.map((r) => r.start()));
       await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "outbox drained" });
       const info = await (await jetstreamManager(nc)).streams.info(names.stream);
@@ -126,7 +122,7 @@ integrationTest(
     try {
       const jsm = await jetstreamManager(nc);
       await jsm.streams.delete(names.stream);
-      await enqueueEvent(sql, env.prefix, sentEvent());
+      await enqueueEvent(sql, env.prefix, messageSentEvent("req-outbox"));
       await assert.rejects(relay.relayOnce());
       assert.equal((await outboxBacklog(sql)).count, 1, "the row is still unsent");
       await ensureStreams(nc, names);
