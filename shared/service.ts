@@ -25,6 +25,7 @@ import { createLogger, type Logger, type LogLevel, type LogSink } from "./log.ts
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { migrate, readMigrations, sharedMigrations } from "./migrate.ts";
 import { outboxBacklog, OutboxRelay } from "./outbox.ts";
+import { retry } from "./retry.ts";
 import { exitOnSignal } from "./shutdown.ts";
 
 /** The configuration every service has. */
@@ -75,6 +76,8 @@ export interface StartOptions {
   setup: (ctx: ServiceContext) => Promise<ServiceParts> | ServiceParts;
   logSink?: LogSink;
   hostname?: string;
+  /** How long start-up waits for Postgres and NATS to answer. */
+  startupTimeoutMs?: number;
   /** Off only in tests that simulate a crash between commit and publish. */
   relay?: boolean;
 }
@@ -88,7 +91,14 @@ export async function startService(options: StartOptions): Promise<RunningServic
   }
   const metrics = createMetrics();
 
-  await ensureDatabase(config.DATABASE_URL);
+  // Dependencies may still be starting (compose, a reboot): wait for them instead of crashing.
+  const waitFor = <T>(what: string, fn: () => Promise<T>) =>
+    retry(fn, {
+      timeoutMs: options.startupTimeoutMs ?? 60_000,
+      onRetry: (err, attempt, delayMs) =>
+        log.warn(`waiting for ${what}`, { err, attempt, delayMs }),
+    });
+  await waitFor("postgres", () => ensureDatabase(config.DATABASE_URL));
   const sql = openDatabase(config.DATABASE_URL);
   const applied = await migrate(sql, [
     ...(await sharedMigrations()),
@@ -96,9 +106,9 @@ export async function startService(options: StartOptions): Promise<RunningServic
   ]);
   if (applied.length) log.info("migrations applied", { applied });
 
-  const nc = await connectNats(config.NATS_URL, name);
+  const nc = await waitFor("nats", () => connectNats(config.NATS_URL, name));
   const names = streamNames(config.NATS_STREAM, config.NATS_SUBJECT_PREFIX);
-  await ensureStreams(nc, names);
+  await waitFor("jetstream", () => ensureStreams(nc, names));
   const consumerCfg = consumerConfig(names, name);
   await ensureConsumer(nc, names.stream, consumerCfg);
   const js = jetstream(nc);
