@@ -1,15 +1,21 @@
-/** The counters HTTP API: the caller's unread counters, from the cache with Postgres behind it. */
+/** The counters HTTP API: the caller's unread counters, from the cache with Postgres behind it, and a live stream. */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { streamSSE } from "hono/streaming";
 import { bearerAuth } from "../shared/auth.ts";
 import type { AppEnv } from "../shared/http.ts";
 import { ProblemSchema } from "../shared/openapi.ts";
 import type { CounterReader } from "./counter_reads.ts";
-import { countersBody, unreadFor } from "./counters.ts";
+import { countersBody, unreadFor, type UserCounters } from "./counters.ts";
+import type { LiveUpdates } from "./live_updates.ts";
 
 /** What the counters routes need. */
 export interface CountersRoutesDeps {
   jwtSecret: string;
   reader: CounterReader;
+  live: LiveUpdates;
+  heartbeatMs: number;
+  /** Aborted when the service shuts down, so open streams end. */
+  shutdown: AbortSignal;
 }
 
 const CountersBody = z.object({
@@ -24,15 +30,10 @@ const PeerCounter = z.object({
   unread: z.number().int(),
 }).openapi("PeerCounter");
 
+const problemContent = { "application/problem+json": { schema: ProblemSchema } };
 const errors = {
-  400: {
-    description: "Invalid input",
-    content: { "application/problem+json": { schema: ProblemSchema } },
-  },
-  401: {
-    description: "Missing or invalid token",
-    content: { "application/problem+json": { schema: ProblemSchema } },
-  },
+  400: { description: "Invalid input", content: problemContent },
+  401: { description: "Missing or invalid token", content: problemContent },
 };
 
 const getCounters = createRoute({
@@ -42,6 +43,29 @@ const getCounters = createRoute({
   security: [{ bearer: [] }],
   responses: {
     200: { description: "Counters", content: { "application/json": { schema: CountersBody } } },
+    401: errors[401],
+  },
+});
+
+const streamCounters = createRoute({
+  method: "get",
+  path: "/api/counters/stream",
+  summary: "Server-sent events: `counters` (id = version, data as GET /api/counters) on open and " +
+    "after every change; a comment line as heartbeat at least every 15 s",
+  security: [{ bearer: [] }],
+  request: {
+    query: z.object({
+      access_token: z.string().optional().openapi({
+        param: { name: "access_token", in: "query" },
+        description: "The JWT, for EventSource which cannot set headers",
+      }),
+    }),
+  },
+  responses: {
+    200: {
+      description: "An event stream",
+      content: { "text/event-stream": { schema: z.string() } },
+    },
     401: errors[401],
   },
 });
@@ -62,14 +86,57 @@ const getPeerCounter = createRoute({
 
 /** Mounts the counters routes on `app`. */
 export function mountCountersRoutes(app: OpenAPIHono<AppEnv>, deps: CountersRoutesDeps): void {
-  app.use("/api/*", bearerAuth({ secret: deps.jwtSecret }));
+  const { reader, live } = deps;
+  app.use(
+    "/api/*",
+    bearerAuth({ secret: deps.jwtSecret, queryTokenPaths: ["/api/counters/stream"] }),
+  );
   app.openapi(getCounters, async (c) => {
-    const counters = await deps.reader.read(c.get("userId"));
+    const counters = await reader.read(c.get("userId"));
     return c.json(countersBody(counters), 200);
   });
+
+  // Registered before /{peerId} so "stream" is not taken for a peer id.
+  app.openapi(streamCounters, (c) => {
+    const userId = c.get("userId");
+    return streamSSE(c, async (stream) => {
+      let lastVersion = -1;
+      let writing = Promise.resolve();
+      // Versions only go up on a stream; a late or repeated notification is dropped.
+      const send = (counters: UserCounters) => {
+        writing = writing.then(async () => {
+          if (counters.version <= lastVersion || stream.aborted) return;
+          lastVersion = counters.version;
+          await stream.writeSSE({
+            event: "counters",
+            id: String(counters.version),
+            data: JSON.stringify(countersBody(counters)),
+          });
+        });
+        return writing;
+      };
+      // Subscribe before reading, so a change between the two is not missed.
+      const unsubscribe = live.subscribe(userId, (counters) => void send(counters));
+      const ended = new Promise<void>((resolve) => {
+        stream.onAbort(resolve);
+        deps.shutdown.addEventListener("abort", () => resolve(), { once: true });
+      });
+      try {
+        await send(await reader.read(userId));
+        while (!stream.aborted && !deps.shutdown.aborted) {
+          const tick = new Promise<"tick">((r) => setTimeout(() => r("tick"), deps.heartbeatMs));
+          if (await Promise.race([tick, ended]) !== "tick") break;
+          await stream.write(": heartbeat\n\n");
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+
   app.openapi(getPeerCounter, async (c) => {
     const peerId = c.req.valid("param").peerId.toLowerCase();
-    const counters = await deps.reader.read(c.get("userId"));
+    const counters = await reader.read(c.get("userId"));
     return c.json({ peerId, unread: unreadFor(counters, peerId) }, 200);
   });
 }

@@ -11,6 +11,10 @@ export const countersEnv = {
     "redis://127.0.0.1:6379",
   ),
   REDIS_KEY_PREFIX: z.string().max(100).default("counters:"),
+  RECONCILE_INTERVAL_MS: z.coerce.number().int("must be an integer").min(0).default(60_000),
+  SSE_HEARTBEAT_MS: z.coerce.number().int("must be an integer").min(100).max(15_000).default(
+    15_000,
+  ),
 };
 
 /** The resolved configuration of counters. */

@@ -1,32 +1,65 @@
-/** The counters side of the saga: handles dialogs' events and keeps the cache ahead of the replies. */
+/** The counters side of the saga: applies dialogs' events, then refreshes the cache and the live stream. */
 import { type EventHandler, PermanentEventError } from "../shared/consumer.ts";
 import type { Sql } from "../shared/db.ts";
 import type { Envelope } from "../shared/events.ts";
 import type { Counter } from "../shared/metrics.ts";
 import type { CounterReader } from "./counter_reads.ts";
-import { applyMessageSent } from "./counter_store.ts";
+import { applyMessageCancelled, applyMessageSent, applyMessagesRead } from "./counter_store.ts";
+import type { LiveUpdates } from "./live_updates.ts";
 
 /** Dependencies of the handler. */
 export interface CounterEventsDeps {
   sql: Sql;
   prefix: string;
-  increments: Counter;
+  /** Counts applied events by type and outcome. */
+  applied: Counter;
+  /** Runs after a change of these users' counters has committed. */
+  afterChange: (userIds: string[]) => Promise<void>;
 }
 
 /** Handles one event from dialogs; unknown types can never be processed and are dead-lettered. */
 export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler {
+  const { sql, prefix, applied, afterChange } = deps;
   return async (event, ctx) => {
+    const fields = { eventId: event.id, type: event.type };
     switch (event.type) {
       case "dialogs.message.sent": {
-        const result = await applyMessageSent(deps.sql, deps.prefix, event.data, event.requestId);
-        deps.increments.inc({ outcome: result.applied ? result.outcome : "duplicate" });
+        const result = await applyMessageSent(sql, prefix, event.data, event.requestId);
+        applied.inc({ type: event.type, outcome: result.applied ? result.outcome : "duplicate" });
         ctx.log.info("message counted", {
-          eventId: event.id,
+          ...fields,
           transactionId: event.data.transactionId,
           outcome: result.outcome,
           redelivery: !result.applied,
           ...(result.reason ? { reason: result.reason } : {}),
         });
+        if (result.applied && result.outcome === "counted") {
+          await afterChange([event.data.recipientId]);
+        }
+        return;
+      }
+      case "dialogs.message.cancelled": {
+        const result = await applyMessageCancelled(sql, event.data);
+        applied.inc({ type: event.type, outcome: result });
+        ctx.log.info("send cancelled", {
+          ...fields,
+          transactionId: event.data.transactionId,
+          result,
+        });
+        if (result === "undone") await afterChange([event.data.recipientId]);
+        return;
+      }
+      case "dialogs.messages.read": {
+        // Never permanent: a read is the user's fact and is retried until it applies.
+        const changed = await applyMessagesRead(sql, event.data);
+        applied.inc({ type: event.type, outcome: changed ? "applied" : "duplicate" });
+        ctx.log.info("messages read", {
+          ...fields,
+          transactionId: event.data.transactionId,
+          count: event.data.count,
+          redelivery: !changed,
+        });
+        if (changed) await afterChange([event.data.readerId]);
         return;
       }
       default:
@@ -35,9 +68,19 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
   };
 }
 
+/** After a committed change: the cache gets the new version first, then every live stream. */
+export function refreshAndAnnounce(reader: CounterReader, live: LiveUpdates) {
+  return async (userIds: string[]): Promise<void> => {
+    await Promise.all(userIds.map(async (userId) => {
+      live.publish(userId, await reader.refresh(userId));
+    }));
+  };
+}
+
 /**
  * Runs before counters' outbox publishes replies: the recipients' cache entries are refreshed first,
- * so by the time dialogs marks a message committed, Redis already counts it.
+ * so by the time dialogs marks a message committed, Redis already counts it — also when the process
+ * died between its commit and its own refresh.
  */
 export function refreshCacheBeforeReplies(reader: CounterReader, sql: Sql) {
   return async (events: Envelope[]): Promise<void> => {

@@ -1,4 +1,7 @@
-/** The read path: Redis first, Postgres on a miss or when Redis fails, one Postgres load per user at a time. */
+/**
+ * The read path: Redis first, Postgres on a miss or when Redis fails, one Postgres load per user at a
+ * time. A user whose cache write failed is read from Postgres until a later write succeeds.
+ */
 import type { Sql } from "../shared/db.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Counter } from "../shared/metrics.ts";
@@ -11,6 +14,8 @@ export interface CounterReader {
   read(userId: string): Promise<UserCounters>;
   /** Loads the user's counters from Postgres and stores them in the cache if newer. */
   refresh(userId: string): Promise<UserCounters>;
+  /** Retries the cache writes that failed; returns how many users are still not cached safely. */
+  retryFailedWrites(): Promise<number>;
 }
 
 /** Dependencies of the reader. */
@@ -18,13 +23,18 @@ export interface CounterReaderDeps {
   sql: Sql;
   cache: CounterCache;
   log: Logger;
+  /** Counts cache lookups by result (hit, miss, error, bypass). */
   cacheLookups: Counter;
+  /** Counts Postgres loads. */
+  databaseLoads: Counter;
 }
 
 /** Creates the reader. */
 export function createCounterReader(deps: CounterReaderDeps): CounterReader {
-  const { sql, cache, log, cacheLookups } = deps;
+  const { sql, cache, log, cacheLookups, databaseLoads } = deps;
   const inFlight = new Map<string, Promise<UserCounters>>();
+  // Users whose newest counters may be missing from Redis: it may still hold an older version.
+  const unsafe = new Set<string>();
 
   // Many requests missing the same user share one Postgres load.
   function loadOnce(userId: string): Promise<UserCounters> {
@@ -37,17 +47,27 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
   }
 
   async function loadAndStore(userId: string): Promise<UserCounters> {
+    databaseLoads.inc();
     const counters = await loadUserCounters(sql, userId);
     try {
       await cache.setIfNewer(userId, counters);
+      unsafe.delete(userId);
     } catch (err) {
-      log.warn("cache write failed", { userId, err });
+      unsafe.add(userId);
+      log.warn("cache write failed; reading this user from Postgres until it succeeds", {
+        userId,
+        err,
+      });
     }
     return counters;
   }
 
   return {
     async read(userId) {
+      if (unsafe.has(userId)) {
+        cacheLookups.inc({ result: "bypass" });
+        return await loadOnce(userId);
+      }
       try {
         const cached = await cache.get(userId);
         if (cached) {
@@ -62,5 +82,9 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
       return await loadOnce(userId);
     },
     refresh: loadAndStore,
+    async retryFailedWrites() {
+      for (const userId of [...unsafe]) await loadAndStore(userId);
+      return unsafe.size;
+    },
   };
 }

@@ -1,5 +1,5 @@
-/** Postgres access for counters: the ledger-guarded increment and reading a user's counters. */
-import type { Sql } from "../shared/db.ts";
+/** Postgres access for counters: ledger-guarded changes to the counters and reading a user's counters. */
+import type { Sql, Tx } from "../shared/db.ts";
 import { isPermanentDbError } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
 import { enqueueEvent } from "../shared/outbox.ts";
@@ -7,16 +7,60 @@ import type { UserCounters } from "./counters.ts";
 
 /** What applying a "message sent" did. */
 export interface IncrementResult {
-  /** False when the ledger already had this transaction (a redelivery). */
+  /** False when the ledger already had this transaction (a redelivery or a send after its cancel). */
   applied: boolean;
   outcome: "counted" | "failed";
   reason?: string;
 }
 
+type Outcome = "counted" | "failed" | "cancelled" | "read";
+
+interface LedgerRow {
+  message_id: string | null;
+  outcome: Outcome;
+  reason: string | null;
+  reply_event_id: string | null;
+  delta: number;
+}
+
+// Namespace of the per-user advisory locks (the second key is the user id's hash).
+const USER_LOCK_NAMESPACE = 7_206_118;
+
+/**
+ * Serialises every change of one user's counters: saga handlers and the reconciler take this lock
+ * first, so the reconciler never sees a ledger row without its counter change or the reverse.
+ */
+export async function lockUser(tx: Tx, userId: string): Promise<void> {
+  await tx`select pg_advisory_xact_lock(${USER_LOCK_NAMESPACE}, hashtext(${userId}))`;
+}
+
+/** Adds `delta` to one counter (never below zero) and bumps the user's version. */
+export async function addToCounter(
+  tx: Tx | Sql,
+  userId: string,
+  peerId: string,
+  delta: number,
+): Promise<void> {
+  await tx`
+    insert into unread_counters (user_id, peer_id, unread)
+    values (${userId}, ${peerId}, ${Math.max(0, delta)})
+    on conflict (user_id, peer_id)
+    do update set unread = greatest(0, unread_counters.unread + ${delta}), updated_at = now()`;
+  await bumpVersion(tx, userId);
+}
+
+/** Increments the user's counter version (the cache and the live stream order changes by it). */
+export async function bumpVersion(tx: Tx | Sql, userId: string): Promise<void> {
+  await tx`
+    insert into counter_versions (user_id, version) values (${userId}, 1)
+    on conflict (user_id) do update set version = counter_versions.version + 1`;
+}
+
 /**
  * Counts a sent message for its recipient in one transaction: ledger row, counter, version and the
- * reply in the outbox. A transaction already in the ledger changes nothing and re-sends its reply.
- * A refusal by the database (a constraint) becomes a "failed" reply; other errors propagate.
+ * reply in the outbox. A transaction already in the ledger changes nothing and re-sends its reply
+ * (a send cancelled first gets a "failed" reply). A refusal by the database (a constraint) becomes a
+ * "failed" reply; other errors propagate so the event is redelivered.
  */
 export async function applyMessageSent(
   sql: Sql,
@@ -25,62 +69,122 @@ export async function applyMessageSent(
   requestId?: string,
 ): Promise<IncrementResult> {
   return await sql.begin(async (tx) => {
+    await lockUser(tx, data.recipientId);
     const replyId = crypto.randomUUID();
     const inserted = await tx`
-      insert into ledger (transaction_id, message_id, user_id, peer_id, outcome, reply_event_id)
-      values (${data.transactionId}, ${data.messageId}, ${data.recipientId}, ${data.senderId},
-              'counted', ${replyId})
+      insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta,
+                          reply_event_id)
+      values (${data.transactionId}, 'send', ${data.recipientId}, ${data.senderId},
+              ${data.messageId}, 'counted', 1, ${replyId})
       on conflict (transaction_id) do nothing
       returning transaction_id`;
     if (inserted.length === 0) {
-      const [row] = await tx<
-        {
-          message_id: string;
-          outcome: "counted" | "failed";
-          reason: string | null;
-          reply_event_id: string;
-        }[]
-      >`select message_id, outcome, reason, reply_event_id from ledger
-        where transaction_id = ${data.transactionId}`;
-      const reply = createEvent("counters.message.counted", {
-        transactionId: data.transactionId,
-        messageId: row!.message_id,
-        outcome: row!.outcome,
-        ...(row!.reason ? { reason: row!.reason } : {}),
-      }, { id: row!.reply_event_id, requestId });
-      await enqueueEvent(tx, prefix, reply);
-      return { applied: false, outcome: row!.outcome, reason: row!.reason ?? undefined };
+      return await resendReply(tx, prefix, data, requestId);
     }
 
     let outcome: "counted" | "failed" = "counted";
     let reason: string | undefined;
     try {
       // A savepoint, so a refused update leaves the ledger row and the reply to record the refusal.
-      await tx.savepoint(async (sp) => {
-        await sp`
-          insert into unread_counters (user_id, peer_id, unread)
-          values (${data.recipientId}, ${data.senderId}, 1)
-          on conflict (user_id, peer_id)
-          do update set unread = unread_counters.unread + 1, updated_at = now()`;
-        await sp`
-          insert into counter_versions (user_id, version) values (${data.recipientId}, 1)
-          on conflict (user_id) do update set version = counter_versions.version + 1`;
-      });
+      await tx.savepoint((sp) => addToCounter(sp, data.recipientId, data.senderId, 1));
     } catch (err) {
       if (!isPermanentDbError(err)) throw err;
       outcome = "failed";
       reason = describeRefusal(err);
-      await tx`update ledger set outcome = 'failed', reason = ${reason}, updated_at = now()
+      await tx`update ledger set outcome = 'failed', delta = 0, reason = ${reason}, updated_at = now()
                where transaction_id = ${data.transactionId}`;
     }
-    const reply = createEvent("counters.message.counted", {
-      transactionId: data.transactionId,
-      messageId: data.messageId,
-      outcome,
-      ...(reason ? { reason } : {}),
-    }, { id: replyId, requestId });
-    await enqueueEvent(tx, prefix, reply);
+    await enqueueReply(tx, prefix, data, { outcome, reason }, replyId, requestId);
     return { applied: true, outcome, reason };
+  });
+}
+
+async function resendReply(
+  tx: Tx,
+  prefix: string,
+  data: EventData<"dialogs.message.sent">,
+  requestId?: string,
+): Promise<IncrementResult> {
+  const [row] = await tx<LedgerRow[]>`
+    select message_id, outcome, reason, reply_event_id, delta from ledger
+    where transaction_id = ${data.transactionId}`;
+  const outcome = row!.outcome === "counted" ? "counted" : "failed";
+  const reason = row!.reason ?? undefined;
+  let replyId = row!.reply_event_id;
+  if (!replyId) {
+    // A cancel arrived first and wrote no reply; remember this one so a repeat re-sends the same.
+    replyId = crypto.randomUUID();
+    await tx`update ledger set reply_event_id = ${replyId} where transaction_id = ${data.transactionId}`;
+  }
+  await enqueueReply(tx, prefix, data, { outcome, reason }, replyId, requestId);
+  return { applied: false, outcome, reason };
+}
+
+function enqueueReply(
+  tx: Tx,
+  prefix: string,
+  data: EventData<"dialogs.message.sent">,
+  result: { outcome: "counted" | "failed"; reason?: string },
+  replyId: string,
+  requestId?: string,
+): Promise<void> {
+  const reply = createEvent("counters.message.counted", {
+    transactionId: data.transactionId,
+    messageId: data.messageId,
+    outcome: result.outcome,
+    ...(result.reason ? { reason: result.reason } : {}),
+  }, { id: replyId, requestId });
+  return enqueueEvent(tx, prefix, reply);
+}
+
+/** What applying a cancel did: `undone` when it took back an increment. */
+export type CancelResult = "undone" | "remembered" | "nothing";
+
+/**
+ * Undoes a timed-out send: a counted increment is taken back; a send not seen yet is remembered as
+ * cancelled so its late "message sent" changes nothing; a failed or cancelled one stays as it is.
+ */
+export async function applyMessageCancelled(
+  sql: Sql,
+  data: EventData<"dialogs.message.cancelled">,
+): Promise<CancelResult> {
+  return await sql.begin(async (tx) => {
+    await lockUser(tx, data.recipientId);
+    const reason = `cancelled: ${data.reason}`;
+    const inserted = await tx`
+      insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta, reason)
+      values (${data.transactionId}, 'send', ${data.recipientId}, ${data.senderId},
+              ${data.messageId}, 'cancelled', 0, ${reason})
+      on conflict (transaction_id) do nothing
+      returning transaction_id`;
+    if (inserted.length > 0) return "remembered";
+    const [row] = await tx<LedgerRow[]>`
+      select message_id, outcome, reason, reply_event_id, delta from ledger
+      where transaction_id = ${data.transactionId} for update`;
+    if (row!.outcome !== "counted") return "nothing";
+    await tx`update ledger set outcome = 'cancelled', delta = 0, reason = ${reason}, updated_at = now()
+             where transaction_id = ${data.transactionId}`;
+    await addToCounter(tx, data.recipientId, data.senderId, -1);
+    return "undone";
+  });
+}
+
+/** Applies a read once: the reader's counter for the peer goes down by the number read. */
+export async function applyMessagesRead(
+  sql: Sql,
+  data: EventData<"dialogs.messages.read">,
+): Promise<boolean> {
+  return await sql.begin(async (tx) => {
+    await lockUser(tx, data.readerId);
+    const inserted = await tx`
+      insert into ledger (transaction_id, kind, user_id, peer_id, outcome, delta)
+      values (${data.transactionId}, 'read', ${data.readerId}, ${data.peerId}, 'read', ${-data
+      .count})
+      on conflict (transaction_id) do nothing
+      returning transaction_id`;
+    if (inserted.length === 0) return false;
+    await addToCounter(tx, data.readerId, data.peerId, -data.count);
+    return true;
   });
 }
 

@@ -1,4 +1,5 @@
-/** The counters service's composition root: the cache, the read path and the saga handler. */
+/** The counters service's composition root: the cache, the read path, the live stream and the saga handler. */
+import { startPeriodic } from "../shared/periodic.ts";
 import {
   runMain,
   type RunningService,
@@ -7,9 +8,15 @@ import {
 } from "../shared/service.ts";
 import { mountCountersRoutes } from "./app.ts";
 import { openCounterCache } from "./counter_cache.ts";
-import { createCounterEventHandler, refreshCacheBeforeReplies } from "./counter_events.ts";
+import {
+  createCounterEventHandler,
+  refreshAndAnnounce,
+  refreshCacheBeforeReplies,
+} from "./counter_events.ts";
 import { createCounterReader } from "./counter_reads.ts";
 import { type CountersConfig, loadCountersConfig } from "./config.ts";
+import { createLiveUpdates } from "./live_updates.ts";
+import { reconcileOnce } from "./reconcile.ts";
 
 /** Starts counters with `config`; `options` are for tests. */
 export function startCounters(
@@ -21,24 +28,61 @@ export function startCounters(
     name: "counters",
     config,
     migrations: new URL("./migrations/", import.meta.url),
-    setup: ({ sql, log, metrics, app, names }) => {
+    setup: ({ sql, nc, log, metrics, app, names }) => {
       const cache = openCounterCache({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX });
       const reader = createCounterReader({
         sql,
         cache,
         log,
         cacheLookups: metrics.counter("counters_cache_lookups_total", "Cache lookups by result"),
+        databaseLoads: metrics.counter(
+          "counters_database_loads_total",
+          "Counters read from Postgres",
+        ),
       });
-      mountCountersRoutes(app, { jwtSecret: config.JWT_SECRET, reader });
+      const live = createLiveUpdates(nc, names.prefix, log);
+      const shutdown = new AbortController();
+      mountCountersRoutes(app, {
+        jwtSecret: config.JWT_SECRET,
+        reader,
+        live,
+        heartbeatMs: config.SSE_HEARTBEAT_MS,
+        shutdown: shutdown.signal,
+      });
+
+      const repairs = metrics.counter("counters_reconcile_repairs_total", "Counters repaired");
+      const afterChange = refreshAndAnnounce(reader, live);
+      const tasks = [
+        startPeriodic("cache write retry", 1_000, async () => {
+          await reader.retryFailedWrites();
+        }, log),
+      ];
+      if (config.RECONCILE_INTERVAL_MS > 0) {
+        tasks.push(startPeriodic("reconciliation", config.RECONCILE_INTERVAL_MS, async () => {
+          const repaired = await reconcileOnce(sql);
+          for (const r of repaired) log.warn("counter repaired", { ...r });
+          repairs.inc({}, repaired.length);
+          await afterChange([...new Set(repaired.map((r) => r.userId))]);
+        }, log));
+      }
       return {
         handler: createCounterEventHandler({
           sql,
           prefix: names.prefix,
-          increments: metrics.counter("counters_increments_total", "Counted messages by outcome"),
+          applied: metrics.counter(
+            "counters_events_applied_total",
+            "Applied events by type and outcome",
+          ),
+          afterChange,
         }),
         readiness: { redis: () => cache.ping() },
         beforePublish: refreshCacheBeforeReplies(reader, sql),
-        close: () => cache.close(),
+        beforeStop: () => shutdown.abort(),
+        async close() {
+          await Promise.all(tasks.map((t) => t.stop()));
+          live.close();
+          await cache.close();
+        },
       };
     },
   });

@@ -5,8 +5,14 @@ import type { Sql } from "../shared/db.ts";
 import { AppError, badRequest, notFound } from "../shared/errors.ts";
 import type { AppEnv } from "../shared/http.ts";
 import { ProblemSchema } from "../shared/openapi.ts";
-import { findMessage, listDialog, listDialogs, sendMessage } from "./message_store.ts";
-import { canSee, toMessageView } from "./messages.ts";
+import {
+  findMessage,
+  listDialog,
+  listDialogs,
+  markMessagesRead,
+  sendMessage,
+} from "./message_store.ts";
+import { canSee, type MessageRow, toMessageView } from "./messages.ts";
 
 /** What the dialogs routes need. */
 export interface DialogsRoutesDeps {
@@ -144,6 +150,47 @@ const dialogsRoute = createRoute({
   },
 });
 
+const readRoute = createRoute({
+  method: "post",
+  path: "/api/dialog/{peerId}/read",
+  summary: "Mark the peer's committed messages to the caller as read, up to and including `upTo` " +
+    "(everything without it); repeating it reads nothing more",
+  security: [{ bearer: [] }],
+  request: {
+    params: PeerParam,
+    body: {
+      required: false,
+      content: {
+        "application/json": {
+          schema: z.object({ upTo: z.uuid().optional() }).openapi("MarkRead"),
+        },
+      },
+    },
+  },
+  responses: {
+    200: {
+      description: "How many messages this call marked read",
+      content: { "application/json": { schema: z.object({ read: z.number().int() }) } },
+    },
+    ...errors,
+    404: { description: "`upTo` names no message of this dialog", content: problemContent },
+  },
+});
+
+/** The message `id` if `userId` may see it in the dialog with `peerId`; 404 otherwise. */
+async function messageInDialog(
+  sql: Sql,
+  userId: string,
+  peerId: string,
+  id: string,
+): Promise<MessageRow> {
+  const row = await findMessage(sql, id);
+  if (!row || !canSee(row, userId) || (row.sender_id !== peerId && row.recipient_id !== peerId)) {
+    throw notFound(`no message ${id} in this dialog`);
+  }
+  return row;
+}
+
 /** Mounts the dialogs routes on `app`. */
 export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutesDeps): void {
   const { sql, prefix } = deps;
@@ -191,15 +238,23 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
     const userId = c.get("userId");
     const peerId = c.req.valid("param").peerId.toLowerCase();
     const { limit, before } = c.req.valid("query");
-    let cursor;
-    if (before) {
-      cursor = await findMessage(sql, before);
-      const inDialog = cursor && canSee(cursor, userId) &&
-        (cursor.sender_id === peerId || cursor.recipient_id === peerId);
-      if (!inDialog) throw notFound(`no message ${before} in this dialog`);
-    }
+    const cursor = before ? await messageInDialog(sql, userId, peerId, before) : undefined;
     const rows = await listDialog(sql, userId, peerId, { limit, before: cursor });
     return c.json({ messages: rows.map(toMessageView) }, 200);
+  });
+
+  app.openapi(readRoute, async (c) => {
+    const userId = c.get("userId");
+    const peerId = c.req.valid("param").peerId.toLowerCase();
+    const { upTo } = c.req.valid("json");
+    const cursor = upTo ? await messageInDialog(sql, userId, peerId, upTo) : undefined;
+    const result = await markMessagesRead(sql, prefix, {
+      readerId: userId,
+      peerId,
+      upTo: cursor,
+      requestId: c.get("requestId"),
+    });
+    return c.json({ read: result.read }, 200);
   });
 
   app.openapi(dialogsRoute, async (c) => {

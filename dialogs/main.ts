@@ -1,4 +1,5 @@
-/** The dialogs service's composition root: the messages API and the handler of counters' replies. */
+/** The dialogs service's composition root: the messages API, the reply handler and the saga sweeper. */
+import { startPeriodic } from "../shared/periodic.ts";
 import {
   runMain,
   type RunningService,
@@ -8,6 +9,12 @@ import {
 import { mountDialogsRoutes } from "./app.ts";
 import { type DialogsConfig, loadDialogsConfig } from "./config.ts";
 import { createDialogEventHandler } from "./dialog_events.ts";
+import { failTimedOutSends } from "./message_store.ts";
+
+/** How often the sweeper looks for timed-out sends: a quarter of the timeout, at most every second. */
+export function sweepIntervalMs(timeoutMs: number): number {
+  return Math.max(50, Math.min(1_000, Math.floor(timeoutMs / 4)));
+}
 
 /** Starts dialogs with `config`; `options` are for tests. */
 export function startDialogs(
@@ -19,13 +26,28 @@ export function startDialogs(
     name: "dialogs",
     config,
     migrations: new URL("./migrations/", import.meta.url),
-    setup: ({ sql, metrics, app, names }) => {
+    setup: ({ sql, metrics, app, names, log }) => {
       mountDialogsRoutes(app, { sql, prefix: names.prefix, jwtSecret: config.JWT_SECRET });
+      const sagaOutcomes = metrics.counter("saga_outcomes_total", "Finished send sagas by status");
+      const sweeper = startPeriodic(
+        "saga timeout sweep",
+        sweepIntervalMs(config.SAGA_TIMEOUT_MS),
+        async () => {
+          const failed = await failTimedOutSends(sql, names.prefix, config.SAGA_TIMEOUT_MS);
+          for (const m of failed) {
+            log.warn("send timed out; failed and cancelled", {
+              requestId: m.request_id ?? undefined,
+              messageId: m.id,
+              transactionId: m.transaction_id,
+            });
+          }
+          if (failed.length) sagaOutcomes.inc({ status: "timed_out" }, failed.length);
+        },
+        log,
+      );
       return {
-        handler: createDialogEventHandler({
-          sql,
-          sagaOutcomes: metrics.counter("saga_outcomes_total", "Finished send sagas by status"),
-        }),
+        handler: createDialogEventHandler({ sql, sagaOutcomes }),
+        close: () => sweeper.stop(),
       };
     },
   });

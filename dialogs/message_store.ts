@@ -31,9 +31,10 @@ export async function sendMessage(sql: Sql, prefix: string, input: SendInput): P
     const transactionId = crypto.randomUUID();
     // ON CONFLICT waits for a concurrent send with the same key, then yields to it.
     const [created] = await tx<MessageRow[]>`
-      insert into messages (id, transaction_id, sender_id, recipient_id, text, idempotency_key)
+      insert into messages (id, transaction_id, sender_id, recipient_id, text, idempotency_key,
+                            request_id)
       values (${id}, ${transactionId}, ${input.senderId}, ${input.recipientId}, ${input.text},
-              ${input.idempotencyKey ?? null})
+              ${input.idempotencyKey ?? null}, ${input.requestId ?? null})
       on conflict (sender_id, idempotency_key) where idempotency_key is not null do nothing
       returning ${tx.unsafe(COLUMNS)}`;
     if (!created) {
@@ -127,5 +128,99 @@ export async function applyCountedReply(
     }
       where id = ${row.id}`;
     return { kind: "applied", status: next, messageId: row.id } as const;
+  });
+}
+
+/** What marking a dialog read did. */
+export interface ReadResult {
+  read: number;
+  transactionId?: string;
+}
+
+/**
+ * Marks the peer's committed, unread messages to the reader as read, up to and including `upTo`
+ * (everything without it), and writes the "messages read" event in the same transaction.
+ */
+export async function markMessagesRead(
+  sql: Sql,
+  prefix: string,
+  input: { readerId: string; peerId: string; upTo?: MessageRow; requestId?: string },
+): Promise<ReadResult> {
+  const { readerId, peerId, upTo } = input;
+  return await sql.begin(async (tx) => {
+    // Concurrent reads of one dialog each take only rows still unread, so none is counted twice.
+    const rows = await tx<{ id: string; read_at: Date }[]>`
+      update messages set read_at = now()
+      where recipient_id = ${readerId} and sender_id = ${peerId}
+        and status = 'committed' and read_at is null
+        ${upTo ? tx`and (created_at, id) <= (${upTo.created_at}, ${upTo.id})` : tx``}
+      returning id, read_at`;
+    if (rows.length === 0) return { read: 0 };
+    const transactionId = crypto.randomUUID();
+    await enqueueEvent(
+      tx,
+      prefix,
+      createEvent("dialogs.messages.read", {
+        transactionId,
+        readerId,
+        peerId,
+        count: rows.length,
+        readAt: rows[0]!.read_at.toISOString(),
+      }, { requestId: input.requestId }),
+    );
+    return { read: rows.length, transactionId };
+  });
+}
+
+/** A send the sweeper failed because its saga took too long. */
+export interface TimedOutSend {
+  id: string;
+  request_id: string | null;
+  transaction_id: string;
+  sender_id: string;
+  recipient_id: string;
+}
+
+/** Why the sweeper failed a send. */
+export const TIMEOUT_REASON = "the saga timed out";
+
+/**
+ * Fails sends pending for longer than `timeoutMs` and writes a cancel event for each, in one
+ * transaction. SKIP LOCKED lets several instances sweep at once; a reply being applied holds the row,
+ * so a message is either committed by its reply or failed here, never both.
+ */
+export async function failTimedOutSends(
+  sql: Sql,
+  prefix: string,
+  timeoutMs: number,
+  limit = 100,
+): Promise<TimedOutSend[]> {
+  return await sql.begin(async (tx) => {
+    const rows = await tx<TimedOutSend[]>`
+      update messages m
+      set status = 'failed', failure_reason = ${TIMEOUT_REASON}, finished_at = now()
+      from (
+        select id from messages
+        where status = 'pending' and created_at < now() - make_interval(secs => ${timeoutMs / 1000})
+        order by created_at
+        limit ${limit}
+        for update skip locked
+      ) expired
+      where m.id = expired.id
+      returning m.id, m.transaction_id, m.sender_id, m.recipient_id, m.request_id`;
+    for (const row of rows) {
+      await enqueueEvent(
+        tx,
+        prefix,
+        createEvent("dialogs.message.cancelled", {
+          transactionId: row.transaction_id,
+          messageId: row.id,
+          senderId: row.sender_id,
+          recipientId: row.recipient_id,
+          reason: TIMEOUT_REASON,
+        }, { requestId: row.request_id ?? undefined }),
+      );
+    }
+    return rows;
   });
 }

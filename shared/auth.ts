@@ -35,9 +35,12 @@ export async function verifyToken(token: string, secret: string): Promise<string
   return sub.data.toLowerCase();
 }
 
-/** Requires `Authorization: Bearer <JWT>` (or, when allowed, `?access_token=`) and sets `userId`. */
+/**
+ * Requires `Authorization: Bearer <JWT>` and sets `userId`. On `queryTokenPaths` the token may come
+ * as `?access_token=` instead, because browsers' EventSource cannot set headers.
+ */
 export function bearerAuth(
-  options: { secret: string; allowQueryToken?: boolean },
+  options: { secret: string; queryTokenPaths?: string[] },
 ): MiddlewareHandler<{ Variables: AuthVariables }> {
   return async (c, next) => {
     const header = c.req.header("Authorization");
@@ -46,7 +49,7 @@ export function bearerAuth(
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
       if (!match) throw unauthorized("the Authorization header must be 'Bearer <token>'");
       token = match[1];
-    } else if (options.allowQueryToken) {
+    } else if (options.queryTokenPaths?.includes(c.req.path)) {
       token = c.req.query("access_token") || undefined;
     }
     if (!token) throw unauthorized("a bearer token is required");

@@ -18,9 +18,29 @@ export const MessageCounted = z.object({
   reason: z.string().max(500).optional(),
 });
 
+/** dialogs → counters: a pending send timed out and was failed; undo its increment if counted. */
+export const MessageCancelled = z.object({
+  transactionId: z.uuid(),
+  messageId: z.uuid(),
+  senderId: z.uuid(),
+  recipientId: z.uuid(),
+  reason: z.string().max(500),
+});
+
+/** dialogs → counters: the reader read `count` committed messages from the peer. */
+export const MessagesRead = z.object({
+  transactionId: z.uuid(),
+  readerId: z.uuid(),
+  peerId: z.uuid(),
+  count: z.number().int().min(1),
+  readAt: z.iso.datetime({ offset: true }),
+});
+
 /** Every event type with the schema of its `data`. */
 export const EVENT_SCHEMAS = {
   "dialogs.message.sent": MessageSent,
+  "dialogs.message.cancelled": MessageCancelled,
+  "dialogs.messages.read": MessagesRead,
   "counters.message.counted": MessageCounted,
 } as const;
 

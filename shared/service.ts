@@ -58,7 +58,9 @@ export interface ServiceParts {
   readiness?: Record<string, ReadinessCheck>;
   /** Runs before the outbox publishes a batch. */
   beforePublish?: (events: Envelope[]) => Promise<void>;
-  /** Closes what the set-up opened, after everything else has stopped. */
+  /** Runs first on stop, before the server stops taking requests (e.g. ending open streams). */
+  beforeStop?: () => Promise<void> | void;
+  /** Stops what the set-up started, after the consumer and relay, before NATS and Postgres close. */
   close?: () => Promise<void>;
 }
 
@@ -164,12 +166,13 @@ export async function startService(options: StartOptions): Promise<RunningServic
   return {
     port,
     async stop() {
+      await parts.beforeStop?.();
       await server.shutdown();
       await consumer.stop();
       await relay.stop();
+      await parts.close?.();
       await nc.drain().catch(() => nc.close());
       await sql.end({ timeout: 5 });
-      await parts.close?.();
     },
   };
 }

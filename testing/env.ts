@@ -3,9 +3,9 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import postgres from "postgres";
-import type { CountersConfig } from "../counters/config.ts";
+import { type CountersConfig, loadCountersConfig } from "../counters/config.ts";
 import { startCounters } from "../counters/main.ts";
-import type { DialogsConfig } from "../dialogs/config.ts";
+import { type DialogsConfig, loadDialogsConfig } from "../dialogs/config.ts";
 import { startDialogs } from "../dialogs/main.ts";
 import { signToken } from "../shared/auth.ts";
 import { quoteIdent, type Sql } from "../shared/db.ts";
@@ -92,16 +92,19 @@ export async function createTestEnv(): Promise<TestEnv> {
     logs,
     logSink,
     dialogsConfig: (overrides = {}) => ({
+      ...loadDialogsConfig({}),
       ...common,
       DATABASE_URL: dialogsDatabaseUrl,
-      SAGA_TIMEOUT_MS: 30_000,
       ...overrides,
     }),
     countersConfig: (overrides = {}) => ({
+      ...loadCountersConfig({}),
       ...common,
       DATABASE_URL: countersDatabaseUrl,
       REDIS_URL: services.redisUrl,
       REDIS_KEY_PREFIX: redisPrefix,
+      // Off unless a test turns it on, so no test sees repairs it did not ask for.
+      RECONCILE_INTERVAL_MS: 0,
       ...overrides,
     }),
     async startDialogs(options = {}) {

@@ -8,6 +8,7 @@ create table if not exists messages (
   status text not null default 'pending' check (status in ('pending', 'committed', 'failed')),
   failure_reason text,
   idempotency_key text,
+  request_id text,
   created_at timestamptz not null default clock_timestamp(),
   finished_at timestamptz,
   read_at timestamptz,
@@ -20,3 +21,5 @@ create index if not exists messages_by_sender on messages (sender_id, recipient_
 create index if not exists messages_by_recipient
   on messages (recipient_id, sender_id, created_at desc) where status = 'committed';
 create index if not exists messages_pending on messages (created_at) where status = 'pending';
+create index if not exists messages_unread
+  on messages (recipient_id, sender_id, created_at) where status = 'committed' and read_at is null;

@@ -1,0 +1,50 @@
+/**
+ * Reconciliation: every counter must equal the sum of its ledger deltas. Pairs where it does not are
+ * repaired under the user's lock, so a saga in flight is never overwritten (docs/architecture.md).
+ */
+import type { Sql } from "../shared/db.ts";
+import type { Drift } from "./drift.ts";
+import { bumpVersion, lockUser } from "./counter_store.ts";
+
+/** Pairs whose counter differs from their ledger, read in one snapshot. */
+export async function findLedgerDrift(sql: Sql, limit = 1_000): Promise<Drift[]> {
+  return await sql<Drift[]>`
+    select coalesce(c.user_id, l.user_id) as "userId", coalesce(c.peer_id, l.peer_id) as "peerId",
+           greatest(0, coalesce(l.expected, 0))::int as expected, coalesce(c.unread, 0) as actual
+    from unread_counters c
+    full join (select user_id, peer_id, sum(delta) as expected from ledger group by user_id, peer_id) l
+      on l.user_id = c.user_id and l.peer_id = c.peer_id
+    where coalesce(c.unread, 0) <> greatest(0, coalesce(l.expected, 0))
+    limit ${limit}`;
+}
+
+/** Re-checks one pair under the user's lock and sets it to its ledger sum; returns the repair or null. */
+export async function repairPair(sql: Sql, userId: string, peerId: string): Promise<Drift | null> {
+  return await sql.begin(async (tx) => {
+    await lockUser(tx, userId);
+    const [row] = await tx<{ expected: number; actual: number }[]>`
+      select
+        greatest(0, coalesce((select sum(delta) from ledger
+                              where user_id = ${userId} and peer_id = ${peerId}), 0))::int as expected,
+        coalesce((select unread from unread_counters
+                  where user_id = ${userId} and peer_id = ${peerId}), 0) as actual`;
+    if (row!.expected === row!.actual) return null;
+    await tx`
+      insert into unread_counters (user_id, peer_id, unread) values (${userId}, ${peerId}, ${
+      row!.expected
+    })
+      on conflict (user_id, peer_id) do update set unread = excluded.unread, updated_at = now()`;
+    await bumpVersion(tx, userId);
+    return { userId, peerId, expected: row!.expected, actual: row!.actual };
+  });
+}
+
+/** Finds and repairs drift; returns what it repaired. */
+export async function reconcileOnce(sql: Sql): Promise<Drift[]> {
+  const repaired: Drift[] = [];
+  for (const d of await findLedgerDrift(sql)) {
+    const r = await repairPair(sql, d.userId, d.peerId);
+    if (r) repaired.push(r);
+  }
+  return repaired;
+}
