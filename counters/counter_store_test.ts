@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { applyMessageSent, loadUserCounters } from "./counter_store.ts";
+import {
+  applyMessageCancelled,
+  applyMessageSent,
+  applyMessagesRead,
+  loadUserCounters,
+} from "./counter_store.ts";
 import { messageSentData } from "../testing/fixtures.ts";
 import { integrationTest, migratedDatabase } from "../testing/env.ts";
 
@@ -102,3 +107,109 @@ integrationTest(
     }
   },
 );
+
+function readData(readerId: string, peerId: string, count: number) {
+  return {
+    transactionId: crypto.randomUUID(),
+    readerId,
+    peerId,
+    count,
+    readAt: new Date().toISOString(),
+  };
+}
+
+integrationTest(
+  "applyMessagesRead() decrements once however often the read is delivered",
+  async (env) => {
+    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+    try {
+      const recipient = crypto.randomUUID(), sender = crypto.randomUUID();
+      for (let i = 0; i < 3; i++) await applyMessageSent(sql, env.prefix, sent(recipient, sender));
+      const read = readData(recipient, sender, 2);
+      assert.equal(await applyMessagesRead(sql, read), true);
+      assert.equal(await applyMessagesRead(sql, read), false);
+      assert.equal((await loadUserCounters(sql, recipient)).dialogs[sender], 1);
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
+integrationTest("applyMessagesRead() never takes a counter below zero", async (env) => {
+  const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+  try {
+    const recipient = crypto.randomUUID(), sender = crypto.randomUUID();
+    await applyMessageSent(sql, env.prefix, sent(recipient, sender));
+    await applyMessagesRead(sql, readData(recipient, sender, 5));
+    const [row] = await sql`select unread from unread_counters where user_id = ${recipient}`;
+    assert.equal(row!.unread, 0);
+  } finally {
+    await sql.end();
+  }
+});
+
+integrationTest("applyMessageCancelled() undoes a counted send once", async (env) => {
+  const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+  try {
+    const data = sent();
+    await applyMessageSent(sql, env.prefix, data);
+    const cancel = { ...data, reason: "the saga timed out" };
+    assert.equal(await applyMessageCancelled(sql, cancel), "undone");
+    assert.equal(await applyMessageCancelled(sql, cancel), "nothing");
+    assert.deepEqual((await loadUserCounters(sql, data.recipientId)).dialogs, {});
+    // A redelivered "sent" after the cancel is not counted again.
+    const again = await applyMessageSent(sql, env.prefix, data);
+    assert.equal(again.applied, false);
+    assert.equal(again.outcome, "failed");
+    assert.deepEqual((await loadUserCounters(sql, data.recipientId)).dialogs, {});
+  } finally {
+    await sql.end();
+  }
+});
+
+integrationTest(
+  "applyMessageCancelled() before the send is remembered: the late send changes nothing",
+  async (env) => {
+    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+    try {
+      const data = sent();
+      assert.equal(
+        await applyMessageCancelled(sql, { ...data, reason: "the saga timed out" }),
+        "remembered",
+      );
+      const late = await applyMessageSent(sql, env.prefix, data);
+      assert.deepEqual(late, {
+        applied: false,
+        outcome: "failed",
+        reason: "cancelled: the saga timed out",
+      });
+      assert.deepEqual(await loadUserCounters(sql, data.recipientId), { version: 0, dialogs: {} });
+      const replies = await sql`select payload from outbox`;
+      assert.equal(replies.length, 1);
+      assert.equal(replies[0]!.payload.data.outcome, "failed");
+      await applyMessageSent(sql, env.prefix, data);
+      assert.equal(
+        (await sql`select id from outbox`).length,
+        1,
+        "a repeat re-sends the same reply id",
+      );
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
+integrationTest("applyMessageCancelled() leaves a refused send as it is", async (env) => {
+  const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+  try {
+    await sql`alter table unread_counters add constraint none_allowed check (unread <= 0)`;
+    const data = sent();
+    assert.equal((await applyMessageSent(sql, env.prefix, data)).outcome, "failed");
+    assert.equal(
+      await applyMessageCancelled(sql, { ...data, reason: "the saga timed out" }),
+      "nothing",
+    );
+  } finally {
+    await sql.end();
+  }
+});

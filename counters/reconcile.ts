@@ -8,7 +8,7 @@ import { bumpVersion, lockUser } from "./counter_store.ts";
 
 /** Pairs whose counter differs from their ledger, read in one snapshot. */
 export async function findLedgerDrift(sql: Sql, limit = 1_000): Promise<Drift[]> {
-  return await sql<Drift[]>`
+  const rows = await sql<Drift[]>`
     select coalesce(c.user_id, l.user_id) as "userId", coalesce(c.peer_id, l.peer_id) as "peerId",
            greatest(0, coalesce(l.expected, 0))::int as expected, coalesce(c.unread, 0) as actual
     from unread_counters c
@@ -16,6 +16,7 @@ export async function findLedgerDrift(sql: Sql, limit = 1_000): Promise<Drift[]>
       on l.user_id = c.user_id and l.peer_id = c.peer_id
     where coalesce(c.unread, 0) <> greatest(0, coalesce(l.expected, 0))
     limit ${limit}`;
+  return [...rows];
 }
 
 /** Re-checks one pair under the user's lock and sets it to its ledger sum; returns the repair or null. */

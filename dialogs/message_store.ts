@@ -77,7 +77,11 @@ export async function listDialog(
       select * from messages
       where sender_id = ${peerId} and recipient_id = ${userId} and status = 'committed'
     ) m
-    ${before ? sql`where (created_at, id) < (${before.created_at}, ${before.id})` : sql``}
+    ${
+    // Compared in SQL: JavaScript dates would drop created_at's microseconds.
+    before
+      ? sql`where (created_at, id) < (select created_at, id from messages where id = ${before.id})`
+      : sql``}
     order by created_at desc, id desc
     limit ${options.limit}`;
 }
@@ -153,7 +157,11 @@ export async function markMessagesRead(
       update messages set read_at = now()
       where recipient_id = ${readerId} and sender_id = ${peerId}
         and status = 'committed' and read_at is null
-        ${upTo ? tx`and (created_at, id) <= (${upTo.created_at}, ${upTo.id})` : tx``}
+        ${
+      upTo
+        ? tx`and (created_at, id) <= (select created_at, id from messages where id = ${upTo.id})`
+        : tx``
+    }
       returning id, read_at`;
     if (rows.length === 0) return { read: 0 };
     const transactionId = crypto.randomUUID();

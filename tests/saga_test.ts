@@ -2,44 +2,11 @@
 import assert from "node:assert/strict";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/nats-core";
-import {
-  bearer,
-  call,
-  integrationTest,
-  jetstream,
-  type Service,
-  type TestEnv,
-  waitFor,
-} from "../testing/env.ts";
+import { bearer, call, integrationTest, jetstream, type TestEnv, waitFor } from "../testing/env.ts";
+import { countersOf, send, statusOf, waitForStatus } from "../testing/clients.ts";
 
 const alice = () => crypto.randomUUID();
-
-async function send(dialogs: Service, from: string, to: string, text = "hello", headers = {}) {
-  const res = await call(`${dialogs.url}/api/dialog/${to}/send`, {
-    auth: await bearer(from),
-    body: { text },
-    headers,
-  });
-  assert.equal(res.status, 202, JSON.stringify(res.body));
-  return res;
-}
-
-async function statusOf(dialogs: Service, user: string, messageId: string) {
-  const res = await call(`${dialogs.url}/api/messages/${messageId}`, { auth: await bearer(user) });
-  return res.body?.status;
-}
-
-async function waitForStatus(dialogs: Service, user: string, messageId: string, status: string) {
-  await waitFor(async () => (await statusOf(dialogs, user, messageId)) === status, {
-    what: `message ${messageId} to be ${status}`,
-  });
-}
-
-async function counters(service: Service, user: string) {
-  const res = await call(`${service.url}/api/counters`, { auth: await bearer(user) });
-  assert.equal(res.status, 200);
-  return res.body as { total: number; dialogs: Record<string, number> };
-}
+const counters = countersOf;
 
 async function startBoth(env: TestEnv) {
   return { dialogs: await env.startDialogs(), counters: await env.startCounters() };

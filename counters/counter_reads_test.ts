@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { createLogger } from "../shared/log.ts";
+import type { Counter } from "../shared/metrics.ts";
+import { integrationTest, migratedDatabase, type TestEnv, waitFor } from "../testing/env.ts";
+import { startTcpProxy } from "../testing/tcp_proxy.ts";
+import { type CounterCache, openCounterCache } from "./counter_cache.ts";
+import { createCounterReader } from "./counter_reads.ts";
+
+/** A reader on the test's counters database that counts its Postgres loads. */
+async function readerFor(env: TestEnv, cache: CounterCache) {
+  const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+  const stats = { loads: 0 };
+  const databaseLoads: Counter = {
+    inc() {
+      stats.loads++;
+    },
+  };
+  const reader = createCounterReader({
+    sql,
+    cache,
+    log: createLogger("test", "debug", env.logSink),
+    cacheLookups: { inc() {} },
+    databaseLoads,
+  });
+  return { sql, reader, stats };
+}
+
+integrationTest(
+  "CounterReader: one miss per user loads Postgres once however many requests wait",
+  async (env) => {
+    const cache = openCounterCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const { sql, reader, stats } = await readerFor(env, cache);
+    try {
+      await cache.ping();
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await sql`insert into unread_counters (user_id, peer_id, unread) values (${me}, ${peer}, 3)`;
+      await sql`insert into counter_versions (user_id, version) values (${me}, 3)`;
+      assert.equal(await cache.get(me), null, "the user is not in Redis");
+
+      const results = await Promise.all(Array.from({ length: 50 }, () => reader.read(me)));
+      assert.equal(stats.loads, 1, "50 concurrent misses share one Postgres load");
+      for (const r of results) assert.deepEqual(r, { version: 3, dialogs: { [peer]: 3 } });
+      assert.deepEqual(await cache.get(me), { version: 3, dialogs: { [peer]: 3 } });
+
+      // Filled: the next read is a hit and loads nothing.
+      await reader.read(me);
+      assert.equal(stats.loads, 1);
+    } finally {
+      await cache.close();
+      await sql.end({ timeout: 1 });
+    }
+  },
+);
+
+integrationTest(
+  "CounterReader: a failed cache write makes reads of that user bypass Redis until a retry succeeds",
+  async (env) => {
+    const redis = new URL(env.redisUrl);
+    const proxy = startTcpProxy({ hostname: redis.hostname, port: Number(redis.port || 6379) });
+    const direct = openCounterCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const proxied = openCounterCache({
+      url: `redis://127.0.0.1:${proxy.port}`,
+      keyPrefix: env.redisPrefix,
+    });
+    const { sql, reader, stats } = await readerFor(env, proxied);
+    const me = crypto.randomUUID(), peer = crypto.randomUUID();
+    const version = (v: number) => ({ version: v, dialogs: { [peer]: v } });
+    const setPostgres = async (v: number) => {
+      await sql`
+        insert into unread_counters (user_id, peer_id, unread) values (${me}, ${peer}, ${v})
+        on conflict (user_id, peer_id) do update set unread = excluded.unread`;
+      await sql`
+        insert into counter_versions (user_id, version) values (${me}, ${v})
+        on conflict (user_id) do update set version = excluded.version`;
+    };
+    // Cuts Redis off and waits until the reader's client has noticed.
+    const cut = async () => {
+      await proxy.cut();
+      await assert.rejects(proxied.ping());
+    };
+    const restore = async () => {
+      await proxy.restore();
+      await waitFor(() => proxied.ping(), { what: "Redis through the proxy again" });
+    };
+    try {
+      await proxied.ping();
+      assert.equal(await direct.setIfNewer(me, version(1)), true);
+      await setPostgres(2);
+
+      // The write of version 2 fails: Redis keeps version 1.
+      await cut();
+      assert.deepEqual(await reader.refresh(me), version(2), "refresh reads Postgres");
+      assert.ok(
+        env.logs.some((l) => String(l.msg).startsWith("cache write failed") && l.userId === me),
+        "the failed write is logged",
+      );
+      await restore();
+      assert.deepEqual(await proxied.get(me), version(1), "Redis, reachable again, is stale");
+
+      // A read does not trust the stale entry: it goes to Postgres (and its write repairs Redis).
+      let loads = stats.loads;
+      assert.deepEqual(await reader.read(me), version(2));
+      assert.equal(stats.loads, loads + 1, "the read went to Postgres, not Redis");
+      assert.deepEqual(await direct.get(me), version(2));
+      loads = stats.loads;
+      assert.deepEqual(await reader.read(me), version(2));
+      assert.equal(stats.loads, loads, "once written, reads come from Redis again");
+
+      // The retry: a failed write of version 3 is retried until Redis takes it.
+      await setPostgres(3);
+      await cut();
+      assert.deepEqual(await reader.refresh(me), version(3));
+      assert.equal(await reader.retryFailedWrites(), 1, "still unsafe while Redis is down");
+      await restore();
+      assert.deepEqual(await direct.get(me), version(2), "Redis holds the old version");
+      assert.equal(await reader.retryFailedWrites(), 0, "no user left unsafe");
+      assert.deepEqual(await direct.get(me), version(3), "the retry wrote the new version");
+      loads = stats.loads;
+      assert.deepEqual(await reader.read(me), version(3));
+      assert.equal(stats.loads, loads, "reads come from Redis again");
+    } finally {
+      await proxied.close();
+      await direct.close();
+      await proxy.close();
+      await sql.end({ timeout: 1 });
+    }
+  },
+);

@@ -1,0 +1,75 @@
+/** Promise 5 end to end: counters keeps serving correct reads without Redis and refills it after. */
+import assert from "node:assert/strict";
+import { bearer, call, integrationTest, type Service, waitFor } from "../testing/env.ts";
+import { startTcpProxy } from "../testing/tcp_proxy.ts";
+
+async function sendCommitted(dialogs: Service, from: string, to: string, text: string) {
+  const sent = await call(`${dialogs.url}/api/dialog/${to}/send`, {
+    auth: await bearer(from),
+    body: { text },
+  });
+  assert.equal(sent.status, 202, JSON.stringify(sent.body));
+  const id: string = sent.body.messageId;
+  await waitFor(async () => {
+    const res = await call(`${dialogs.url}/api/messages/${id}`, { auth: await bearer(from) });
+    return res.body?.status === "committed";
+  }, { what: `message ${id} to be committed` });
+}
+
+async function countersOf(service: Service, user: string) {
+  const res = await call(`${service.url}/api/counters`, { auth: await bearer(user) });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body;
+}
+
+integrationTest(
+  "Redis down: reads come from Postgres, readiness names redis, sends still commit, " +
+    "and the cache refills when Redis is back",
+  async (env) => {
+    const redisUrl = new URL(env.redisUrl);
+    const proxy = startTcpProxy({
+      hostname: redisUrl.hostname,
+      port: Number(redisUrl.port || 6379),
+    });
+    try {
+      const dialogs = await env.startDialogs();
+      const counters = await env.startCounters({
+        overrides: { REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
+      });
+      const redis = env.redis();
+      const key = `${env.redisPrefix}user:`;
+      const a = crypto.randomUUID(), b = crypto.randomUUID();
+
+      await sendCommitted(dialogs, a, b, "one");
+      assert.deepEqual(await countersOf(counters, b), { total: 1, dialogs: { [a]: 1 } });
+      assert.equal(await redis.get(key + b), `1|{"${a}":1}`, "cached through the proxy");
+      assert.equal((await call(`${counters.url}/health/ready`)).status, 200);
+
+      await proxy.cut();
+      assert.deepEqual(await countersOf(counters, b), { total: 1, dialogs: { [a]: 1 } });
+      const ready = await call(`${counters.url}/health/ready`);
+      assert.equal(ready.status, 503);
+      assert.equal(ready.body.checks.postgres, "ok");
+      assert.equal(ready.body.checks.nats, "ok");
+      assert.notEqual(ready.body.checks.redis, "ok");
+      assert.match(ready.body.detail, /redis/);
+
+      await sendCommitted(dialogs, a, b, "two");
+      assert.deepEqual(await countersOf(counters, b), { total: 2, dialogs: { [a]: 2 } });
+      assert.equal(await redis.get(key + b), `1|{"${a}":1}`, "Redis missed the change");
+
+      // No request for b: the service's own retry refills the entry.
+      await proxy.restore();
+      await waitFor(async () => (await redis.get(key + b)) === `2|{"${a}":2}`, {
+        timeoutMs: 8_000,
+        what: "the cache to hold version 2",
+      });
+      await waitFor(async () => (await call(`${counters.url}/health/ready`)).status === 200, {
+        what: "counters to be ready again",
+      });
+      assert.deepEqual(await countersOf(counters, b), { total: 2, dialogs: { [a]: 2 } });
+    } finally {
+      await proxy.close();
+    }
+  },
+);
