@@ -1,6 +1,13 @@
 /** The mark-read saga end to end: dialogs marks messages read, counters decrements once. */
 import assert from "node:assert/strict";
-import { bearer, call, integrationTest, type TestEnv, waitFor } from "../testing/env.ts";
+import {
+  bearer,
+  call,
+  integrationTest,
+  type Service,
+  type TestEnv,
+  waitFor,
+} from "../testing/env.ts";
 import { countersOf, markRead, send, waitForStatus } from "../testing/clients.ts";
 
 const user = () => crypto.randomUUID();
@@ -18,12 +25,7 @@ async function setup(env: TestEnv, count: number) {
   return { dialogs, counters, a, b, ids };
 }
 
-async function unreadOf(
-  env: TestEnv,
-  counters: Awaited<ReturnType<typeof setup>>["counters"],
-  b: string,
-  a: string,
-) {
+async function unreadOf(counters: Service, b: string, a: string) {
   return (await countersOf(counters, b)).dialogs[a] ?? 0;
 }
 
@@ -31,9 +33,9 @@ integrationTest(
   "mark read: up to a message reads it and older ones, and counters follow",
   async (env) => {
     const { dialogs, counters, a, b, ids } = await setup(env, 4);
-    assert.equal(await unreadOf(env, counters, b, a), 4);
+    assert.equal(await unreadOf(counters, b, a), 4);
     assert.equal(await markRead(dialogs, b, a, ids[1]), 2);
-    await waitFor(async () => (await unreadOf(env, counters, b, a)) === 2, { what: "counter 2" });
+    await waitFor(async () => (await unreadOf(counters, b, a)) === 2, { what: "counter 2" });
     const list = await call(`${dialogs.url}/api/dialog/${a}/list`, { auth: await bearer(b) });
     const readAt = Object.fromEntries(
       list.body.messages.map((
@@ -72,7 +74,7 @@ integrationTest(
     await waitFor(async () => (await countersOf(counters, b)).total === 0, { what: "counter 0" });
     const extra = await send(dialogs, a, b, "after");
     await waitForStatus(dialogs, a, extra.body.messageId, "committed");
-    assert.equal(await unreadOf(env, counters, b, a), 1, "the counter never went below zero");
+    assert.equal(await unreadOf(counters, b, a), 1, "the counter never went below zero");
   },
 );
 
@@ -108,5 +110,5 @@ integrationTest("mark read: bad input gets a problem and changes nothing", async
     400,
   );
   assert.equal((await call(url, { method: "POST" })).status, 401);
-  assert.equal(await unreadOf(env, counters, b, a), 1);
+  assert.equal(await unreadOf(counters, b, a), 1);
 });
