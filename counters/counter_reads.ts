@@ -33,8 +33,9 @@ export interface CounterReaderDeps {
 export function createCounterReader(deps: CounterReaderDeps): CounterReader {
   const { sql, cache, log, cacheLookups, databaseLoads } = deps;
   const inFlight = new Map<string, Promise<UserCounters>>();
-  // Users whose newest counters may be missing from Redis: it may still hold an older version.
-  const unsafe = new Set<string>();
+  // Users whose newest counters may be missing from Redis (it may hold an older version), with the
+  // version whose write failed: only a write of that version or a newer one makes Redis safe again.
+  const unsafe = new Map<string, number>();
 
   // Many requests missing the same user share one Postgres load.
   function loadOnce(userId: string): Promise<UserCounters> {
@@ -51,9 +52,9 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
     const counters = await loadUserCounters(sql, userId);
     try {
       await cache.setIfNewer(userId, counters);
-      unsafe.delete(userId);
+      if (counters.version >= (unsafe.get(userId) ?? 0)) unsafe.delete(userId);
     } catch (err) {
-      unsafe.add(userId);
+      unsafe.set(userId, Math.max(counters.version, unsafe.get(userId) ?? 0));
       log.warn("cache write failed; reading this user from Postgres until it succeeds", {
         userId,
         err,
@@ -83,7 +84,7 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
     },
     refresh: loadAndStore,
     async retryFailedWrites() {
-      for (const userId of [...unsafe]) await loadAndStore(userId);
+      for (const userId of [...unsafe.keys()]) await loadAndStore(userId);
       return unsafe.size;
     },
   };

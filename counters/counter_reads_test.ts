@@ -126,3 +126,50 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "CounterReader: a delayed write of an older version does not end the bypass of a failed newer one",
+  async (env) => {
+    const real = openCounterCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    let releaseFirst!: () => void;
+    const firstMayWrite = new Promise<void>((r) => releaseFirst = r);
+    let writes = 0;
+    // The first write (version 1, from a slow read) is held back; the second (version 2) fails.
+    const cache: CounterCache = {
+      ...real,
+      async setIfNewer(userId, counters) {
+        writes++;
+        if (writes === 1) {
+          await firstMayWrite;
+          return real.setIfNewer(userId, counters);
+        }
+        if (writes === 2) throw new Error("redis blip");
+        return real.setIfNewer(userId, counters);
+      },
+    };
+    const { sql, reader } = await readerFor(env, cache);
+    try {
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await sql`insert into unread_counters (user_id, peer_id, unread) values (${me}, ${peer}, 1)`;
+      await sql`insert into counter_versions (user_id, version) values (${me}, 1)`;
+      const slowRead = reader.read(me);
+      await waitFor(() => writes === 1, { what: "the slow read to reach its cache write" });
+      await sql`update unread_counters set unread = 2 where user_id = ${me}`;
+      await sql`update counter_versions set version = 2 where user_id = ${me}`;
+      assert.equal((await reader.refresh(me)).version, 2);
+      releaseFirst();
+      assert.equal((await slowRead).version, 1);
+      assert.deepEqual(
+        await real.get(me),
+        { version: 1, dialogs: { [peer]: 1 } },
+        "Redis is stale",
+      );
+      assert.equal((await reader.read(me)).version, 2, "still bypassing the stale entry");
+      assert.equal(await reader.retryFailedWrites(), 0);
+      assert.deepEqual(await real.get(me), { version: 2, dialogs: { [peer]: 2 } });
+    } finally {
+      await real.close();
+      await sql.end({ timeout: 1 });
+    }
+  },
+);
