@@ -1,13 +1,15 @@
 /** The dialogs side of the saga: applies counters' replies to pending messages. */
 import { type EventHandler, PermanentEventError } from "../shared/consumer.ts";
 import type { Sql } from "../shared/db.ts";
-import type { Counter } from "../shared/metrics.ts";
+import type { Counter, Histogram } from "../shared/metrics.ts";
 import { applyCountedReply } from "./message_store.ts";
 
 /** Dependencies of the handler. */
 export interface DialogEventsDeps {
   sql: Sql;
   sagaOutcomes: Counter;
+  /** Seconds from send to committed or failed. */
+  sagaLatency: Histogram;
 }
 
 /** Handles one event from counters; unknown types and unknown transactions are dead-lettered. */
@@ -21,7 +23,12 @@ export function createDialogEventHandler(deps: DialogEventsDeps): EventHandler {
             `no message has transaction ${event.data.transactionId}`,
           );
         }
-        if (result.kind === "applied") deps.sagaOutcomes.inc({ status: result.status });
+        if (result.kind === "applied") {
+          deps.sagaOutcomes.inc({ status: result.status });
+          deps.sagaLatency.observe((Date.now() - result.createdAt.getTime()) / 1000, {
+            status: result.status,
+          });
+        }
         ctx.log.info(
           result.kind === "applied" ? "saga finished" : "late or repeated reply ignored",
           {

@@ -1,4 +1,5 @@
 /** The dialogs service's composition root: the messages API, the reply handler and the saga sweeper. */
+import { LATENCY_BUCKETS } from "../shared/metrics.ts";
 import { startPeriodic } from "../shared/periodic.ts";
 import {
   runMain,
@@ -29,6 +30,11 @@ export function startDialogs(
     setup: ({ sql, metrics, app, names, log }) => {
       mountDialogsRoutes(app, { sql, prefix: names.prefix, jwtSecret: config.JWT_SECRET });
       const sagaOutcomes = metrics.counter("saga_outcomes_total", "Finished send sagas by status");
+      const sagaLatency = metrics.histogram(
+        "saga_send_to_terminal_seconds",
+        "Time from send to committed or failed",
+        LATENCY_BUCKETS.concat([10, 30, 60]),
+      );
       const sweeper = startPeriodic(
         "saga timeout sweep",
         sweepIntervalMs(config.SAGA_TIMEOUT_MS),
@@ -42,11 +48,14 @@ export function startDialogs(
             });
           }
           if (failed.length) sagaOutcomes.inc({ status: "timed_out" }, failed.length);
+          for (const m of failed) {
+            sagaLatency.observe((Date.now() - m.created_at.getTime()) / 1000, { status: "failed" });
+          }
         },
         log,
       );
       return {
-        handler: createDialogEventHandler({ sql, sagaOutcomes }),
+        handler: createDialogEventHandler({ sql, sagaOutcomes, sagaLatency }),
         close: () => sweeper.stop(),
       };
     },

@@ -111,7 +111,7 @@ export async function listDialogs(
 
 /** What applying counters' reply did. */
 export type ReplyResult =
-  | { kind: "applied"; status: MessageStatus; messageId: string }
+  | { kind: "applied"; status: MessageStatus; messageId: string; createdAt: Date }
   | { kind: "ignored"; status: MessageStatus; messageId: string }
   | { kind: "unknown" };
 
@@ -121,8 +121,9 @@ export async function applyCountedReply(
   data: EventData<"counters.message.counted">,
 ): Promise<ReplyResult> {
   return await sql.begin(async (tx) => {
-    const [row] = await tx<{ id: string; status: MessageStatus }[]>`
-      select id, status from messages where transaction_id = ${data.transactionId} for update`;
+    const [row] = await tx<{ id: string; status: MessageStatus; created_at: Date }[]>`
+      select id, status, created_at from messages
+      where transaction_id = ${data.transactionId} for update`;
     if (!row) return { kind: "unknown" } as const;
     const next = decideReply(row.status, data.outcome);
     if (next === null) return { kind: "ignored", status: row.status, messageId: row.id } as const;
@@ -131,7 +132,7 @@ export async function applyCountedReply(
       data.reason ?? null
     }
       where id = ${row.id}`;
-    return { kind: "applied", status: next, messageId: row.id } as const;
+    return { kind: "applied", status: next, messageId: row.id, createdAt: row.created_at } as const;
   });
 }
 
@@ -183,6 +184,7 @@ export async function markMessagesRead(
 /** A send the sweeper failed because its saga took too long. */
 export interface TimedOutSend {
   id: string;
+  created_at: Date;
   request_id: string | null;
   transaction_id: string;
   sender_id: string;
@@ -215,7 +217,7 @@ export async function failTimedOutSends(
         for update skip locked
       ) expired
       where m.id = expired.id
-      returning m.id, m.transaction_id, m.sender_id, m.recipient_id, m.request_id`;
+      returning m.id, m.created_at, m.transaction_id, m.sender_id, m.recipient_id, m.request_id`;
     for (const row of rows) {
       await enqueueEvent(
         tx,

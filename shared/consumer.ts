@@ -35,7 +35,8 @@ export interface EventConsumerOptions {
   handler: EventHandler;
   /** Messages pulled ahead of processing. */
   maxMessages?: number;
-  onOutcome?: (outcome: ConsumeOutcome, event?: Envelope) => void;
+  /** Called once per delivery with its outcome, the event (when it parsed) and the delivery count. */
+  onOutcome?: (outcome: ConsumeOutcome, event: Envelope | undefined, deliveryCount: number) => void;
 }
 
 /** The nak delay for a message delivered `deliveryCount` times: 0.25 s doubling up to 30 s. */
@@ -94,7 +95,10 @@ export class EventConsumer {
   }
 
   async #handle(m: JsMsg): Promise<void> {
-    const { log, handler, onOutcome } = this.#opts;
+    const { log, handler } = this.#opts;
+    const count = m.info.deliveryCount;
+    const onOutcome = (outcome: ConsumeOutcome, event?: Envelope) =>
+      this.#opts.onOutcome?.(outcome, event, count);
     const requestId = m.headers?.get(HEADERS.requestId) || undefined;
     const mlog = log.child({
       requestId,
@@ -107,23 +111,23 @@ export class EventConsumer {
       event = parseEvent(m.data);
     } catch (err) {
       await this.#deadLetter(m, mlog, err);
-      onOutcome?.("dead_lettered");
+      onOutcome("dead_lettered");
       return;
     }
     try {
       await handler(event, { log: mlog, requestId, deliveryCount: m.info.deliveryCount });
       await m.ackAck();
-      onOutcome?.("processed", event);
+      onOutcome("processed", event);
     } catch (err) {
       if (err instanceof PermanentEventError) {
         await this.#deadLetter(m, mlog, err);
-        onOutcome?.("dead_lettered", event);
+        onOutcome("dead_lettered", event);
         return;
       }
       const delay = retryDelayMs(m.info.deliveryCount);
       mlog.warn("event failed; will be redelivered", { err, eventId: event.id, delayMs: delay });
       m.nak(delay);
-      onOutcome?.("retried", event);
+      onOutcome("retried", event);
     }
   }
 

@@ -1,5 +1,5 @@
 /** What starting either service has in common: database, migrations, JetStream, HTTP, consumer, relay. */
-import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import { jetstream, type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { ConfigError, DEV_JWT_SECRET } from "./config.ts";
@@ -124,7 +124,30 @@ export async function startService(options: StartOptions): Promise<RunningServic
   });
   mountApiDocs(app, `${name} API`);
 
-  const consumed = metrics.counter("saga_events_consumed_total", "Consumed events by outcome");
+  const consumed = metrics.counter(
+    "saga_events_consumed_total",
+    "Consumed events by outcome (processed, retried, dead_lettered) and type",
+  );
+  const redeliveries = metrics.counter(
+    "saga_event_redeliveries_total",
+    "Deliveries of events that had been delivered before",
+  );
+  const jsm = await jetstreamManager(nc);
+  metrics.gauge(
+    "saga_consumer_pending",
+    "Events not yet delivered to this service's consumer",
+    async () => (await jsm.consumers.info(names.stream, consumerCfg.durable_name)).num_pending,
+  );
+  metrics.gauge(
+    "saga_consumer_ack_pending",
+    "Events delivered and not yet acknowledged",
+    async () => (await jsm.consumers.info(names.stream, consumerCfg.durable_name)).num_ack_pending,
+  );
+  metrics.gauge(
+    "saga_dead_letters",
+    "Events in the dead-letter stream",
+    async () => (await jsm.streams.info(names.deadLetterStream)).state.messages,
+  );
   const consumer = new EventConsumer({
     js,
     stream: names.stream,
@@ -132,7 +155,11 @@ export async function startService(options: StartOptions): Promise<RunningServic
     prefix: names.prefix,
     log,
     handler: parts.handler,
-    onOutcome: (outcome, event) => consumed.inc({ outcome, type: event?.type ?? "unparseable" }),
+    onOutcome: (outcome, event, deliveryCount) => {
+      const type = event?.type ?? "unparseable";
+      consumed.inc({ outcome, type });
+      if (deliveryCount > 1) redeliveries.inc({ type });
+    },
   });
   const published = metrics.counter("outbox_published_total", "Events published from the outbox");
   const relay = new OutboxRelay({
