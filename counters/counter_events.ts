@@ -33,9 +33,8 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
           redelivery: !result.applied,
           ...(result.reason ? { reason: result.reason } : {}),
         });
-        if (result.applied && result.outcome === "counted") {
-          await afterChange([event.data.recipientId]);
-        }
+        // Also on a redelivery: the first delivery may have died before refreshing the cache.
+        if (result.outcome === "counted") await afterChange([event.data.recipientId]);
         return;
       }
       case "dialogs.message.cancelled": {
@@ -46,7 +45,7 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
           transactionId: event.data.transactionId,
           result,
         });
-        if (result === "undone") await afterChange([event.data.recipientId]);
+        if (result !== "remembered") await afterChange([event.data.recipientId]);
         return;
       }
       case "dialogs.messages.read": {
@@ -59,7 +58,7 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
           count: event.data.count,
           redelivery: !changed,
         });
-        if (changed) await afterChange([event.data.readerId]);
+        await afterChange([event.data.readerId]);
         return;
       }
       default:

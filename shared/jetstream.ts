@@ -93,7 +93,8 @@ export function consumerConfig(
     filter_subject: subjectsFrom(names.prefix, source),
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    ack_wait: 30_000_000_000,
+    // Handlers are single short transactions; a crashed instance's message returns after 10 s.
+    ack_wait: 10_000_000_000,
     // Transient failures are retried until they succeed; poison messages are dead-lettered.
     max_deliver: -1,
     max_ack_pending: 1_000,
