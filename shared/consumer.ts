@@ -75,7 +75,11 @@ export class EventConsumer {
     while (this.#running) {
       try {
         const consumer = await js.consumers.get(stream, durable);
-        const messages = await consumer.consume({ max_messages: this.#opts.maxMessages ?? 16 });
+        // Short pulls: after a NATS restart the client notices missing heartbeats within seconds.
+        const messages = await consumer.consume({
+          max_messages: this.#opts.maxMessages ?? 16,
+          expires: 5_000,
+        });
         this.#close = () => messages.close();
         if (!this.#running) await messages.close();
         for await (const m of messages) {

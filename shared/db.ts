@@ -61,3 +61,22 @@ export function isPermanentDbError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   return typeof code === "string" && /^(22|23)[0-9A-Z]{3}$/.test(code);
 }
+
+const CONNECTION_ERRORS = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "57P01", // admin_shutdown: the connection was terminated
+  "57P03", // cannot_connect_now
+  "53300", // too_many_connections
+]);
+
+/** True when a Postgres error means the database is unreachable for now, not that the query is wrong. */
+export function isUnavailableDbError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "string" && CONNECTION_ERRORS.has(code);
+}

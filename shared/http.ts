@@ -7,6 +7,7 @@ import { requestId } from "hono/request-id";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { AppError, badRequest, fieldErrors, type Problem, problem } from "./errors.ts";
+import { isUnavailableDbError } from "./db.ts";
 import { HEADERS } from "./events.ts";
 import type { Logger } from "./log.ts";
 import { LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
@@ -51,6 +52,14 @@ export function handleError(log: Logger): ErrorHandler<AppEnv> {
       return problemResponse(
         c,
         problem(400, "validation-error", "request validation failed", fieldErrors(err.issues)),
+      );
+    }
+    if (isUnavailableDbError(err)) {
+      log.warn("database unavailable", { requestId: c.get("requestId"), err, path: c.req.path });
+      c.header("Retry-After", "1");
+      return problemResponse(
+        c,
+        problem(503, "unavailable", "the database is unavailable for a moment; retry the request"),
       );
     }
     log.error("unhandled error", {

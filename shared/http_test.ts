@@ -117,3 +117,16 @@ Deno.test("mountReadiness() answers 503 naming the failing dependency", async ()
   assert.match(body.checks.nats, /did not answer/);
   assert.match(body.detail, /redis/);
 });
+
+Deno.test("createBaseApp() answers a lost database connection with 503 and Retry-After", async () => {
+  const { app } = testApp();
+  app.get("/db", () => {
+    throw Object.assign(new Error("write CONNECTION_CLOSED 127.0.0.1:5432"), {
+      code: "CONNECTION_CLOSED",
+    });
+  });
+  const res = await app.request("/db");
+  const body = await expectProblem(res, 503);
+  assert.equal(res.headers.get("Retry-After"), "1");
+  assert.ok(!body.detail.includes("5432"), "no connection details in the body");
+});

@@ -1,0 +1,98 @@
+/** The chaos run's load: sends and reads from many users, retried with the same Idempotency-Key. */
+import { seededRandom } from "../testing/random.ts";
+
+/** What the load did. */
+export interface LoadResult {
+  /** messageId → sender and recipient of every send that got a 202. */
+  accepted: Map<string, { from: string; to: string }>;
+  reads: number;
+  /** Requests that never got an answer after every retry (the message may still exist). */
+  gaveUp: number;
+  /** 4xx answers, which a well-formed load should never get. */
+  rejected: number;
+  attempts: number;
+}
+
+/** Options of the load. */
+export interface LoadOptions {
+  dialogsUrls: string[];
+  users: string[];
+  tokens: Map<string, string>;
+  sends: number;
+  /** Sends per second offered. */
+  rate: number;
+  /** Share of operations that are reads. */
+  readShare: number;
+  concurrency: number;
+  seed: number;
+  /** Stop issuing new operations at this time (ms since epoch). */
+  deadline: number;
+}
+
+/** Runs the load until `sends` were issued or the deadline passed. */
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const random = seededRandom(options.seed);
+  const pick = <T>(items: T[]) => items[Math.floor(random() * items.length)]!;
+  const result: LoadResult = { accepted: new Map(), reads: 0, gaveUp: 0, rejected: 0, attempts: 0 };
+  const plan: { kind: "send" | "read"; from: string; to: string; key: string }[] = [];
+  for (let sends = 0; sends < options.sends;) {
+    const from = pick(options.users);
+    const to = pick(options.users.filter((u) => u !== from));
+    const kind = random() < options.readShare ? "read" : "send";
+    if (kind === "send") sends++;
+    plan.push({ kind, from, to, key: crypto.randomUUID() });
+  }
+  const started = Date.now();
+  const interval = (1000 * (1 - options.readShare)) / options.rate;
+  let next = 0;
+
+  async function request(op: (typeof plan)[number], attempt: number): Promise<Response | null> {
+    const base = options.dialogsUrls[attempt % options.dialogsUrls.length];
+    const path = op.kind === "send" ? `/api/dialog/${op.to}/send` : `/api/dialog/${op.to}/read`;
+    result.attempts++;
+    try {
+      return await fetch(`${base}${path}`, {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${options.tokens.get(op.from)}`,
+          "Content-Type": "application/json",
+          "Idempotency-Key": op.key,
+        },
+        body: op.kind === "send" ? JSON.stringify({ text: `chaos ${op.key}` }) : "{}",
+        signal: AbortSignal.timeout(10_000),
+      });
+    } catch {
+      return null;
+    }
+  }
+
+  async function perform(op: (typeof plan)[number]): Promise<void> {
+    // The same Idempotency-Key on every attempt: a retry never creates a second message.
+    for (let attempt = 0; attempt < 40; attempt++) {
+      const res = await request(op, attempt);
+      const body = res ? await res.json().catch(() => null) : null;
+      if (res && res.status < 300) {
+        if (op.kind === "send") result.accepted.set(body.messageId, { from: op.from, to: op.to });
+        else result.reads++;
+        return;
+      }
+      if (res && res.status < 500) {
+        result.rejected++;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, 2_000)));
+    }
+    result.gaveUp++;
+  }
+
+  await Promise.all(Array.from({ length: options.concurrency }, async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= plan.length || Date.now() > options.deadline) return;
+      const due = started + i * interval;
+      if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+      await perform(plan[i]!);
+    }
+  }));
+  return result;
+}
