@@ -185,28 +185,33 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       deadline,
     }).finally(() => loading = false);
 
+    // Interleaved so that even a short run meets every kind; restarts run in the background.
+    const kill = (
+      p: ManagedProcess,
+    ): [string, () => Promise<void>] => [`kill -9 ${p.name}`, () => restart(p)];
     const injectors: [string, () => Promise<void>][] = [
-      ...dialogs.map((p) =>
-        [`kill -9 ${p.name}`, () => restart(p)] as [string, () => Promise<void>]
-      ),
+      kill(dialogs[0]!),
       ["restart nats-server", () => restart(nats)],
-      ...counters.map((p) =>
-        [`kill -9 ${p.name}`, () => restart(p)] as [string, () => Promise<void>]
-      ),
+      kill(counters[0]!),
       ["stop and flush redis", () => restart(redis)],
       ["kill postgres connections", async () => {
         await admin`select pg_terminate_backend(pid) from pg_stat_activity
                     where datname in (${dialogsDb}, ${countersDb}) and pid <> pg_backend_pid()`;
       }],
+      kill(dialogs[1]!),
+      kill(counters[1]!),
     ];
+    const restarting = new Map<ManagedProcess, Promise<void>>();
     let turn = 0;
     while (loading) {
       await sleep(options.faultEvery * 1000 * (0.5 + seededFraction(options.seed + turn)));
       if (!loading) break;
       const [kind, inject] = injectors[turn++ % injectors.length]!;
-      await inject();
+      const done = inject().catch((err) => log(`chaos: fault ${kind} failed: ${err.message}`));
       faults[kind] = (faults[kind] ?? 0) + 1;
+      await Promise.race([done, sleep(0)]);
     }
+    await Promise.all(restarting.values());
     const load = await loadDone;
     log(
       `chaos: load done (${load.accepted.size} sends accepted, ${load.reads} reads); waiting for quiet`,
@@ -251,10 +256,20 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
     }
     return result;
 
+    // One restart per process at a time; a fault aimed at a process still restarting waits for it.
     async function restart(p: ManagedProcess) {
-      await p.kill();
-      await sleep(300 + 1_200 * seededFraction(options.seed + turn * 7));
-      await p.start();
+      await restarting.get(p);
+      const run = (async () => {
+        await p.kill();
+        await sleep(300 + 1_200 * seededFraction(options.seed + turn * 7));
+        await p.start();
+      })();
+      restarting.set(p, run);
+      try {
+        await run;
+      } finally {
+        if (restarting.get(p) === run) restarting.delete(p);
+      }
     }
   } finally {
     await Promise.all([...dialogs, ...counters].map((p) => p.terminate().catch(() => {})));
