@@ -10,6 +10,7 @@ import { signToken } from "../shared/auth.ts";
 import { quoteIdent } from "../shared/db.ts";
 import { connectNats } from "../shared/jetstream.ts";
 import { verifyCounters } from "../scripts/verify.ts";
+import { fuzzContext, fuzzRequests } from "../testing/fuzz.ts";
 import { runLoad } from "./load.ts";
 import {
   findBinary,
@@ -29,6 +30,8 @@ export interface ChaosOptions {
   faultEvery: number;
   quietSeconds: number;
   seed: number;
+  /** Random and malformed requests fired at the instances after the load. */
+  fuzz: number;
   json?: string;
 }
 
@@ -41,6 +44,7 @@ const DEFAULTS: ChaosOptions = {
   faultEvery: 6,
   quietSeconds: 120,
   seed: 20261125,
+  fuzz: 20_000,
 };
 
 /** Parses `--name value` flags over the defaults; throws on an unknown flag or a bad number. */
@@ -77,6 +81,8 @@ export interface ChaosReport {
   gaveUp: number;
   rejected: number;
   faults: Record<string, number>;
+  fuzzRequests: number;
+  fuzzServerErrors: number;
   drift: number;
   lost: number;
   countedTwice: number;
@@ -185,6 +191,22 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       deadline,
     }).finally(() => loading = false);
 
+    const restarting = new Map<ManagedProcess, Promise<void>>();
+    // One restart per process at a time; a fault aimed at a process still restarting waits for it.
+    const restart = async (p: ManagedProcess) => {
+      await restarting.get(p);
+      const run = (async () => {
+        await p.kill();
+        await sleep(300 + 1_200 * Math.random());
+        await p.start();
+      })();
+      restarting.set(p, run);
+      try {
+        await run;
+      } finally {
+        if (restarting.get(p) === run) restarting.delete(p);
+      }
+    };
     // Interleaved so that even a short run meets every kind; restarts run in the background.
     const kill = (
       p: ManagedProcess,
@@ -201,7 +223,6 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       kill(dialogs[1]!),
       kill(counters[1]!),
     ];
-    const restarting = new Map<ManagedProcess, Promise<void>>();
     let turn = 0;
     while (loading) {
       await sleep(options.faultEvery * 1000 * (0.5 + seededFraction(options.seed + turn)));
@@ -226,6 +247,24 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       options.quietSeconds * 1000,
     );
 
+    const fuzz = await fireFuzz(options, {
+      bases: {
+        dialogs: dialogs.map((d) => `http://127.0.0.1:${d.port}`),
+        counters: counters.map((c) => `http://127.0.0.1:${c.port}`),
+      },
+      users: users.slice(0, 16),
+      messageIds: [...load.accepted.keys()].slice(0, 50),
+    });
+    const crashed = [...dialogs, ...counters].filter((p) => !p.running).map((p) => p.name);
+    if (crashed.length) log(`chaos: crashed during fuzzing: ${crashed.join(", ")}`);
+    // Valid sends among the fuzz requests start sagas too; the invariant is checked after them.
+    const quietAgain = await waitForQuiet(
+      dbUrl(dialogsDb),
+      dbUrl(countersDb),
+      natsUrl,
+      stream,
+      options.quietSeconds * 1000,
+    );
     const report = await check({
       dialogsUrl: dbUrl(dialogsDb),
       countersUrl: dbUrl(countersDb),
@@ -247,30 +286,17 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       drift: report.drift,
       lost: report.lost,
       countedTwice: report.countedTwice,
-      quiet,
-      ok: quiet && report.drift === 0 && report.lost === 0 && report.countedTwice === 0,
+      fuzzRequests: fuzz.requests,
+      fuzzServerErrors: fuzz.serverErrors + crashed.length,
+      quiet: quiet && quietAgain,
+      ok: quiet && quietAgain && report.drift === 0 && report.lost === 0 &&
+        report.countedTwice === 0 && fuzz.serverErrors === 0 && crashed.length === 0,
     };
     log(renderReport(result));
     if (options.json) {
       await Deno.writeTextFile(options.json, JSON.stringify(result, null, 2) + "\n");
     }
     return result;
-
-    // One restart per process at a time; a fault aimed at a process still restarting waits for it.
-    async function restart(p: ManagedProcess) {
-      await restarting.get(p);
-      const run = (async () => {
-        await p.kill();
-        await sleep(300 + 1_200 * seededFraction(options.seed + turn * 7));
-        await p.start();
-      })();
-      restarting.set(p, run);
-      try {
-        await run;
-      } finally {
-        if (restarting.get(p) === run) restarting.delete(p);
-      }
-    }
   } finally {
     await Promise.all([...dialogs, ...counters].map((p) => p.terminate().catch(() => {})));
     await Promise.all([nats, redis].map((p) => p.kill().catch(() => {})));
@@ -378,6 +404,35 @@ async function check(input: {
   }
 }
 
+/** Fires `options.fuzz` fuzz requests at the instances, 16 at a time; counts 5xx answers. */
+async function fireFuzz(
+  options: ChaosOptions,
+  input: { bases: Record<"dialogs" | "counters", string[]>; users: string[]; messageIds: string[] },
+) {
+  const ctx = await fuzzContext(SECRET, input.users, input.messageIds);
+  const requests = fuzzRequests(options.seed, options.fuzz, ctx);
+  let serverErrors = 0, next = 0;
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    for (let i = next++; i < requests.length; i = next++) {
+      const req = requests[i]!;
+      const bases = input.bases[req.service];
+      try {
+        const res = await fetch(`${bases[i % bases.length]}${req.path}`, {
+          method: req.method,
+          headers: req.headers,
+          body: req.body as BodyInit | undefined,
+          signal: AbortSignal.timeout(10_000),
+        });
+        await res.body?.cancel();
+        if (res.status >= 500) serverErrors++;
+      } catch {
+        serverErrors++; // no answer at all
+      }
+    }
+  }));
+  return { requests: requests.length, serverErrors };
+}
+
 /** The report as a table. */
 export function renderReport(r: ChaosReport): string {
   const rows: [string, string | number][] = [
@@ -388,6 +443,8 @@ export function renderReport(r: ChaosReport): string {
     ["requests given up after retries", r.gaveUp],
     ["requests rejected (4xx)", r.rejected],
     ...Object.entries(r.faults).map(([k, v]) => [`fault: ${k}`, v] as [string, number]),
+    ["fuzz requests (random and malformed)", r.fuzzRequests],
+    ["fuzz answers 5xx or crashed processes", r.fuzzServerErrors],
     ["quiet reached", r.quiet ? "yes" : "NO"],
     ["drift (pairs wrong in Postgres or as served)", r.drift],
     ["lost (accepted, neither committed nor failed)", r.lost],
@@ -432,7 +489,7 @@ if (import.meta.main) {
     console.error(`chaos: ${(err as Error).message}`);
     console.error(
       "usage: deno task chaos [--sends N] [--rate N] [--users N] [--concurrency N] [--seconds N] " +
-        "[--fault-every S] [--quiet-seconds N] [--seed N] [--json FILE]",
+        "[--fault-every S] [--quiet-seconds N] [--seed N] [--fuzz N] [--json FILE]",
     );
     Deno.exit(2);
   }

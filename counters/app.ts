@@ -84,9 +84,13 @@ const getPeerCounter = createRoute({
   },
 });
 
-/** Mounts the counters routes on `app`. */
-export function mountCountersRoutes(app: OpenAPIHono<AppEnv>, deps: CountersRoutesDeps): void {
+/** Mounts the counters routes on `app`; returns how many live streams are open, for metrics. */
+export function mountCountersRoutes(
+  app: OpenAPIHono<AppEnv>,
+  deps: CountersRoutesDeps,
+): { openStreams: () => number } {
   const { reader, live } = deps;
+  let openStreams = 0;
   app.use(
     "/api/*",
     bearerAuth({ secret: deps.jwtSecret, queryTokenPaths: ["/api/counters/stream"] }),
@@ -99,6 +103,10 @@ export function mountCountersRoutes(app: OpenAPIHono<AppEnv>, deps: CountersRout
   // Registered before /{peerId} so "stream" is not taken for a peer id.
   app.openapi(streamCounters, (c) => {
     const userId = c.get("userId");
+    // Hono answers HEAD by running GET and discarding the body, which would leave a stream open.
+    if (c.req.method === "HEAD") {
+      return c.body(null, 200, { "Content-Type": "text/event-stream" });
+    }
     return streamSSE(c, async (stream) => {
       let lastVersion = -1;
       let writing = Promise.resolve();
@@ -117,6 +125,7 @@ export function mountCountersRoutes(app: OpenAPIHono<AppEnv>, deps: CountersRout
       };
       // Subscribe before reading, so a change between the two is not missed.
       const unsubscribe = live.subscribe(userId, (counters) => void send(counters));
+      openStreams++;
       const ended = new Promise<void>((resolve) => {
         stream.onAbort(resolve);
         deps.shutdown.addEventListener("abort", () => resolve(), { once: true });
@@ -130,6 +139,7 @@ export function mountCountersRoutes(app: OpenAPIHono<AppEnv>, deps: CountersRout
         }
       } finally {
         unsubscribe();
+        openStreams--;
       }
     });
   });
@@ -139,4 +149,5 @@ export function mountCountersRoutes(app: OpenAPIHono<AppEnv>, deps: CountersRout
     const counters = await reader.read(c.get("userId"));
     return c.json({ peerId, unread: unreadFor(counters, peerId) }, 200);
   });
+  return { openStreams: () => openStreams };
 }

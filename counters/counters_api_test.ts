@@ -65,3 +65,20 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "counters API: HEAD on the stream answers at once and opens no stream",
+  async (env) => {
+    const c = await env.startCounters();
+    const me = crypto.randomUUID();
+    const res = await fetch(`${c.url}/api/counters/stream`, {
+      method: "HEAD",
+      headers: { Authorization: await bearer(me) },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("Content-Type"), "text/event-stream");
+    await new Promise((r) => setTimeout(r, 100));
+    const metrics = await fetch(`${c.url}/metrics`).then((r) => r.text());
+    assert.match(metrics, /\ncounters_live_streams 0\n/);
+  },
+);

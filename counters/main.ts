@@ -42,7 +42,7 @@ export function startCounters(
       });
       const live = createLiveUpdates(nc, names.prefix, log);
       const shutdown = new AbortController();
-      mountCountersRoutes(app, {
+      const routes = mountCountersRoutes(app, {
         jwtSecret: config.JWT_SECRET,
         reader,
         live,
@@ -50,6 +50,7 @@ export function startCounters(
         shutdown: shutdown.signal,
       });
 
+      metrics.gauge("counters_live_streams", "Open live streams", routes.openStreams);
       const repairs = metrics.counter("counters_reconcile_repairs_total", "Counters repaired");
       const afterChange = refreshAndAnnounce(reader, live);
       const tasks = [

@@ -28,6 +28,9 @@ const MessageText = z.string().superRefine((text, ctx) => {
   if (text.trim().length === 0) ctx.addIssue({ code: "custom", message: "text must not be empty" });
   else if ([...text].length > MAX_TEXT_CHARS) {
     ctx.addIssue({ code: "custom", message: `text must be at most ${MAX_TEXT_CHARS} characters` });
+  } else if (!text.isWellFormed()) {
+    // A lone surrogate cannot be stored as UTF-8; it would come back changed.
+    ctx.addIssue({ code: "custom", message: "text must be valid Unicode (no lone surrogates)" });
   } else if (text.includes("\u0000")) {
     ctx.addIssue({ code: "custom", message: "text must not contain NUL characters" });
   }

@@ -16,6 +16,7 @@ Deno.test({
           "-q",
           "chaos",
           ...["--sends", "280", "--rate", "40", "--users", "20", "--fault-every", "0.8"],
+          ...["--fuzz", "1000"],
           ...["--json", json],
         ],
         cwd: new URL("../", import.meta.url).pathname,
@@ -30,6 +31,8 @@ Deno.test({
       assert.equal(report.sendsAccepted, 280);
       assert.equal(report.committed + report.failed, 280);
       assert.deepEqual([report.drift, report.lost, report.countedTwice], [0, 0, 0]);
+      assert.equal(report.fuzzRequests, 1000);
+      assert.equal(report.fuzzServerErrors, 0);
       const kinds = Object.keys(report.faults);
       assert.ok(kinds.length >= 5, `faults injected: ${kinds.join(", ")}`);
       assert.match(stdout, /chaos: PASS/);
@@ -60,6 +63,8 @@ Deno.test("renderReport() flags a failing run", () => {
     gaveUp: 0,
     rejected: 0,
     faults: {},
+    fuzzRequests: 0,
+    fuzzServerErrors: 0,
     drift: 0,
     lost: 1,
     countedTwice: 0,

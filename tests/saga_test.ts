@@ -48,19 +48,19 @@ integrationTest(
     );
 
     const dialogsMetrics = await fetch(`${s.dialogs.url}/metrics`).then((r) => r.text());
-  assert.match(dialogsMetrics, /\nsaga_outcomes_total\{status="committed"\} 1\n/);
-  assert.match(dialogsMetrics, /\nsaga_send_to_terminal_seconds_count\{status="committed"\} 1\n/);
-  assert.match(dialogsMetrics, /\noutbox_backlog 0\n/);
-  const countersMetrics = await fetch(`${s.counters.url}/metrics`).then((r) => r.text());
-  assert.match(countersMetrics, /\nsaga_consumer_pending 0\n/);
-  assert.match(countersMetrics, /\nsaga_consumer_ack_pending 0\n/);
-  assert.match(countersMetrics, /\ncounters_cache_lookups_total\{result="hit"\} \d+\n/);
-  assert.match(
-    countersMetrics,
-    /\nsaga_events_consumed_total\{outcome="processed",type="dialogs.message.sent"\} 1\n/,
-  );
+    assert.match(dialogsMetrics, /\nsaga_outcomes_total\{status="committed"\} 1\n/);
+    assert.match(dialogsMetrics, /\nsaga_send_to_terminal_seconds_count\{status="committed"\} 1\n/);
+    assert.match(dialogsMetrics, /\noutbox_backlog 0\n/);
+    const countersMetrics = await fetch(`${s.counters.url}/metrics`).then((r) => r.text());
+    assert.match(countersMetrics, /\nsaga_consumer_pending 0\n/);
+    assert.match(countersMetrics, /\nsaga_consumer_ack_pending 0\n/);
+    assert.match(countersMetrics, /\ncounters_cache_lookups_total\{result="hit"\} \d+\n/);
+    assert.match(
+      countersMetrics,
+      /\nsaga_events_consumed_total\{outcome="processed",type="dialogs.message.sent"\} 1\n/,
+    );
 
-  // One request id finds the whole story in both services' logs.
+    // One request id finds the whole story in both services' logs.
     const traced = env.logs.filter((l) => l.requestId === "trace-send-1");
     assert.ok(traced.some((l) => l.service === "dialogs" && l.msg === "request"));
     assert.ok(traced.some((l) => l.service === "counters" && l.msg === "message counted"));
