@@ -18,7 +18,7 @@ import {
   type ManagedProcess,
   managedProcess,
   waitForPort,
-} from "./processes.ts";
+} from "../testing/processes.ts";
 
 /** Options of a chaos run; every one is a command-line flag of the same name. */
 export interface ChaosOptions {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { verifyCounters } from "../scripts/verify.ts";
 import { bearer, integrationTest, TEST_JWT_SECRET, type TestEnv, waitFor } from "../testing/env.ts";
-import { freePort, managedProcess } from "../chaos/processes.ts";
+import { freePort, managedProcess } from "../testing/processes.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 
