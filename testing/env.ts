@@ -36,7 +36,7 @@ export interface TestEnv {
   startCounters(options?: { overrides?: Partial<CountersConfig> }): Promise<Service>;
   /** A NATS connection closed at cleanup. */
   nats(): Promise<NatsConnection>;
-  /** A Postgres pool on the named database of this test, closed at cleanup. */
+  /** The Postgres pool on the named database of this test (one per database), closed at cleanup. */
   sql(which: "dialogs" | "counters"): Sql;
   /** A Redis client without key prefix, closed at cleanup. */
   redis(): Redis;
@@ -71,6 +71,7 @@ export async function createTestEnv(): Promise<TestEnv> {
   };
   const running: RunningService[] = [];
   const closers: (() => Promise<unknown>)[] = [];
+  const pools = new Map<"dialogs" | "counters", Sql>();
 
   const common = {
     NATS_URL: services.natsUrl,
@@ -128,12 +129,17 @@ export async function createTestEnv(): Promise<TestEnv> {
       return nc;
     },
     sql(which) {
-      const s = postgres(which === "dialogs" ? dialogsDatabaseUrl : countersDatabaseUrl, {
-        max: 4,
-        onnotice: () => {},
-      });
-      closers.push(() => s.end({ timeout: 1 }));
-      return s;
+      let pool = pools.get(which);
+      if (!pool) {
+        pool = postgres(which === "dialogs" ? dialogsDatabaseUrl : countersDatabaseUrl, {
+          max: 4,
+          onnotice: () => {},
+        });
+        pools.set(which, pool);
+        const opened = pool;
+        closers.push(() => opened.end({ timeout: 1 }));
+      }
+      return pool;
     },
     redis() {
       const r = new Redis(services.redisUrl);

@@ -6,6 +6,8 @@ export interface ManagedProcess {
   port: number;
   /** True between a start and a kill or exit. */
   readonly running: boolean;
+  /** The operating system's process id while running. */
+  readonly pid: number | undefined;
   start(): Promise<void>;
   /** SIGKILL: no chance to clean up. */
   kill(): Promise<void>;
@@ -60,6 +62,9 @@ export function managedProcess(spec: ProcessSpec): ManagedProcess {
     port: spec.port,
     get running() {
       return child !== undefined;
+    },
+    get pid() {
+      return child?.pid;
     },
     async start() {
       if (child) return;
