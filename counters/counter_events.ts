@@ -77,11 +77,12 @@ export function refreshAndAnnounce(reader: CounterReader, live: LiveUpdates) {
 }
 
 /**
- * Runs before counters' outbox publishes replies: the recipients' cache entries are refreshed first,
- * so by the time dialogs marks a message committed, Redis already counts it — also when the process
- * died between its commit and its own refresh.
+ * Runs before counters' outbox publishes replies: the recipients' caches (Redis, this instance's and,
+ * through the live update published first on the same connection, the other instances') get the
+ * new counters before the reply, so by the time dialogs marks a message committed the badge counts
+ * it — also when the process died between its commit and its own refresh.
  */
-export function refreshCacheBeforeReplies(reader: CounterReader, sql: Sql) {
+export function refreshBeforeReplies(afterChange: (userIds: string[]) => Promise<void>, sql: Sql) {
   return async (events: Envelope[]): Promise<void> => {
     const transactions = events.flatMap((e) =>
       e.type === "counters.message.counted" && e.data.outcome === "counted"
@@ -91,6 +92,6 @@ export function refreshCacheBeforeReplies(reader: CounterReader, sql: Sql) {
     if (transactions.length === 0) return;
     const users = await sql<{ user_id: string }[]>`
       select distinct user_id from ledger where transaction_id = any(${transactions}::uuid[])`;
-    await Promise.all(users.map((u) => reader.refresh(u.user_id)));
+    await afterChange(users.map((u) => u.user_id));
   };
 }

@@ -6,6 +6,7 @@ import type { Sql } from "../shared/db.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Counter } from "../shared/metrics.ts";
 import type { CounterCache } from "./counter_cache.ts";
+import type { LocalCache } from "./local_cache.ts";
 import type { UserCounters } from "./counters.ts";
 import { loadUserCounters } from "./counter_store.ts";
 
@@ -23,7 +24,9 @@ export interface CounterReaderDeps {
   sql: Sql;
   cache: CounterCache;
   log: Logger;
-  /** Counts cache lookups by result (hit, miss, error, bypass). */
+  /** The in-process cache in front of Redis. */
+  local: LocalCache;
+  /** Counts cache lookups by result (local, hit, miss, error, bypass). */
   cacheLookups: Counter;
   /** Counts Postgres loads. */
   databaseLoads: Counter;
@@ -31,7 +34,7 @@ export interface CounterReaderDeps {
 
 /** Creates the reader. */
 export function createCounterReader(deps: CounterReaderDeps): CounterReader {
-  const { sql, cache, log, cacheLookups, databaseLoads } = deps;
+  const { sql, cache, local, log, cacheLookups, databaseLoads } = deps;
   const inFlight = new Map<string, Promise<UserCounters>>();
   // Users whose newest counters may be missing from Redis (it may hold an older version), with the
   // version whose write failed: only a write of that version or a newer one makes Redis safe again.
@@ -50,6 +53,7 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
   async function loadAndStore(userId: string): Promise<UserCounters> {
     databaseLoads.inc();
     const counters = await loadUserCounters(sql, userId);
+    local.offer(userId, counters);
     try {
       await cache.setIfNewer(userId, counters);
       if (counters.version >= (unsafe.get(userId) ?? 0)) unsafe.delete(userId);
@@ -65,6 +69,11 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
 
   return {
     async read(userId) {
+      const held = local.get(userId);
+      if (held) {
+        cacheLookups.inc({ result: "local" });
+        return held;
+      }
       if (unsafe.has(userId)) {
         cacheLookups.inc({ result: "bypass" });
         return await loadOnce(userId);
@@ -73,6 +82,7 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
         const cached = await cache.get(userId);
         if (cached) {
           cacheLookups.inc({ result: "hit" });
+          local.offer(userId, cached);
           return cached;
         }
         cacheLookups.inc({ result: "miss" });

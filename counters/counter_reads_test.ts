@@ -5,6 +5,13 @@ import { integrationTest, migratedDatabase, type TestEnv, waitFor } from "../tes
 import { startTcpProxy } from "../testing/tcp_proxy.ts";
 import { type CounterCache, openCounterCache } from "./counter_cache.ts";
 import { createCounterReader } from "./counter_reads.ts";
+import { createLocalCache } from "./local_cache.ts";
+
+function disabledLocalCache() {
+  const local = createLocalCache();
+  local.suspend();
+  return local;
+}
 
 /** A reader on the test's counters database that counts its Postgres loads. */
 async function readerFor(env: TestEnv, cache: CounterCache) {
@@ -18,6 +25,8 @@ async function readerFor(env: TestEnv, cache: CounterCache) {
   const reader = createCounterReader({
     sql,
     cache,
+    // Off, so these tests see the Redis path alone.
+    local: disabledLocalCache(),
     log: createLogger("test", "debug", env.logSink),
     cacheLookups: { inc() {} },
     databaseLoads,

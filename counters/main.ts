@@ -1,4 +1,6 @@
 /** The counters service's composition root: the cache, the read path, the live stream and the saga handler. */
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "../shared/log.ts";
 import { startPeriodic } from "../shared/periodic.ts";
 import {
   runMain,
@@ -11,11 +13,12 @@ import { openCounterCache } from "./counter_cache.ts";
 import {
   createCounterEventHandler,
   refreshAndAnnounce,
-  refreshCacheBeforeReplies,
+  refreshBeforeReplies,
 } from "./counter_events.ts";
 import { createCounterReader } from "./counter_reads.ts";
 import { type CountersConfig, loadCountersConfig } from "./config.ts";
 import { createLiveUpdates } from "./live_updates.ts";
+import { createLocalCache, type LocalCache } from "./local_cache.ts";
 import { reconcileOnce } from "./reconcile.ts";
 
 /** Starts counters with `config`; `options` are for tests. */
@@ -30,9 +33,12 @@ export function startCounters(
     migrations: new URL("./migrations/", import.meta.url),
     setup: ({ sql, nc, log, metrics, app, names }) => {
       const cache = openCounterCache({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX });
+      const local = createLocalCache();
+      watchNatsStatus(nc, local, log);
       const reader = createCounterReader({
         sql,
         cache,
+        local,
         log,
         cacheLookups: metrics.counter("counters_cache_lookups_total", "Cache lookups by result"),
         databaseLoads: metrics.counter(
@@ -41,6 +47,7 @@ export function startCounters(
         ),
       });
       const live = createLiveUpdates(nc, names.prefix, log);
+      live.onChange((userId, counters) => local.offer(userId, counters));
       const shutdown = new AbortController();
       const routes = mountCountersRoutes(app, {
         jwtSecret: config.JWT_SECRET,
@@ -77,7 +84,7 @@ export function startCounters(
           afterChange,
         }),
         readiness: { redis: () => cache.ping() },
-        beforePublish: refreshCacheBeforeReplies(reader, sql),
+        beforePublish: refreshBeforeReplies(afterChange, sql),
         beforeStop: () => shutdown.abort(),
         async close() {
           await Promise.all(tasks.map((t) => t.stop()));
@@ -87,6 +94,21 @@ export function startCounters(
       };
     },
   });
+}
+
+/** While NATS is disconnected change events are missed, so the in-process cache serves nothing. */
+function watchNatsStatus(nc: NatsConnection, local: LocalCache, log: Logger): void {
+  (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === "disconnect") {
+        local.suspend();
+        log.warn("NATS disconnected; in-process cache suspended");
+      } else if (status.type === "reconnect") {
+        local.resume();
+        log.info("NATS reconnected; in-process cache resumed");
+      }
+    }
+  })().catch(() => {});
 }
 
 if (import.meta.main) await runMain("counters", loadCountersConfig, startCounters);

@@ -68,7 +68,7 @@ integrationTest(
       [`/api/dialog/${peer}/send`, JSON.stringify({ text: "   " })],
       [`/api/dialog/${peer}/send`, JSON.stringify({ text: "x".repeat(4097) })],
       [`/api/dialog/${peer}/send`, JSON.stringify({ text: "nul\u0000" })],
-    [`/api/dialog/${peer}/send`, '{"text":"lone \\ud800 surrogate"}'],
+      [`/api/dialog/${peer}/send`, '{"text":"lone \\ud800 surrogate"}'],
       [`/api/dialog/${peer}/send`, JSON.stringify(["text"])],
       [`/api/dialog/${peer}/send`, undefined],
       [`/api/dialog/${me}/send`, JSON.stringify({ text: "to myself" })],

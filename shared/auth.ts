@@ -22,6 +22,14 @@ export function signToken(
 
 /** Verifies a token and returns its subject; throws a 401 AppError otherwise. */
 export async function verifyToken(token: string, secret: string): Promise<string> {
+  return (await verifyTokenClaims(token, secret)).userId;
+}
+
+/** Verifies a token and returns its subject and expiry (seconds since the epoch, if any). */
+export async function verifyTokenClaims(
+  token: string,
+  secret: string,
+): Promise<{ userId: string; exp?: number }> {
   let payload: Record<string, unknown>;
   try {
     payload = await verify(token, secret, "HS256");
@@ -32,8 +40,14 @@ export async function verifyToken(token: string, secret: string): Promise<string
   }
   const sub = Sub.safeParse(payload.sub);
   if (!sub.success) throw unauthorized("the token's sub claim is not a user id (UUID)");
-  return sub.data.toLowerCase();
+  return {
+    userId: sub.data.toLowerCase(),
+    ...(typeof payload.exp === "number" ? { exp: payload.exp } : {}),
+  };
 }
+
+/** Most tokens one middleware remembers as verified. */
+const VERIFIED_TOKENS = 50_000;
 
 /**
  * Requires `Authorization: Bearer <JWT>` and sets `userId`. On `queryTokenPaths` the token may come
@@ -42,6 +56,7 @@ export async function verifyToken(token: string, secret: string): Promise<string
 export function bearerAuth(
   options: { secret: string; queryTokenPaths?: string[] },
 ): MiddlewareHandler<{ Variables: AuthVariables }> {
+  const verified = new Map<string, { userId: string; exp?: number }>();
   return async (c, next) => {
     const header = c.req.header("Authorization");
     let token: string | undefined;
@@ -53,7 +68,16 @@ export function bearerAuth(
       token = c.req.query("access_token") || undefined;
     }
     if (!token) throw unauthorized("a bearer token is required");
-    c.set("userId", await verifyToken(token, options.secret));
+    // A token verified before is the same bytes with the same signature: only its expiry can change.
+    const known = verified.get(token);
+    if (known && (known.exp === undefined || known.exp * 1000 > Date.now())) {
+      c.set("userId", known.userId);
+    } else {
+      const claims = await verifyTokenClaims(token, options.secret);
+      if (verified.size >= VERIFIED_TOKENS) verified.delete(verified.keys().next().value!);
+      verified.set(token, claims);
+      c.set("userId", claims.userId);
+    }
     await next();
   };
 }

@@ -37,3 +37,20 @@ Deno.test("verifyToken() rejects garbage and a sub that is not a UUID", async ()
   await rejects401(await sign({ sub: "alice" }, SECRET, "HS256"), /sub/);
   await rejects401(await sign({ iat: 1 }, SECRET, "HS256"), /sub/);
 });
+
+Deno.test("bearerAuth() remembers a verified token but still refuses it once it expires", async () => {
+  const { Hono } = await import("hono");
+  const { bearerAuth } = await import("./auth.ts");
+  const app = new Hono<{ Variables: { userId: string } }>();
+  app.onError((err, c) => c.text(err.message, (err as AppError).status as 401));
+  app.use(bearerAuth({ secret: SECRET }));
+  app.get("/", (c) => c.text(c.get("userId")));
+  const token = await signToken(USER, SECRET, 1);
+  const get = () => app.request("/", { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(await (await get()).text(), USER);
+  assert.equal(await (await get()).text(), USER);
+  await new Promise((r) => setTimeout(r, 2_100));
+  const expired = await get();
+  assert.equal(expired.status, 401);
+  assert.match(await expired.text(), /expired/);
+});

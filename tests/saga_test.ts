@@ -54,7 +54,7 @@ integrationTest(
     const countersMetrics = await fetch(`${s.counters.url}/metrics`).then((r) => r.text());
     assert.match(countersMetrics, /\nsaga_consumer_pending 0\n/);
     assert.match(countersMetrics, /\nsaga_consumer_ack_pending 0\n/);
-    assert.match(countersMetrics, /\ncounters_cache_lookups_total\{result="hit"\} \d+\n/);
+    assert.match(countersMetrics, /\ncounters_cache_lookups_total\{result="local"\} \d+\n/);
     assert.match(
       countersMetrics,
       /\nsaga_events_consumed_total\{outcome="processed",type="dialogs.message.sent"\} 1\n/,

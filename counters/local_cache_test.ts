@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { createLocalCache } from "./local_cache.ts";
+
+const c = (version: number, n = version) => ({ version, dialogs: { p: n } });
+
+Deno.test("LocalCache keeps the newest version and never goes back", () => {
+  const cache = createLocalCache();
+  cache.offer("u", c(2));
+  cache.offer("u", c(1));
+  assert.deepEqual(cache.get("u"), c(2));
+  cache.offer("u", c(3));
+  assert.deepEqual(cache.get("u"), c(3));
+  assert.equal(cache.get("other"), undefined);
+});
+
+Deno.test("LocalCache stops serving an entry after its time to live", () => {
+  let t = 0;
+  const cache = createLocalCache({ ttlMs: 100, now: () => t });
+  cache.offer("u", c(1));
+  t = 100;
+  assert.deepEqual(cache.get("u"), c(1));
+  t = 101;
+  assert.equal(cache.get("u"), undefined);
+});
+
+Deno.test("LocalCache evicts the least recently stored entry beyond its size", () => {
+  const cache = createLocalCache({ maxEntries: 2 });
+  cache.offer("a", c(1));
+  cache.offer("b", c(1));
+  cache.offer("a", c(2));
+  cache.offer("c", c(1));
+  assert.equal(cache.size, 2);
+  assert.equal(cache.get("b"), undefined);
+  assert.deepEqual(cache.get("a"), c(2));
+});
+
+Deno.test("LocalCache serves and keeps nothing while suspended", () => {
+  const cache = createLocalCache();
+  cache.offer("u", c(1));
+  cache.suspend();
+  assert.equal(cache.get("u"), undefined);
+  cache.offer("u", c(2));
+  cache.resume();
+  assert.equal(cache.get("u"), undefined, "what was offered while suspended is not kept");
+  cache.offer("u", c(3));
+  assert.deepEqual(cache.get("u"), c(3));
+});
