@@ -33,8 +33,8 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
           redelivery: !result.applied,
           ...(result.reason ? { reason: result.reason } : {}),
         });
-        // Also on a redelivery: the first delivery may have died before refreshing the cache.
-        if (result.outcome === "counted") await afterChange([event.data.recipientId]);
+        // The reply's beforePublish refreshes the caches and the live stream (on a redelivery too),
+        // before dialogs can see the outcome.
         return;
       }
       case "dialogs.message.cancelled": {

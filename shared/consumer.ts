@@ -35,6 +35,8 @@ export interface EventConsumerOptions {
   handler: EventHandler;
   /** Messages pulled ahead of processing. */
   maxMessages?: number;
+  /** Messages handled at the same time. */
+  concurrency?: number;
   /** Called once per delivery with its outcome, the event (when it parsed) and the delivery count. */
   onOutcome?: (outcome: ConsumeOutcome, event: Envelope | undefined, deliveryCount: number) => void;
 }
@@ -44,15 +46,18 @@ export function retryDelayMs(deliveryCount: number): number {
   return Math.min(250 * 2 ** Math.max(0, deliveryCount - 1), 30_000);
 }
 
-/** Pulls and handles messages one at a time until stopped. */
+/** Pulls and handles messages, several at a time, until stopped. */
 export class EventConsumer {
   readonly #opts: EventConsumerOptions;
   #running = false;
   #loop?: Promise<void>;
   #close?: () => Promise<unknown>;
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #concurrency: number;
 
   constructor(options: EventConsumerOptions) {
     this.#opts = options;
+    this.#concurrency = options.concurrency ?? 16;
   }
 
   /** Starts consuming in the background. */
@@ -62,12 +67,13 @@ export class EventConsumer {
     this.#loop = this.#run();
   }
 
-  /** Stops pulling, finishes the message in hand, hands buffered ones back, and resolves. */
+  /** Stops pulling, finishes the messages in hand, hands buffered ones back, and resolves. */
   async stop(): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
     await this.#close?.().catch(() => {});
     await this.#loop;
+    await Promise.all(this.#inFlight);
   }
 
   async #run(): Promise<void> {
@@ -88,8 +94,13 @@ export class EventConsumer {
             m.nak();
             continue;
           }
-          await this.#handle(m);
+          // Up to `concurrency` events at once; ordering between them is not needed because
+          // every handler is idempotent and takes the locks its change needs.
+          while (this.#inFlight.size >= this.#concurrency) await Promise.race(this.#inFlight);
+          const handling = this.#handle(m).finally(() => this.#inFlight.delete(handling));
+          this.#inFlight.add(handling);
         }
+        await Promise.all(this.#inFlight);
       } catch (err) {
         if (!this.#running) break;
         log.warn("consumer loop failed; restarting", { err, stream, durable });

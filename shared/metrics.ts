@@ -8,6 +8,13 @@ function labelKey(labels: Labels): string {
     .join(",");
 }
 
+// Cheap identity of a label set on the hot path; callers pass their labels in a fixed order.
+function seriesKey(labels: Labels): string {
+  let key = "";
+  for (const name in labels) key += `${name}\u0001${labels[name]}\u0002`;
+  return key;
+}
+
 function withLabels(name: string, key: string, extra = ""): string {
   const all = [key, extra].filter(Boolean).join(",");
   return all ? `${name}{${all}}` : name;
@@ -40,26 +47,32 @@ export function createMetrics(): Metrics {
   const renderers: (() => Promise<string[]>)[] = [];
   return {
     counter(name, help) {
-      const values = new Map<string, number>();
+      const values = new Map<string, { labels: Labels; value: number }>();
       renderers.push(() =>
         Promise.resolve([
           `# HELP ${name} ${help}`,
           `# TYPE ${name} counter`,
-          ...[...values].map(([key, v]) => `${withLabels(name, key)} ${v}`),
+          ...[...values.values()].map((v) => `${withLabels(name, labelKey(v.labels))} ${v.value}`),
         ])
       );
       return {
         inc(labels = {}, by = 1) {
-          const key = labelKey(labels);
-          values.set(key, (values.get(key) ?? 0) + by);
+          const key = seriesKey(labels);
+          const series = values.get(key);
+          if (series) series.value += by;
+          else values.set(key, { labels, value: by });
         },
       };
     },
     histogram(name, help, buckets) {
-      const series = new Map<string, { counts: number[]; sum: number; count: number }>();
+      const series = new Map<
+        string,
+        { labels: Labels; counts: number[]; sum: number; count: number }
+      >();
       renderers.push(() => {
         const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
-        for (const [key, s] of series) {
+        for (const s of series.values()) {
+          const key = labelKey(s.labels);
           buckets.forEach((b, i) =>
             lines.push(`${withLabels(`${name}_bucket`, key, `le="${b}"`)} ${s.counts[i]}`)
           );
@@ -71,12 +84,10 @@ export function createMetrics(): Metrics {
       });
       return {
         observe(value, labels = {}) {
-          const key = labelKey(labels);
+          const key = seriesKey(labels);
           let s = series.get(key);
-          if (!s) series.set(key, s = { counts: buckets.map(() => 0), sum: 0, count: 0 });
-          buckets.forEach((b, i) => {
-            if (value <= b) s.counts[i]!++;
-          });
+          if (!s) series.set(key, s = { labels, counts: buckets.map(() => 0), sum: 0, count: 0 });
+          for (let i = 0; i < buckets.length; i++) if (value <= buckets[i]!) s.counts[i]!++;
           s.sum += value;
           s.count++;
         },

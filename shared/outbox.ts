@@ -129,17 +129,18 @@ export class OutboxRelay {
         for update skip locked`;
       if (rows.length === 0) return 0;
       await this.#opts.beforePublish?.(rows.map((r) => r.payload));
-      // Sequential, so the stream keeps the outbox order.
-      for (const row of rows) {
+      // Issued in outbox order on one connection, so the stream keeps that order; the PubAcks are
+      // awaited together.
+      await Promise.all(rows.map((row) => {
         const h = natsHeaders();
         h.set(HEADERS.eventType, row.payload.type);
         if (row.request_id) h.set(HEADERS.requestId, row.request_id);
-        await js.publish(row.subject, JSON.stringify(row.payload), {
+        return js.publish(row.subject, JSON.stringify(row.payload), {
           msgID: row.id,
           headers: h,
           timeout: 5_000,
         });
-      }
+      }));
       await tx`update outbox set sent_at = now() where id = any(${rows.map((r) => r.id)}::uuid[])`;
       const oldest = Date.now() - rows[0]!.created_at.getTime();
       this.#opts.onPublished?.(rows.length, oldest);
