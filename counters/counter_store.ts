@@ -2,7 +2,7 @@
 import type { Sql, Tx } from "../shared/db.ts";
 import { isPermanentDbError } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
-import { enqueueEvent } from "../shared/outbox.ts";
+import { enqueueEvent, outboxTransaction } from "../shared/outbox.ts";
 import type { UserCounters } from "./counters.ts";
 
 /** What applying a "message sent" did. */
@@ -68,7 +68,7 @@ export async function applyMessageSent(
   data: EventData<"dialogs.message.sent">,
   requestId?: string,
 ): Promise<IncrementResult> {
-  return await sql.begin(async (tx) => {
+  return await outboxTransaction(sql, async (tx) => {
     await lockUser(tx, data.recipientId);
     const replyId = crypto.randomUUID();
     const inserted = await tx`

@@ -1,7 +1,7 @@
 /** Postgres access for dialogs: sending (message + outbox event in one transaction), reading, replies. */
 import type { Sql } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
-import { enqueueEvent } from "../shared/outbox.ts";
+import { enqueueEvent, outboxTransaction } from "../shared/outbox.ts";
 import { decideReply, type MessageRow, type MessageStatus } from "./messages.ts";
 
 const COLUMNS = "id, transaction_id, sender_id, recipient_id, text, status, created_at, read_at";
@@ -26,7 +26,7 @@ export interface SendResult {
  * Idempotency-Key already used by this sender, returns that message and creates nothing.
  */
 export async function sendMessage(sql: Sql, prefix: string, input: SendInput): Promise<SendResult> {
-  return await sql.begin(async (tx) => {
+  return await outboxTransaction(sql, async (tx) => {
     const id = crypto.randomUUID();
     const transactionId = crypto.randomUUID();
     // ON CONFLICT waits for a concurrent send with the same key, then yields to it.
@@ -152,7 +152,7 @@ export async function markMessagesRead(
   input: { readerId: string; peerId: string; upTo?: MessageRow; requestId?: string },
 ): Promise<ReadResult> {
   const { readerId, peerId, upTo } = input;
-  return await sql.begin(async (tx) => {
+  return await outboxTransaction(sql, async (tx) => {
     // Concurrent reads of one dialog each take only rows still unread, so none is counted twice.
     const rows = await tx<{ id: string; read_at: Date }[]>`
       update messages set read_at = now()
@@ -205,7 +205,7 @@ export async function failTimedOutSends(
   timeoutMs: number,
   limit = 100,
 ): Promise<TimedOutSend[]> {
-  return await sql.begin(async (tx) => {
+  return await outboxTransaction(sql, async (tx) => {
     const rows = await tx<TimedOutSend[]>`
       update messages m
       set status = 'failed', failure_reason = ${TIMEOUT_REASON}, finished_at = now()

@@ -8,15 +8,49 @@ import type { Logger } from "./log.ts";
 /** The LISTEN/NOTIFY channel that wakes the relay. */
 export const OUTBOX_CHANNEL = "outbox";
 
-/** Writes `event` to the outbox in the caller's transaction; it is published after commit. */
+/**
+ * Writes `event` to the outbox in the caller's transaction; it is published after commit. Run the
+ * transaction with outboxTransaction() so the relays wake at once.
+ */
 export async function enqueueEvent(tx: Tx | Sql, prefix: string, event: Envelope): Promise<void> {
   await tx`
     insert into outbox (id, subject, payload, request_id)
     values (${event.id}, ${subjectFor(prefix, event.type)}, ${tx.json(event as never)},
             ${event.requestId ?? null})
     on conflict (id) do update set sent_at = null`;
-  // Delivered only at commit, and not at all on rollback.
-  await tx`select pg_notify(${OUTBOX_CHANNEL}, '')`;
+}
+
+/** Runs `fn` in a transaction and, once it committed, wakes the relays (notifyOutbox). */
+export async function outboxTransaction<T>(sql: Sql, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  const result = await sql.begin(fn) as T;
+  notifyOutbox(sql);
+  return result;
+}
+
+const notifiers = new WeakMap<Sql, { sending: boolean; again: boolean }>();
+
+/**
+ * Wakes every relay listening on this database. Sent after the commit, in a statement of its own:
+ * a NOTIFY inside the business transaction would hold Postgres' global notify lock through that
+ * transaction's commit and serialise every send. Calls made while one is in flight coalesce into one
+ * more; a lost notification only costs the relays' polling interval.
+ */
+export function notifyOutbox(sql: Sql): void {
+  let state = notifiers.get(sql);
+  if (!state) notifiers.set(sql, state = { sending: false, again: false });
+  if (state.sending) {
+    state.again = true;
+    return;
+  }
+  state.sending = true;
+  const current = state;
+  (async () => {
+    do {
+      current.again = false;
+      await sql`select pg_notify(${OUTBOX_CHANNEL}, '')`.catch(() => {});
+    } while (current.again);
+    current.sending = false;
+  })();
 }
 
 /** Options of an OutboxRelay. */

@@ -4,7 +4,7 @@ import { ensureDatabase, openDatabase } from "./db.ts";
 import { ensureStreams, streamNames } from "./jetstream.ts";
 import { createLogger } from "./log.ts";
 import { migrate, sharedMigrations } from "./migrate.ts";
-import { enqueueEvent, outboxBacklog, OutboxRelay } from "./outbox.ts";
+import { enqueueEvent, outboxBacklog, OutboxRelay, outboxTransaction } from "./outbox.ts";
 import { messageSentEvent } from "../testing/fixtures.ts";
 import { integrationTest, type TestEnv, waitFor } from "../testing/env.ts";
 
@@ -44,10 +44,10 @@ integrationTest(
         messageSentEvent("req-outbox"),
       ];
       await relay.start();
-      await sql.begin(async (tx) => {
+      await outboxTransaction(sql, async (tx) => {
         for (const e of events) await enqueueEvent(tx, env.prefix, e);
       });
-      // The poll interval is a minute, so only the NOTIFY can have woken the relay this fast.
+      // The poll interval is a minute, so only the NOTIFY after the commit can have woken the relay.
       await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "outbox drained" });
       const jsm = await jetstreamManager(nc);
       const info = await jsm.streams.info(names.stream);
