@@ -24,6 +24,7 @@ import { pgbenchCeiling, preparePgbench, sagaFigures, sendLoad } from "./write_p
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SECRET = "bench-secret-0123456789abcdef";
+const V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
 
 interface BenchOptions {
   seconds: number;
@@ -108,7 +109,8 @@ async function main() {
       name,
       port,
       command: Deno.execPath(),
-      args: ["run", "--allow-all", `${ROOT}${script}`],
+      // The services' V8 flags as in deno.json's tasks.
+      args: ["run", "--allow-all", V8_FLAGS, `${ROOT}${script}`],
       env: { ...common, ...env, PORT: String(port) },
       logFile: `${logs}/${name}.log`,
     });

@@ -1,5 +1,6 @@
 /** The counters HTTP API: the caller's unread counters, from the cache with Postgres behind it, and a live stream. */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { cors } from "hono/cors";
 import { streamSSE } from "hono/streaming";
 import { bearerAuth } from "../shared/auth.ts";
 import type { AppEnv } from "../shared/http.ts";
@@ -14,6 +15,8 @@ export interface CountersRoutesDeps {
   reader: CounterReader;
   live: LiveUpdates;
   heartbeatMs: number;
+  /** Origins whose pages may call this API from a browser. */
+  corsOrigins: string[];
   /** Aborted when the service shuts down, so open streams end. */
   shutdown: AbortSignal;
 }
@@ -91,6 +94,11 @@ export function mountCountersRoutes(
 ): { openStreams: () => number } {
   const { reader, live } = deps;
   let openStreams = 0;
+  // The web page on dialogs' origin reads counters and the stream from the browser.
+  app.use(
+    "/api/*",
+    cors({ origin: deps.corsOrigins, allowHeaders: ["Authorization"], maxAge: 600 }),
+  );
   app.use(
     "/api/*",
     bearerAuth({ secret: deps.jwtSecret, queryTokenPaths: ["/api/counters/stream"] }),

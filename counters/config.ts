@@ -12,6 +12,9 @@ export const countersEnv = {
   ),
   REDIS_KEY_PREFIX: z.string().max(100).default("counters:"),
   RECONCILE_INTERVAL_MS: z.coerce.number().int("must be an integer").min(0).default(60_000),
+  CORS_ORIGINS: z.string().default("http://localhost:8081,http://127.0.0.1:8081").transform((v) =>
+    v.split(",").map((o) => o.trim()).filter(Boolean)
+  ).pipe(z.array(z.url({ error: "must be a comma-separated list of origins" }))),
   SSE_HEARTBEAT_MS: z.coerce.number().int("must be an integer").min(100).max(15_000).default(
     15_000,
   ),

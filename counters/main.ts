@@ -54,6 +54,7 @@ export function startCounters(
         reader,
         live,
         heartbeatMs: config.SSE_HEARTBEAT_MS,
+        corsOrigins: config.CORS_ORIGINS,
         shutdown: shutdown.signal,
       });
 

@@ -10,6 +10,11 @@ export const dialogsEnv = {
   SAGA_TIMEOUT_MS: z.coerce.number().int("must be an integer").min(100).max(86_400_000).default(
     30_000,
   ),
+  DEV_LOGIN: z.enum(["true", "false"], "must be true or false").default("false")
+    .transform((v) => v === "true"),
+  COUNTERS_PUBLIC_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).default(
+    "http://localhost:8082",
+  ),
 };
 
 /** The resolved configuration of dialogs. */

@@ -11,6 +11,7 @@ import { mountDialogsRoutes } from "./app.ts";
 import { type DialogsConfig, loadDialogsConfig } from "./config.ts";
 import { createDialogEventHandler } from "./dialog_events.ts";
 import { failTimedOutSends } from "./message_store.ts";
+import { mountWebApp } from "./web.ts";
 
 /** How often the sweeper looks for timed-out sends: a quarter of the timeout, at most every second. */
 export function sweepIntervalMs(timeoutMs: number): number {
@@ -27,8 +28,14 @@ export function startDialogs(
     name: "dialogs",
     config,
     migrations: new URL("./migrations/", import.meta.url),
-    setup: ({ sql, metrics, app, names, log }) => {
+    setup: async ({ sql, metrics, app, names, log }) => {
       mountDialogsRoutes(app, { sql, prefix: names.prefix, jwtSecret: config.JWT_SECRET });
+      await mountWebApp(app, {
+        jwtSecret: config.JWT_SECRET,
+        devLogin: config.DEV_LOGIN,
+        countersUrl: config.COUNTERS_PUBLIC_URL,
+      });
+      if (config.DEV_LOGIN) log.warn("DEV_LOGIN is on: anyone can sign in as any user");
       const sagaOutcomes = metrics.counter("saga_outcomes_total", "Finished send sagas by status");
       const sagaLatency = metrics.histogram(
         "saga_send_to_terminal_seconds",

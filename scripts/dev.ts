@@ -1,11 +1,21 @@
 /** `deno task dev`: runs dialogs (8081) and counters (8082) against the local services; Ctrl-C stops both. */
-const permissions = ["--allow-net", "--allow-env", "--allow-read", "--allow-sys"];
+const permissions = [
+  "--v8-flags=--max-semi-space-size=4",
+  "--allow-net",
+  "--allow-env",
+  "--allow-read",
+  "--allow-sys",
+];
 const root = new URL("../", import.meta.url);
+
+// Local development signs in at http://localhost:8081 without tokens, unless told otherwise.
+const env = { DEV_LOGIN: Deno.env.get("DEV_LOGIN") ?? "true" };
 
 const children = ["dialogs", "counters"].map((service) =>
   new Deno.Command(Deno.execPath(), {
     args: ["run", ...permissions, new URL(`${service}/main.ts`, root).pathname],
     cwd: root.pathname,
+    env,
     stdin: "null",
   }).spawn()
 );
