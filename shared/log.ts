@@ -16,6 +16,8 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
   /** A logger that adds `fields` to every line it writes. */
   child(fields: LogFields): Logger;
+  /** True when lines of `level` are written; lets hot paths skip building their fields. */
+  enabled(level: LogLevel): boolean;
 }
 
 /** Where log lines go; stdout by default, an array in tests. */
@@ -42,6 +44,7 @@ export function createLogger(
     warn: (msg, fields) => write("warn", msg, fields),
     error: (msg, fields) => write("error", msg, fields),
     child: (fields) => createLogger(service, level, sink, { ...base, ...fields }),
+    enabled: (lvl) => LEVEL_ORDER[lvl] >= min,
   };
 }
 
