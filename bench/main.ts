@@ -25,6 +25,7 @@ import { pgbenchCeiling, preparePgbench, sagaFigures, sendLoad } from "./write_p
 const ROOT = new URL("../", import.meta.url).pathname;
 const SECRET = "bench-secret-0123456789abcdef";
 const V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
+const KEPT_MARKER = "<!-- Written by hand; deno task bench keeps everything from here on. -->";
 
 interface BenchOptions {
   seconds: number;
@@ -221,10 +222,11 @@ async function main() {
     if (options.doc) {
       const docPath = `${ROOT}docs/performance.md`;
       const existing = await Deno.readTextFile(docPath).catch(() => "");
-      const scaling = existing.includes("## Scaling")
-        ? existing.slice(existing.indexOf("## Scaling")).trimEnd()
-        : "## Scaling\n\n(to be written)";
-      await Deno.writeTextFile(docPath, performanceDoc(figures, "deno task bench", scaling));
+      // Everything from the marker on is written by hand and kept between runs.
+      const kept = existing.includes(KEPT_MARKER)
+        ? existing.slice(existing.indexOf(KEPT_MARKER)).trimEnd()
+        : `${KEPT_MARKER}\n\n## Scaling\n\n(to be written)`;
+      await Deno.writeTextFile(docPath, performanceDoc(figures, "deno task bench", kept));
       await Deno.writeTextFile(`${ROOT}docs/performance.svg`, chartSvg(figures));
       log("wrote docs/performance.md and docs/performance.svg");
     }
