@@ -82,3 +82,51 @@ integrationTest(
     assert.match(metrics, /\ncounters_live_streams 0\n/);
   },
 );
+
+integrationTest(
+  "counters API: the in-memory fast path answers exactly like the full app",
+  async (env) => {
+    const c = await env.startCounters();
+    const me = crypto.randomUUID(), peer = crypto.randomUUID();
+    await env.sql(
+      "counters",
+    )`insert into unread_counters (user_id, peer_id, unread) values (${me}, ${peer}, 3)`;
+    const auth = await bearer(me);
+    const full = await call(`${c.url}/api/counters`, { auth }); // verifies the token, fills the caches
+    const fast = await call(`${c.url}/api/counters`, {
+      auth,
+      headers: { "X-Request-ID": "fast-1" },
+    });
+    assert.deepEqual(fast.body, full.body);
+    assert.deepEqual(fast.body, { total: 3, dialogs: { [peer]: 3 } });
+    assert.equal(fast.headers.get("Content-Type"), full.headers.get("Content-Type"));
+    assert.equal(fast.headers.get("X-Request-ID"), "fast-1");
+    const metrics = await fetch(`${c.url}/metrics`).then((r) => r.text());
+    assert.match(metrics, /counters_cache_lookups_total\{result="local"\} [1-9]/);
+    assert.match(
+      metrics,
+      /http_request_duration_seconds_count\{method="GET",route="\/api\/counters",status="200"\} 2\n/,
+    );
+    // A browser's request (with Origin) gets the CORS headers of the full app.
+    const cors = await call(`${c.url}/api/counters`, {
+      auth,
+      headers: { Origin: "http://localhost:8081" },
+    });
+    assert.equal(cors.headers.get("Access-Control-Allow-Origin"), "http://localhost:8081");
+    assert.deepEqual(cors.body, full.body);
+  },
+);
+
+integrationTest(
+  "counters API: a remembered token is refused once it expires, on the fast path too",
+  async (env) => {
+    const c = await env.startCounters();
+    const auth = await bearer(crypto.randomUUID(), 1);
+    assert.equal((await call(`${c.url}/api/counters`, { auth })).status, 200);
+    assert.equal((await call(`${c.url}/api/counters`, { auth })).status, 200);
+    await new Promise((r) => setTimeout(r, 2_100));
+    const expired = await call(`${c.url}/api/counters`, { auth });
+    assert.equal(expired.status, 401);
+    assert.match(expired.body.detail, /expired/);
+  },
+);
