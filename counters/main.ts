@@ -1,8 +1,6 @@
 /** The counters service's composition root: the cache, the read path, the live stream and the saga handler. */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../shared/log.ts";
-import { createTokenCache } from "../shared/auth.ts";
-import { httpLatency } from "../shared/http.ts";
 import { startPeriodic } from "../shared/periodic.ts";
 import {
   runMain,
@@ -19,7 +17,6 @@ import {
 } from "./counter_events.ts";
 import { createCounterReader } from "./counter_reads.ts";
 import { type CountersConfig, loadCountersConfig } from "./config.ts";
-import { withFastCountersRead } from "./fast_read.ts";
 import { createLiveUpdates } from "./live_updates.ts";
 import { createLocalCache, type LocalCache } from "./local_cache.ts";
 import { reconcileOnce } from "./reconcile.ts";
@@ -38,17 +35,12 @@ export function startCounters(
       const cache = openCounterCache({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX });
       const local = createLocalCache();
       watchNatsStatus(nc, local, log);
-      const tokens = createTokenCache();
-      const cacheLookups = metrics.counter(
-        "counters_cache_lookups_total",
-        "Cache lookups by result",
-      );
       const reader = createCounterReader({
         sql,
         cache,
         local,
         log,
-        cacheLookups,
+        cacheLookups: metrics.counter("counters_cache_lookups_total", "Cache lookups by result"),
         databaseLoads: metrics.counter(
           "counters_database_loads_total",
           "Counters read from Postgres",
@@ -59,7 +51,6 @@ export function startCounters(
       const shutdown = new AbortController();
       const routes = mountCountersRoutes(app, {
         jwtSecret: config.JWT_SECRET,
-        tokens,
         reader,
         live,
         heartbeatMs: config.SSE_HEARTBEAT_MS,
@@ -96,13 +87,6 @@ export function startCounters(
         readiness: { redis: () => cache.ping() },
         beforePublish: refreshBeforeReplies(afterChange, sql),
         beforeStop: () => shutdown.abort(),
-        wrapFetch: withFastCountersRead({
-          tokens,
-          local,
-          latency: httpLatency(metrics),
-          cacheLookups,
-          log,
-        }),
         async close() {
           await Promise.all(tasks.map((t) => t.stop()));
           live.close();

@@ -46,62 +46,38 @@ export async function verifyTokenClaims(
   };
 }
 
-/** Most tokens one cache remembers as verified. */
+/** Most tokens one middleware remembers as verified. */
 const VERIFIED_TOKENS = 50_000;
-
-/** Tokens verified before: the same bytes carry the same signature, only the expiry can change. */
-export interface TokenCache {
-  /** The user of a token verified before and not expired, or undefined. */
-  userOf(token: string): string | undefined;
-  remember(token: string, claims: { userId: string; exp?: number }): void;
-}
-
-/** Creates an empty token cache. */
-export function createTokenCache(max = VERIFIED_TOKENS): TokenCache {
-  const verified = new Map<string, { userId: string; exp?: number }>();
-  return {
-    userOf(token) {
-      const known = verified.get(token);
-      if (!known || (known.exp !== undefined && known.exp * 1000 <= Date.now())) return undefined;
-      return known.userId;
-    },
-    remember(token, claims) {
-      if (verified.size >= max) verified.delete(verified.keys().next().value!);
-      verified.set(token, claims);
-    },
-  };
-}
-
-/** The token of an `Authorization: Bearer <token>` header; throws a 401 for any other form. */
-export function bearerToken(header: string): string {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  if (!match) throw unauthorized("the Authorization header must be 'Bearer <token>'");
-  return match[1]!;
-}
 
 /**
  * Requires `Authorization: Bearer <JWT>` and sets `userId`. On `queryTokenPaths` the token may come
  * as `?access_token=` instead, because browsers' EventSource cannot set headers.
  */
 export function bearerAuth(
-  options: { secret: string; queryTokenPaths?: string[]; cache?: TokenCache },
+  options: { secret: string; queryTokenPaths?: string[] },
 ): MiddlewareHandler<{ Variables: AuthVariables }> {
-  const cache = options.cache ?? createTokenCache();
+  const verified = new Map<string, { userId: string; exp?: number }>();
   return async (c, next) => {
     const header = c.req.header("Authorization");
     let token: string | undefined;
-    if (header !== undefined) token = bearerToken(header);
-    else if (options.queryTokenPaths?.includes(c.req.path)) {
+    if (header !== undefined) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+      if (!match) throw unauthorized("the Authorization header must be 'Bearer <token>'");
+      token = match[1];
+    } else if (options.queryTokenPaths?.includes(c.req.path)) {
       token = c.req.query("access_token") || undefined;
     }
     if (!token) throw unauthorized("a bearer token is required");
-    let userId = cache.userOf(token);
-    if (!userId) {
+    // A token verified before is the same bytes with the same signature: only its expiry can change.
+    const known = verified.get(token);
+    if (known && (known.exp === undefined || known.exp * 1000 > Date.now())) {
+      c.set("userId", known.userId);
+    } else {
       const claims = await verifyTokenClaims(token, options.secret);
-      cache.remember(token, claims);
-      userId = claims.userId;
+      if (verified.size >= VERIFIED_TOKENS) verified.delete(verified.keys().next().value!);
+      verified.set(token, claims);
+      c.set("userId", claims.userId);
     }
-    c.set("userId", userId);
     await next();
   };
 }

@@ -9,7 +9,7 @@ import { AppError, badRequest, fieldErrors, type Problem, problem } from "./erro
 import { isUnavailableDbError } from "./db.ts";
 import { HEADERS } from "./events.ts";
 import type { Logger } from "./log.ts";
-import { type Histogram, LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
+import { LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 
 /** Per-request variables every route can read. */
 export type AppVariables = { requestId: string; userId: string };
@@ -19,27 +19,6 @@ export type AppEnv = { Variables: AppVariables };
 
 /** What a request id taken from the client may contain (else a new one is made). */
 const REQUEST_ID = /^[\w\-=]+$/;
-
-/** The client's request id when it is acceptable (up to 255 of `A-Z a-z 0-9 _ - =`), else a new one. */
-export function requestIdFor(given: string | null | undefined): string {
-  return given && given.length <= 255 && REQUEST_ID.test(given) ? given : crypto.randomUUID();
-}
-
-const latencies = new WeakMap<Metrics, Histogram>();
-
-/** The HTTP latency histogram of a registry (one per registry). */
-export function httpLatency(metrics: Metrics): Histogram {
-  let histogram = latencies.get(metrics);
-  if (!histogram) {
-    histogram = metrics.histogram(
-      "http_request_duration_seconds",
-      "HTTP request latency by route, method and status",
-      LATENCY_BUCKETS,
-    );
-    latencies.set(metrics, histogram);
-  }
-  return histogram;
-}
 
 /** Largest request body either service accepts. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -118,7 +97,11 @@ export function createBaseApp({ service, log, metrics }: BaseAppOptions): OpenAP
       }
     },
   });
-  const latency = httpLatency(metrics);
+  const latency = metrics.histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by route, method and status",
+    LATENCY_BUCKETS,
+  );
   const limitBody = bodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: (c) =>
@@ -131,7 +114,8 @@ export function createBaseApp({ service, log, metrics }: BaseAppOptions): OpenAP
   // every layer costs on the read path, which carries most of the traffic.
   app.use(async (c, next) => {
     const started = performance.now();
-    const id = requestIdFor(c.req.header(HEADERS.requestId));
+    const given = c.req.header(HEADERS.requestId);
+    const id = given && given.length <= 255 && REQUEST_ID.test(given) ? given : crypto.randomUUID();
     c.set("requestId", id);
     c.header(HEADERS.requestId, id);
     // GET and HEAD carry no body, so the reads skip the limit's work.

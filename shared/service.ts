@@ -58,8 +58,6 @@ export interface ServiceParts {
   readiness?: Record<string, ReadinessCheck>;
   /** Runs before the outbox publishes a batch. */
   beforePublish?: (events: Envelope[]) => Promise<void>;
-  /** Wraps the app's fetch handler, e.g. with a fast path for the hottest request. */
-  wrapFetch?: (next: Deno.ServeHandler) => Deno.ServeHandler;
   /** Runs first on stop, before the server stops taking requests (e.g. ending open streams). */
   beforeStop?: () => Promise<void> | void;
   /** Stops what the set-up started, after the consumer and relay, before NATS and Postgres close. */
@@ -188,7 +186,7 @@ export async function startService(options: StartOptions): Promise<RunningServic
     port: config.PORT,
     hostname: options.hostname ?? "0.0.0.0",
     onListen: () => {},
-  }, parts.wrapFetch ? parts.wrapFetch(app.fetch) : app.fetch);
+  }, app.fetch);
   const port = server.addr.port;
   log.info(`${name} listening`, { port, database: redactUrl(config.DATABASE_URL) });
 
