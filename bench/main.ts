@@ -219,7 +219,8 @@ async function main() {
     console.log(figuresTable(figures));
     console.log();
     console.log(targetsTable(figures));
-    if (options.doc) {
+    // A run without the write path would leave docs/performance.md without half its figures.
+    if (options.doc && options.write) {
       const docPath = `${ROOT}docs/performance.md`;
       const existing = await Deno.readTextFile(docPath).catch(() => "");
       // Everything from the marker on is written by hand and kept between runs.
