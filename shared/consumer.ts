@@ -97,7 +97,9 @@ export class EventConsumer {
           // Up to `concurrency` events at once; ordering between them is not needed because
           // every handler is idempotent and takes the locks its change needs.
           while (this.#inFlight.size >= this.#concurrency) await Promise.race(this.#inFlight);
-          const handling = this.#handle(m).finally(() => this.#inFlight.delete(handling));
+          const handling = this.#handle(m)
+            .catch((err) => log.error("event handling failed unexpectedly", { err }))
+            .finally(() => this.#inFlight.delete(handling));
           this.#inFlight.add(handling);
         }
         await Promise.all(this.#inFlight);
