@@ -9,7 +9,7 @@ import { Redis } from "ioredis";
 import { signToken } from "../shared/auth.ts";
 import { quoteIdent } from "../shared/db.ts";
 import { connectNats, streamNames } from "../shared/jetstream.ts";
-import { findBinary, freePort, managedProcess } from "../testing/processes.ts";
+import { denoProcess, findBinary } from "../testing/processes.ts";
 import {
   type BenchFigures,
   chartSvg,
@@ -24,7 +24,6 @@ import { pgbenchCeiling, preparePgbench, sagaFigures, sendLoad } from "./write_p
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const SECRET = "bench-secret-0123456789abcdef";
-const V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
 const KEPT_MARKER = "<!-- Written by hand; deno task bench keeps everything from here on. -->";
 
 interface BenchOptions {
@@ -102,20 +101,9 @@ async function main() {
     NATS_SUBJECT_PREFIX: prefix,
     JWT_SECRET: SECRET,
     LOG_LEVEL: "warn",
-    NO_COLOR: "1",
   };
-  const proc = (name: string, script: string, env: Record<string, string>) => {
-    const port = freePort();
-    return managedProcess({
-      name,
-      port,
-      command: Deno.execPath(),
-      // The services' V8 flags as in deno.json's tasks.
-      args: ["run", "--allow-all", V8_FLAGS, `${ROOT}${script}`],
-      env: { ...common, ...env, PORT: String(port) },
-      logFile: `${logs}/${name}.log`,
-    });
-  };
+  const proc = (name: string, script: string, env: Record<string, string>) =>
+    denoProcess({ name, script, env: { ...common, ...env }, logFile: `${logs}/${name}.log` });
   const counters = proc("counters", "counters/main.ts", {
     DATABASE_URL: dbUrl(dbs.counters),
     REDIS_URL: redisUrl,

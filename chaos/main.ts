@@ -13,6 +13,7 @@ import { verifyCounters } from "../scripts/verify.ts";
 import { fuzzContext, fuzzRequests } from "../testing/fuzz.ts";
 import { runLoad } from "./load.ts";
 import {
+  denoProcess,
   findBinary,
   freePort,
   type ManagedProcess,
@@ -67,7 +68,6 @@ export function parseChaosArgs(args: string[]): ChaosOptions {
   return options;
 }
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const SECRET = "chaos-secret-0123456789abcdef";
 
 /** What a run measured; `ok` when drift, lost and counted twice are all 0. */
@@ -134,31 +134,22 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
     NATS_SUBJECT_PREFIX: prefix,
     JWT_SECRET: SECRET,
     LOG_LEVEL: "warn",
-    NO_COLOR: "1",
   };
-  const service = (kind: "dialogs" | "counters", n: number): ManagedProcess => {
-    const port = freePort();
-    const env: Record<string, string> = kind === "dialogs"
-      ? { ...common, PORT: String(port), DATABASE_URL: dbUrl(dialogsDb) }
-      : {
+  const service = (kind: "dialogs" | "counters", n: number): ManagedProcess =>
+    denoProcess({
+      name: `${kind}-${n}`,
+      script: `${kind}/main.ts`,
+      env: kind === "dialogs" ? { ...common, DATABASE_URL: dbUrl(dialogsDb) } : {
         ...common,
-        PORT: String(port),
         DATABASE_URL: dbUrl(countersDb),
         REDIS_URL: `redis://127.0.0.1:${redisPort}`,
         REDIS_KEY_PREFIX: `${prefix}:`,
         // Off: a repair would hide the drift this run exists to find.
         RECONCILE_INTERVAL_MS: "0",
-      };
-    return managedProcess({
-      name: `${kind}-${n}`,
-      port,
-      command: Deno.execPath(),
-      args: ["run", "--allow-all", `${ROOT}${kind}/main.ts`],
-      env,
+      },
       logFile: `${dir}/${kind}-${n}.log`,
-      ready: () => waitForHttp(`http://127.0.0.1:${port}/health/live`, 60_000),
+      readyPath: "/health/live",
     });
-  };
   const dialogs = [service("dialogs", 1), service("dialogs", 2)];
   const counters = [service("counters", 1), service("counters", 2)];
   const all = [nats, redis, ...dialogs, ...counters];
@@ -457,19 +448,6 @@ export function renderReport(r: ChaosReport): string {
     ...rows.map(([k, v]) => `| ${k.padEnd(width)} | ${String(v).padStart(5)} |`),
     `chaos: ${r.ok ? "PASS" : "FAIL"} in ${r.seconds} s (seed ${r.seed})`,
   ].join("\n");
-}
-
-async function waitForHttp(url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
-      await res.body?.cancel();
-      if (res.ok) return;
-    } catch { /* not yet */ }
-    await sleep(100);
-  }
-  throw new Error(`${url} did not answer within ${timeoutMs} ms`);
 }
 
 function sleep(ms: number): Promise<void> {

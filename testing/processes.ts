@@ -123,3 +123,47 @@ export async function findBinary(name: string): Promise<string> {
   }
   throw new Error(`${name} not found: install it (apt-get install ${name})`);
 }
+
+/** The V8 flags the services run with in deno.json's tasks and the Dockerfile. */
+export const SERVICE_V8_FLAGS = "--v8-flags=--max-semi-space-size=4";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/**
+ * A Deno program of this repository (e.g. `dialogs/main.ts`) run as the tasks run it, on a free
+ * port (`PORT`); ready when `readyPath` answers 2xx, or without one when the port accepts.
+ */
+export function denoProcess(options: {
+  name: string;
+  script: string;
+  env: Record<string, string>;
+  logFile: string;
+  readyPath?: string;
+}): ManagedProcess {
+  const port = freePort();
+  return managedProcess({
+    name: options.name,
+    port,
+    command: Deno.execPath(),
+    args: ["run", "--allow-all", SERVICE_V8_FLAGS, `${ROOT}${options.script}`],
+    env: { NO_COLOR: "1", ...options.env, PORT: String(port) },
+    logFile: options.logFile,
+    ready: options.readyPath
+      ? () => waitForHttp(`http://127.0.0.1:${port}${options.readyPath}`, 60_000)
+      : undefined,
+  });
+}
+
+/** Resolves when `url` answers 2xx; rejects after `timeoutMs`. */
+export async function waitForHttp(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+      await res.body?.cancel();
+      if (res.ok) return;
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+}

@@ -2,26 +2,19 @@
 import assert from "node:assert/strict";
 import { verifyCounters } from "../scripts/verify.ts";
 import { bearer, integrationTest, TEST_JWT_SECRET, type TestEnv, waitFor } from "../testing/env.ts";
-import { freePort, managedProcess } from "../testing/processes.ts";
-
-const root = new URL("../", import.meta.url).pathname;
+import { denoProcess } from "../testing/processes.ts";
 
 function serviceProcess(env: TestEnv, kind: "dialogs" | "counters", n: number) {
-  const port = freePort();
   const common = {
-    PORT: String(port),
     NATS_URL: env.natsUrl,
     NATS_STREAM: env.stream,
     NATS_SUBJECT_PREFIX: env.prefix,
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: "warn",
-    NO_COLOR: "1",
   };
-  return managedProcess({
+  return denoProcess({
     name: `${kind}-${n}`,
-    port,
-    command: Deno.execPath(),
-    args: ["run", "--allow-all", `${root}${kind}/main.ts`],
+    script: `${kind}/main.ts`,
     env: kind === "dialogs" ? { ...common, DATABASE_URL: env.dialogsDatabaseUrl } : {
       ...common,
       DATABASE_URL: env.countersDatabaseUrl,
@@ -29,12 +22,7 @@ function serviceProcess(env: TestEnv, kind: "dialogs" | "counters", n: number) {
       REDIS_KEY_PREFIX: env.redisPrefix,
     },
     logFile: `${Deno.makeTempDirSync()}/${kind}-${n}.log`,
-    ready: async () => {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health/ready`)).ok, {
-        timeoutMs: 30_000,
-        what: `${kind}-${n} ready`,
-      });
-    },
+    readyPath: "/health/ready",
   });
 }
 
@@ -85,56 +73,42 @@ async function allFinished(env: TestEnv, accepted: Set<string>) {
   );
 }
 
+/**
+ * Runs a load of sends, stops the first `victim` instance with SIGTERM in the middle of it, starts a
+ * second one, and checks: exit 0 within 10 s, and every accepted send committed with no drift.
+ */
+async function sigtermUnderLoad(env: TestEnv, victim: "dialogs" | "counters") {
+  const other = serviceProcess(env, victim === "dialogs" ? "counters" : "dialogs", 1);
+  const first = serviceProcess(env, victim, 1);
+  const second = serviceProcess(env, victim, 2);
+  const dialogs = victim === "dialogs" ? first : other;
+  await Promise.all([other.start(), first.start()]);
+  try {
+    let port = dialogs.port;
+    const stop = Promise.withResolvers<void>();
+    const load = loadUntil(() => port, stop.promise);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const exit = await first.terminate();
+    assert.equal(exit.code, 0);
+    assert.ok(exit.ms < 10_000, `exited in ${exit.ms} ms`);
+    await second.start();
+    if (victim === "dialogs") port = second.port;
+    await new Promise((r) => setTimeout(r, 500));
+    stop.resolve();
+    const accepted = await load;
+    assert.ok(accepted.size > 20, `load produced ${accepted.size} sends`);
+    await allFinished(env, accepted);
+  } finally {
+    await Promise.all([other, first, second].map((p) => p.terminate()));
+  }
+}
+
 integrationTest(
   "shutdown: dialogs stopped by SIGTERM under load exits 0 quickly and loses no accepted send",
-  async (env) => {
-    const counters = serviceProcess(env, "counters", 1);
-    const first = serviceProcess(env, "dialogs", 1);
-    const second = serviceProcess(env, "dialogs", 2);
-    await Promise.all([counters.start(), first.start()]);
-    try {
-      let port = first.port;
-      const stop = Promise.withResolvers<void>();
-      const load = loadUntil(() => port, stop.promise);
-      await new Promise((r) => setTimeout(r, 1_500));
-      const exit = await first.terminate();
-      assert.equal(exit.code, 0);
-      assert.ok(exit.ms < 10_000, `exited in ${exit.ms} ms`);
-      await second.start();
-      port = second.port;
-      await new Promise((r) => setTimeout(r, 500));
-      stop.resolve();
-      const accepted = await load;
-      assert.ok(accepted.size > 20, `load produced ${accepted.size} sends`);
-      await allFinished(env, accepted);
-    } finally {
-      await Promise.all([counters, first, second].map((p) => p.terminate()));
-    }
-  },
+  (env) => sigtermUnderLoad(env, "dialogs"),
 );
 
 integrationTest(
   "shutdown: counters stopped by SIGTERM under load exits 0 quickly and every send still commits",
-  async (env) => {
-    const dialogs = serviceProcess(env, "dialogs", 1);
-    const first = serviceProcess(env, "counters", 1);
-    const second = serviceProcess(env, "counters", 2);
-    await Promise.all([dialogs.start(), first.start()]);
-    try {
-      const stop = Promise.withResolvers<void>();
-      const load = loadUntil(() => dialogs.port, stop.promise);
-      await new Promise((r) => setTimeout(r, 1_500));
-      const exit = await first.terminate();
-      assert.equal(exit.code, 0);
-      assert.ok(exit.ms < 10_000, `exited in ${exit.ms} ms`);
-      await second.start();
-      await new Promise((r) => setTimeout(r, 500));
-      stop.resolve();
-      const accepted = await load;
-      assert.ok(accepted.size > 20, `load produced ${accepted.size} sends`);
-      await allFinished(env, accepted);
-    } finally {
-      await Promise.all([dialogs, first, second].map((p) => p.terminate()));
-    }
-  },
+  (env) => sigtermUnderLoad(env, "counters"),
 );
