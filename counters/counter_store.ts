@@ -1,6 +1,6 @@
 /** Postgres access for counters: ledger-guarded changes to the counters and reading a user's counters. */
-import type { Sql, Tx } from "../shared/db.ts";
-import { isPermanentDbError } from "../shared/db.ts";
+import type { PipelinedTx, Sql } from "../shared/db.ts";
+import { isPermanentDbError, pipelinedTransaction } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
 import { enqueueEvent, outboxTransaction } from "../shared/outbox.ts";
 import type { UserCounters } from "./counters.ts";
@@ -29,29 +29,35 @@ const USER_LOCK_NAMESPACE = 7_206_118;
 /**
  * Serialises every change of one user's counters: saga handlers and the reconciler take this lock
  * first, so the reconciler never sees a ledger row without its counter change or the reverse.
+ * Like every postgres.js statement, it is sent when first awaited, so it can travel with the next.
  */
-export async function lockUser(tx: Tx, userId: string): Promise<void> {
-  await tx`select pg_advisory_xact_lock(${USER_LOCK_NAMESPACE}, hashtext(${userId}))`;
+export function lockUser(tx: Sql, userId: string): PromiseLike<unknown> {
+  return tx`select pg_advisory_xact_lock(${USER_LOCK_NAMESPACE}, hashtext(${userId}))`;
 }
 
-/** Adds `delta` to one counter (never below zero) and bumps the user's version. */
-export async function addToCounter(
-  tx: Tx | Sql,
+/**
+ * Adds `delta` to one counter (never below zero) and bumps the user's version; both statements are
+ * sent at once, in one round trip.
+ */
+export function addToCounter(
+  tx: Sql,
   userId: string,
   peerId: string,
   delta: number,
-): Promise<void> {
-  await tx`
-    insert into unread_counters (user_id, peer_id, unread)
-    values (${userId}, ${peerId}, ${Math.max(0, delta)})
-    on conflict (user_id, peer_id)
-    do update set unread = greatest(0, unread_counters.unread + ${delta}), updated_at = now()`;
-  await bumpVersion(tx, userId);
+): Promise<unknown> {
+  return Promise.all([
+    tx`
+      insert into unread_counters (user_id, peer_id, unread)
+      values (${userId}, ${peerId}, ${Math.max(0, delta)})
+      on conflict (user_id, peer_id)
+      do update set unread = greatest(0, unread_counters.unread + ${delta}), updated_at = now()`,
+    bumpVersion(tx, userId),
+  ]);
 }
 
 /** Increments the user's counter version (the cache and the live stream order changes by it). */
-export async function bumpVersion(tx: Tx | Sql, userId: string): Promise<void> {
-  await tx`
+export function bumpVersion(tx: Sql, userId: string): PromiseLike<unknown> {
+  return tx`
     insert into counter_versions (user_id, version) values (${userId}, 1)
     on conflict (user_id) do update set version = counter_versions.version + 1`;
 }
@@ -68,39 +74,49 @@ export async function applyMessageSent(
   data: EventData<"dialogs.message.sent">,
   requestId?: string,
 ): Promise<IncrementResult> {
-  return await outboxTransaction(sql, async (tx) => {
-    await lockUser(tx, data.recipientId);
+  // Three round trips: the lock with the ledger row, the counter, the reply with the commit.
+  return await outboxTransaction(sql, async (tx, withCommit) => {
     const replyId = crypto.randomUUID();
-    const inserted = await tx`
-      insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta,
-                          reply_event_id)
-      values (${data.transactionId}, 'send', ${data.recipientId}, ${data.senderId},
-              ${data.messageId}, 'counted', 1, ${replyId})
-      on conflict (transaction_id) do nothing
-      returning transaction_id`;
+    const [, inserted] = await Promise.all([
+      lockUser(tx, data.recipientId),
+      tx`
+        insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta,
+                            reply_event_id)
+        values (${data.transactionId}, 'send', ${data.recipientId}, ${data.senderId},
+                ${data.messageId}, 'counted', 1, ${replyId})
+        on conflict (transaction_id) do nothing
+        returning transaction_id`,
+    ]);
     if (inserted.length === 0) {
-      return await resendReply(tx, prefix, data, requestId);
+      return await resendReply(tx, withCommit, prefix, data, requestId);
     }
 
     let outcome: "counted" | "failed" = "counted";
     let reason: string | undefined;
     try {
       // A savepoint, so a refused update leaves the ledger row and the reply to record the refusal.
-      await tx.savepoint((sp) => addToCounter(sp, data.recipientId, data.senderId, 1));
+      await Promise.all([
+        tx`savepoint count_message`.execute(),
+        addToCounter(tx, data.recipientId, data.senderId, 1),
+      ]);
     } catch (err) {
       if (!isPermanentDbError(err)) throw err;
       outcome = "failed";
       reason = describeRefusal(err);
-      await tx`update ledger set outcome = 'failed', delta = 0, reason = ${reason}, updated_at = now()
-               where transaction_id = ${data.transactionId}`;
+      await Promise.all([
+        tx`rollback to savepoint count_message`,
+        tx`update ledger set outcome = 'failed', delta = 0, reason = ${reason}, updated_at = now()
+           where transaction_id = ${data.transactionId}`,
+      ]);
     }
-    await enqueueReply(tx, prefix, data, { outcome, reason }, replyId, requestId);
+    withCommit(enqueueReply(tx, prefix, data, { outcome, reason }, replyId, requestId));
     return { applied: true, outcome, reason };
   });
 }
 
 async function resendReply(
-  tx: Tx,
+  tx: PipelinedTx,
+  withCommit: (statement: PromiseLike<unknown>) => void,
   prefix: string,
   data: EventData<"dialogs.message.sent">,
   requestId?: string,
@@ -114,14 +130,16 @@ async function resendReply(
   if (!replyId) {
     // A cancel arrived first and wrote no reply; remember this one so a repeat re-sends the same.
     replyId = crypto.randomUUID();
-    await tx`update ledger set reply_event_id = ${replyId} where transaction_id = ${data.transactionId}`;
+    withCommit(
+      tx`update ledger set reply_event_id = ${replyId} where transaction_id = ${data.transactionId}`,
+    );
   }
-  await enqueueReply(tx, prefix, data, { outcome, reason }, replyId, requestId);
+  withCommit(enqueueReply(tx, prefix, data, { outcome, reason }, replyId, requestId));
   return { applied: false, outcome, reason };
 }
 
 function enqueueReply(
-  tx: Tx,
+  tx: Sql,
   prefix: string,
   data: EventData<"dialogs.message.sent">,
   result: { outcome: "counted" | "failed"; reason?: string },
@@ -148,23 +166,28 @@ export async function applyMessageCancelled(
   sql: Sql,
   data: EventData<"dialogs.message.cancelled">,
 ): Promise<CancelResult> {
-  return await sql.begin(async (tx) => {
-    await lockUser(tx, data.recipientId);
+  return await pipelinedTransaction(sql, async (tx, withCommit) => {
     const reason = `cancelled: ${data.reason}`;
-    const inserted = await tx`
-      insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta, reason)
-      values (${data.transactionId}, 'send', ${data.recipientId}, ${data.senderId},
-              ${data.messageId}, 'cancelled', 0, ${reason})
-      on conflict (transaction_id) do nothing
-      returning transaction_id`;
+    const [, inserted] = await Promise.all([
+      lockUser(tx, data.recipientId),
+      tx`
+        insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta,
+                            reason)
+        values (${data.transactionId}, 'send', ${data.recipientId}, ${data.senderId},
+                ${data.messageId}, 'cancelled', 0, ${reason})
+        on conflict (transaction_id) do nothing
+        returning transaction_id`,
+    ]);
     if (inserted.length > 0) return "remembered";
     const [row] = await tx<LedgerRow[]>`
       select message_id, outcome, reason, reply_event_id, delta from ledger
       where transaction_id = ${data.transactionId} for update`;
     if (row!.outcome !== "counted") return "nothing";
-    await tx`update ledger set outcome = 'cancelled', delta = 0, reason = ${reason}, updated_at = now()
-             where transaction_id = ${data.transactionId}`;
-    await addToCounter(tx, data.recipientId, data.senderId, -1);
+    withCommit(
+      tx`update ledger set outcome = 'cancelled', delta = 0, reason = ${reason}, updated_at = now()
+         where transaction_id = ${data.transactionId}`,
+    );
+    withCommit(addToCounter(tx, data.recipientId, data.senderId, -1));
     return "undone";
   });
 }
@@ -174,16 +197,18 @@ export async function applyMessagesRead(
   sql: Sql,
   data: EventData<"dialogs.messages.read">,
 ): Promise<boolean> {
-  return await sql.begin(async (tx) => {
-    await lockUser(tx, data.readerId);
-    const inserted = await tx`
-      insert into ledger (transaction_id, kind, user_id, peer_id, outcome, delta)
-      values (${data.transactionId}, 'read', ${data.readerId}, ${data.peerId}, 'read', ${-data
-      .count})
-      on conflict (transaction_id) do nothing
-      returning transaction_id`;
+  return await pipelinedTransaction(sql, async (tx, withCommit) => {
+    const [, inserted] = await Promise.all([
+      lockUser(tx, data.readerId),
+      tx`
+        insert into ledger (transaction_id, kind, user_id, peer_id, outcome, delta)
+        values (${data.transactionId}, 'read', ${data.readerId}, ${data.peerId}, 'read',
+                ${-data.count})
+        on conflict (transaction_id) do nothing
+        returning transaction_id`,
+    ]);
     if (inserted.length === 0) return false;
-    await addToCounter(tx, data.readerId, data.peerId, -data.count);
+    withCommit(addToCounter(tx, data.readerId, data.peerId, -data.count));
     return true;
   });
 }

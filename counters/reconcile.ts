@@ -2,7 +2,7 @@
  * Reconciliation: every counter must equal the sum of its ledger deltas. Pairs where it does not are
  * repaired under the user's lock, so a saga in flight is never overwritten (docs/architecture.md).
  */
-import type { Sql } from "../shared/db.ts";
+import { pipelinedTransaction, type Sql } from "../shared/db.ts";
 import type { Drift } from "./drift.ts";
 import { bumpVersion, lockUser } from "./counter_store.ts";
 
@@ -21,21 +21,23 @@ export async function findLedgerDrift(sql: Sql, limit = 1_000): Promise<Drift[]>
 
 /** Re-checks one pair under the user's lock and sets it to its ledger sum; returns the repair or null. */
 export async function repairPair(sql: Sql, userId: string, peerId: string): Promise<Drift | null> {
-  return await sql.begin(async (tx) => {
-    await lockUser(tx, userId);
-    const [row] = await tx<{ expected: number; actual: number }[]>`
+  return await pipelinedTransaction(sql, async (tx, withCommit) => {
+    const [, [row]] = await Promise.all([
+      lockUser(tx, userId),
+      tx<{ expected: number; actual: number }[]>`
       select
         greatest(0, coalesce((select sum(delta) from ledger
                               where user_id = ${userId} and peer_id = ${peerId}), 0))::int as expected,
         coalesce((select unread from unread_counters
-                  where user_id = ${userId} and peer_id = ${peerId}), 0) as actual`;
+                  where user_id = ${userId} and peer_id = ${peerId}), 0) as actual`,
+    ]);
     if (row!.expected === row!.actual) return null;
-    await tx`
+    withCommit(tx`
       insert into unread_counters (user_id, peer_id, unread) values (${userId}, ${peerId}, ${
       row!.expected
     })
-      on conflict (user_id, peer_id) do update set unread = excluded.unread, updated_at = now()`;
-    await bumpVersion(tx, userId);
+      on conflict (user_id, peer_id) do update set unread = excluded.unread, updated_at = now()`);
+    withCommit(bumpVersion(tx, userId));
     return { userId, peerId, expected: row!.expected, actual: row!.actual };
   });
 }

@@ -1,5 +1,5 @@
 /** Postgres access for dialogs: sending (message + outbox event in one transaction), reading, replies. */
-import type { Sql } from "../shared/db.ts";
+import { pipelinedTransaction, type Sql } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
 import { enqueueEvent, outboxTransaction } from "../shared/outbox.ts";
 import { decideReply, type MessageRow, type MessageStatus } from "./messages.ts";
@@ -26,7 +26,8 @@ export interface SendResult {
  * Idempotency-Key already used by this sender, returns that message and creates nothing.
  */
 export async function sendMessage(sql: Sql, prefix: string, input: SendInput): Promise<SendResult> {
-  return await outboxTransaction(sql, async (tx) => {
+  // Two round trips: BEGIN with the message, the event with COMMIT.
+  return await outboxTransaction(sql, async (tx, withCommit) => {
     const id = crypto.randomUUID();
     const transactionId = crypto.randomUUID();
     // ON CONFLICT waits for a concurrent send with the same key, then yields to it.
@@ -50,7 +51,7 @@ export async function sendMessage(sql: Sql, prefix: string, input: SendInput): P
       recipientId: input.recipientId,
       sentAt: created.created_at.toISOString(),
     }, { requestId: input.requestId });
-    await enqueueEvent(tx, prefix, event);
+    withCommit(enqueueEvent(tx, prefix, event));
     return { message: created, created: true };
   });
 }
@@ -120,18 +121,19 @@ export async function applyCountedReply(
   sql: Sql,
   data: EventData<"counters.message.counted">,
 ): Promise<ReplyResult> {
-  return await sql.begin(async (tx) => {
+  // Two round trips: BEGIN with the row, the update with COMMIT.
+  return await pipelinedTransaction(sql, async (tx, withCommit) => {
     const [row] = await tx<{ id: string; status: MessageStatus; created_at: Date }[]>`
       select id, status, created_at from messages
       where transaction_id = ${data.transactionId} for update`;
     if (!row) return { kind: "unknown" } as const;
     const next = decideReply(row.status, data.outcome);
     if (next === null) return { kind: "ignored", status: row.status, messageId: row.id } as const;
-    await tx`
+    withCommit(tx`
       update messages set status = ${next}, finished_at = now(), failure_reason = ${
       data.reason ?? null
     }
-      where id = ${row.id}`;
+      where id = ${row.id}`);
     return { kind: "applied", status: next, messageId: row.id, createdAt: row.created_at } as const;
   });
 }
@@ -152,7 +154,7 @@ export async function markMessagesRead(
   input: { readerId: string; peerId: string; upTo?: MessageRow; requestId?: string },
 ): Promise<ReadResult> {
   const { readerId, peerId, upTo } = input;
-  return await outboxTransaction(sql, async (tx) => {
+  return await outboxTransaction(sql, async (tx, withCommit) => {
     // Concurrent reads of one dialog each take only rows still unread, so none is counted twice.
     const rows = await tx<{ id: string; read_at: Date }[]>`
       update messages set read_at = now()
@@ -166,7 +168,7 @@ export async function markMessagesRead(
       returning id, read_at`;
     if (rows.length === 0) return { read: 0 };
     const transactionId = crypto.randomUUID();
-    await enqueueEvent(
+    withCommit(enqueueEvent(
       tx,
       prefix,
       createEvent("dialogs.messages.read", {
@@ -176,7 +178,7 @@ export async function markMessagesRead(
         count: rows.length,
         readAt: rows[0]!.read_at.toISOString(),
       }, { requestId: input.requestId }),
-    );
+    ));
     return { read: rows.length, transactionId };
   });
 }
@@ -205,7 +207,7 @@ export async function failTimedOutSends(
   timeoutMs: number,
   limit = 100,
 ): Promise<TimedOutSend[]> {
-  return await outboxTransaction(sql, async (tx) => {
+  return await outboxTransaction(sql, async (tx, withCommit) => {
     const rows = await tx<TimedOutSend[]>`
       update messages m
       set status = 'failed', failure_reason = ${TIMEOUT_REASON}, finished_at = now()
@@ -219,7 +221,7 @@ export async function failTimedOutSends(
       where m.id = expired.id
       returning m.id, m.created_at, m.transaction_id, m.sender_id, m.recipient_id, m.request_id`;
     for (const row of rows) {
-      await enqueueEvent(
+      withCommit(enqueueEvent(
         tx,
         prefix,
         createEvent("dialogs.message.cancelled", {
@@ -229,7 +231,7 @@ export async function failTimedOutSends(
           recipientId: row.recipient_id,
           reason: TIMEOUT_REASON,
         }, { requestId: row.request_id ?? undefined }),
-      );
+      ));
     }
     return rows;
   });
