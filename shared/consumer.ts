@@ -133,7 +133,9 @@ export class EventConsumer {
     }
     try {
       await handler(event, { log: mlog, requestId, deliveryCount: m.info.deliveryCount });
-      await m.ackAck();
+      // A plain ack, not ackAck: waiting for the server's confirmation costs a round trip per event,
+      // and an ack that is lost only brings a redelivery, which the idempotent handlers absorb.
+      m.ack();
       onOutcome("processed", event);
     } catch (err) {
       if (err instanceof PermanentEventError) {
