@@ -5,8 +5,8 @@ import postgres from "postgres";
 export type Sql = postgres.Sql;
 /** A postgres.js transaction handle. */
 export type Tx = postgres.TransactionSql;
-/** A connection reserved for one pipelined transaction. */
-export type PipelinedTx = postgres.ReservedSql;
+/** The transaction handle pipelinedTransaction passes to its function. */
+export type PipelinedTx = postgres.TransactionSql;
 
 /** Opens a pool; `max` bounds the waiting queue as well as the connections. */
 export function openDatabase(url: string, options: { max?: number } = {}): Sql {
@@ -20,31 +20,30 @@ export function openDatabase(url: string, options: { max?: number } = {}): Sql {
 }
 
 /**
- * Runs `fn` in a transaction on one reserved connection, with fewer round trips than `sql.begin`:
- * BEGIN travels with fn's first statement, and the statements fn passes to `withCommit` travel
- * with COMMIT (fn must not await those). Statements fn starts together (`Promise.all`) travel
- * together too. The saga is a chain of round trips, and on a busy or a sleepy machine each costs
- * (docs/performance.md). On an error the transaction is rolled back and the error rethrown.
+ * Runs `fn` in a transaction with fewer round trips: statements fn starts together (`Promise.all`)
+ * travel together, and those it hands to `withCommit` are sent at once without waiting for their
+ * results, so they travel with the COMMIT. Their failure fails the transaction (Postgres turns the
+ * COMMIT into a rollback) and is rethrown. The saga is a chain of round trips, and on a busy or a
+ * sleepy machine each costs (docs/performance.md).
  */
 export async function pipelinedTransaction<T>(
   sql: Sql,
   fn: (tx: PipelinedTx, withCommit: (statement: PromiseLike<unknown>) => void) => Promise<T>,
 ): Promise<T> {
-  const tx = await sql.reserve();
-  const tail: PromiseLike<unknown>[] = [];
-  // postgres.js sends a statement when it is first awaited; execute() sends it now without waiting.
-  const begun = tx`begin`.execute();
-  begun.catch(() => {}); // a failed BEGIN also fails what follows; awaited below all the same
-  try {
-    const result = await fn(tx, (statement) => tail.push(statement));
-    await Promise.all([begun, ...tail, tx`commit`]);
-    return result;
-  } catch (err) {
-    await tx`rollback`.catch(() => {});
-    throw err;
-  } finally {
-    tx.release();
-  }
+  const tail: Promise<unknown>[] = [];
+  // sql.begin, not a reserved connection: postgres.js 3.4.9 hands a reserved connection that died
+  // mid-transaction back to the pool, and the next write on it crashes the process.
+  const result = await sql.begin((tx) =>
+    fn(tx, (statement) => {
+      // Awaiting a postgres.js statement is what sends it; the catch keeps a failure after an
+      // early exit of fn from going unhandled (sql.begin has rolled back by then anyway).
+      const sent = Promise.resolve(statement);
+      sent.catch(() => {});
+      tail.push(sent);
+    })
+  ) as T;
+  await Promise.all(tail);
+  return result;
 }
 
 /** Creates the database named in `url` if it does not exist (safe when several start at once). */
