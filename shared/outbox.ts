@@ -20,6 +20,26 @@ export async function enqueueEvent(tx: Tx | Sql, prefix: string, event: Envelope
     on conflict (id) do update set sent_at = null`;
 }
 
+/** Writes several events to the outbox in one statement (an id given twice is written once). */
+export async function enqueueEvents(
+  tx: Tx | Sql,
+  prefix: string,
+  events: Envelope[],
+): Promise<void> {
+  const unique = [...new Map(events.map((e) => [e.id, e])).values()];
+  if (unique.length === 0) return;
+  await tx`
+    insert into outbox (id, subject, payload, request_id)
+    select id, subject, payload::jsonb, request_id
+    from unnest(${unique.map((e) => e.id)}::uuid[],
+                ${unique.map((e) => subjectFor(prefix, e.type))}::text[],
+                ${unique.map((e) => JSON.stringify(e))}::text[],
+                ${
+    unique.map((e) => e.requestId ?? null)
+  }::text[]) as e(id, subject, payload, request_id)
+    on conflict (id) do update set sent_at = null`;
+}
+
 /**
  * Runs `fn` in a pipelined transaction (pipelinedTransaction) and, once it committed, wakes the
  * relays (notifyOutbox).
@@ -170,13 +190,19 @@ export class OutboxRelay {
   async relayOnce(): Promise<number> {
     const { sql, js, batchSize } = this.#opts;
     return await pipelinedTransaction(sql, async (tx, withCommit) => {
-      // SKIP LOCKED lets several relays share the outbox without publishing the same row twice at once.
-      const rows = await tx<OutboxRow[]>`
-        select id, subject, payload, request_id, created_at from outbox
-        where sent_at is null
-        order by created_at
-        limit ${batchSize}
-        for update skip locked`;
+      const [, rows] = await Promise.all([
+        // The "sent" mark need not wait for the disk: should Postgres lose it in a crash, the rows
+        // are published again, and JetStream's msgID deduplication and the idempotent consumers
+        // absorb the repeat.
+        tx`set local synchronous_commit = off`,
+        // SKIP LOCKED lets several relays share the outbox without publishing a row twice at once.
+        tx<OutboxRow[]>`
+          select id, subject, payload, request_id, created_at from outbox
+          where sent_at is null
+          order by created_at
+          limit ${batchSize}
+          for update skip locked`,
+      ]);
       if (rows.length === 0) return 0;
       await this.#opts.beforePublish?.(rows.map((r) => r.payload));
       // Issued in outbox order on one connection, so the stream keeps that order; the PubAcks are

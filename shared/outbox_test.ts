@@ -4,7 +4,13 @@ import { ensureDatabase, openDatabase } from "./db.ts";
 import { ensureStreams, streamNames } from "./jetstream.ts";
 import { createLogger } from "./log.ts";
 import { migrate, sharedMigrations } from "./migrate.ts";
-import { enqueueEvent, outboxBacklog, OutboxRelay, outboxTransaction } from "./outbox.ts";
+import {
+  enqueueEvent,
+  enqueueEvents,
+  outboxBacklog,
+  OutboxRelay,
+  outboxTransaction,
+} from "./outbox.ts";
 import { messageSentEvent } from "../testing/fixtures.ts";
 import { integrationTest, type TestEnv, waitFor } from "../testing/env.ts";
 
@@ -47,7 +53,7 @@ integrationTest(
       await outboxTransaction(sql, async (tx) => {
         for (const e of events) await enqueueEvent(tx, env.prefix, e);
       });
-      // The poll interval is a minute, so only the NOTIFY after the commit can have woken the relay.
+      // The poll interval is a minute, so only the wake after the commit can have woken the relay.
       await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "outbox drained" });
       const jsm = await jetstreamManager(nc);
       const info = await jsm.streams.info(names.stream);
@@ -62,6 +68,42 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "OutboxRelay on another pool (another instance) is woken by the NOTIFY after the commit",
+  async (env) => {
+    const { sql, js, log } = await setup(env);
+    const other = openDatabase(env.dialogsDatabaseUrl);
+    const relay = new OutboxRelay({ sql: other, js, log, pollIntervalMs: 60_000 });
+    try {
+      await relay.start();
+      await outboxTransaction(sql, async (tx) => {
+        await enqueueEvent(tx, env.prefix, messageSentEvent("req-notify"));
+      });
+      await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "outbox drained" });
+    } finally {
+      await relay.stop();
+      await other.end();
+      await sql.end();
+    }
+  },
+);
+
+integrationTest("enqueueEvents() writes each event once, in one statement", async (env) => {
+  const { sql } = await setup(env);
+  try {
+    const [a, b] = [messageSentEvent("req-many"), messageSentEvent()];
+    await enqueueEvents(sql, env.prefix, [a, b, a]);
+    const rows = await sql<{ id: string; payload: unknown; request_id: string | null }[]>`
+      select id, payload, request_id from outbox order by request_id nulls last`;
+    assert.deepEqual(rows.map((r) => [r.id, r.payload, r.request_id]), [
+      [a.id, JSON.parse(JSON.stringify(a)), "req-many"],
+      [b.id, JSON.parse(JSON.stringify(b)), null],
+    ]);
+  } finally {
+    await sql.end();
+  }
+});
 
 integrationTest(
   "OutboxRelay: a row published twice is stored once (JetStream drops the duplicate msgID)",
