@@ -4,7 +4,9 @@ import type { Sql } from "../shared/db.ts";
 import type { Envelope } from "../shared/events.ts";
 import type { Counter } from "../shared/metrics.ts";
 import type { CounterReader } from "./counter_reads.ts";
-import { applyMessageCancelled, applyMessageSent, applyMessagesRead } from "./counter_store.ts";
+import { groupCommit } from "../shared/group_commit.ts";
+import { applyMessageCancelled, applyMessagesRead } from "./counter_store.ts";
+import { applyMessagesSent, type SendToCount } from "./send_batch.ts";
 import type { LiveUpdates } from "./live_updates.ts";
 
 /** Dependencies of the handler. */
@@ -20,11 +22,13 @@ export interface CounterEventsDeps {
 /** Handles one event from dialogs; unknown types can never be processed and are dead-lettered. */
 export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler {
   const { sql, prefix, applied, afterChange } = deps;
+  // Sends arriving while a batch is being counted are counted together in the next transaction.
+  const countSend = groupCommit((sends: SendToCount[]) => applyMessagesSent(sql, prefix, sends));
   return async (event, ctx) => {
     const fields = { eventId: event.id, type: event.type };
     switch (event.type) {
       case "dialogs.message.sent": {
-        const result = await applyMessageSent(sql, prefix, event.data, event.requestId);
+        const result = await countSend({ data: event.data, requestId: event.requestId });
         applied.inc({ type: event.type, outcome: result.applied ? result.outcome : "duplicate" });
         ctx.log.info("message counted", {
           ...fields,
@@ -70,9 +74,8 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
 /** After a committed change: the cache gets the new version first, then every live stream. */
 export function refreshAndAnnounce(reader: CounterReader, live: LiveUpdates) {
   return async (userIds: string[]): Promise<void> => {
-    await Promise.all(userIds.map(async (userId) => {
-      live.publish(userId, await reader.refresh(userId));
-    }));
+    const refreshed = await reader.refreshMany(userIds);
+    userIds.forEach((userId, i) => live.publish(userId, refreshed[i]!));
   };
 }
 

@@ -1,5 +1,5 @@
 /** Postgres access for counters: ledger-guarded changes to the counters and reading a user's counters. */
-import type { PipelinedTx, Sql } from "../shared/db.ts";
+import type { PipelinedTx, Sql, Tx } from "../shared/db.ts";
 import { isPermanentDbError, pipelinedTransaction } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
 import { enqueueEvent, outboxTransaction } from "../shared/outbox.ts";
@@ -15,7 +15,8 @@ export interface IncrementResult {
 
 type Outcome = "counted" | "failed" | "cancelled" | "read";
 
-interface LedgerRow {
+/** A ledger row as the saga handlers read it. */
+export interface LedgerRow {
   message_id: string | null;
   outcome: Outcome;
   reason: string | null;
@@ -23,15 +24,15 @@ interface LedgerRow {
   delta: number;
 }
 
-// Namespace of the per-user advisory locks (the second key is the user id's hash).
-const USER_LOCK_NAMESPACE = 7_206_118;
+/** Namespace of the per-user advisory locks (the second key is the user id's hash). */
+export const USER_LOCK_NAMESPACE = 7_206_118;
 
 /**
  * Serialises every change of one user's counters: saga handlers and the reconciler take this lock
  * first, so the reconciler never sees a ledger row without its counter change or the reverse.
  * Like every postgres.js statement, it is sent when first awaited, so it can travel with the next.
  */
-export function lockUser(tx: Sql, userId: string): PromiseLike<unknown> {
+export function lockUser(tx: Tx | Sql, userId: string): PromiseLike<unknown> {
   return tx`select pg_advisory_xact_lock(${USER_LOCK_NAMESPACE}, hashtext(${userId}))`;
 }
 
@@ -40,7 +41,7 @@ export function lockUser(tx: Sql, userId: string): PromiseLike<unknown> {
  * sent at once, in one round trip.
  */
 export function addToCounter(
-  tx: Sql,
+  tx: Tx | Sql,
   userId: string,
   peerId: string,
   delta: number,
@@ -56,7 +57,7 @@ export function addToCounter(
 }
 
 /** Increments the user's counter version (the cache and the live stream order changes by it). */
-export function bumpVersion(tx: Sql, userId: string): PromiseLike<unknown> {
+export function bumpVersion(tx: Tx | Sql, userId: string): PromiseLike<unknown> {
   return tx`
     insert into counter_versions (user_id, version) values (${userId}, 1)
     on conflict (user_id) do update set version = counter_versions.version + 1`;
@@ -65,8 +66,9 @@ export function bumpVersion(tx: Sql, userId: string): PromiseLike<unknown> {
 /**
  * Counts a sent message for its recipient in one transaction: ledger row, counter, version and the
  * reply in the outbox. A transaction already in the ledger changes nothing and re-sends its reply
- * (a send cancelled first gets a "failed" reply). A refusal by the database (a constraint) becomes a
- * "failed" reply; other errors propagate so the event is redelivered.
+ * (a send cancelled first gets a "failed" reply). A refusal by the database (a constraint) rolls
+ * that back and records the refusal instead: a ledger row that changes nothing and a "failed"
+ * reply. Other errors propagate so the event is redelivered.
  */
 export async function applyMessageSent(
   sql: Sql,
@@ -74,41 +76,40 @@ export async function applyMessageSent(
   data: EventData<"dialogs.message.sent">,
   requestId?: string,
 ): Promise<IncrementResult> {
-  // Three round trips: the lock with the ledger row, the counter, the reply with the commit.
+  try {
+    return await recordSend(sql, prefix, data, requestId, "counted");
+  } catch (err) {
+    if (!isPermanentDbError(err)) throw err;
+    return await recordSend(sql, prefix, data, requestId, "failed", describeRefusal(err));
+  }
+}
+
+/** The ledger row, the counter change when counted, and the reply: three round trips after BEGIN. */
+async function recordSend(
+  sql: Sql,
+  prefix: string,
+  data: EventData<"dialogs.message.sent">,
+  requestId: string | undefined,
+  outcome: "counted" | "failed",
+  reason?: string,
+): Promise<IncrementResult> {
   return await outboxTransaction(sql, async (tx, withCommit) => {
     const replyId = crypto.randomUUID();
     const [, inserted] = await Promise.all([
       lockUser(tx, data.recipientId),
       tx`
         insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta,
-                            reply_event_id)
+                            reason, reply_event_id)
         values (${data.transactionId}, 'send', ${data.recipientId}, ${data.senderId},
-                ${data.messageId}, 'counted', 1, ${replyId})
+                ${data.messageId}, ${outcome}, ${outcome === "counted" ? 1 : 0}, ${reason ?? null},
+                ${replyId})
         on conflict (transaction_id) do nothing
         returning transaction_id`,
     ]);
     if (inserted.length === 0) {
       return await resendReply(tx, withCommit, prefix, data, requestId);
     }
-
-    let outcome: "counted" | "failed" = "counted";
-    let reason: string | undefined;
-    try {
-      // A savepoint, so a refused update leaves the ledger row and the reply to record the refusal.
-      await Promise.all([
-        tx`savepoint count_message`.execute(),
-        addToCounter(tx, data.recipientId, data.senderId, 1),
-      ]);
-    } catch (err) {
-      if (!isPermanentDbError(err)) throw err;
-      outcome = "failed";
-      reason = describeRefusal(err);
-      await Promise.all([
-        tx`rollback to savepoint count_message`,
-        tx`update ledger set outcome = 'failed', delta = 0, reason = ${reason}, updated_at = now()
-           where transaction_id = ${data.transactionId}`,
-      ]);
-    }
+    if (outcome === "counted") await addToCounter(tx, data.recipientId, data.senderId, 1);
     withCommit(enqueueReply(tx, prefix, data, { outcome, reason }, replyId, requestId));
     return { applied: true, outcome, reason };
   });
@@ -139,20 +140,29 @@ async function resendReply(
 }
 
 function enqueueReply(
-  tx: Sql,
+  tx: Tx | Sql,
   prefix: string,
   data: EventData<"dialogs.message.sent">,
   result: { outcome: "counted" | "failed"; reason?: string },
   replyId: string,
   requestId?: string,
 ): Promise<void> {
-  const reply = createEvent("counters.message.counted", {
+  return enqueueEvent(tx, prefix, countedReply(data, result, replyId, requestId));
+}
+
+/** The reply to a "message sent": its outcome, under the id the ledger remembers for it. */
+export function countedReply(
+  data: EventData<"dialogs.message.sent">,
+  result: { outcome: "counted" | "failed"; reason?: string },
+  replyId: string,
+  requestId?: string,
+) {
+  return createEvent("counters.message.counted", {
     transactionId: data.transactionId,
     messageId: data.messageId,
     outcome: result.outcome,
     ...(result.reason ? { reason: result.reason } : {}),
   }, { id: replyId, requestId });
-  return enqueueEvent(tx, prefix, reply);
 }
 
 /** What applying a cancel did: `undone` when it took back an increment. */
@@ -222,10 +232,17 @@ function describeRefusal(err: unknown): string {
 
 /** A user's counters and version, read in one statement so both come from one snapshot. */
 export async function loadUserCounters(sql: Sql, userId: string): Promise<UserCounters> {
-  const [row] = await sql<{ version: string; dialogs: Record<string, number> }[]>`
+  return (await loadManyUserCounters(sql, [userId]))[0]!;
+}
+
+/** loadUserCounters for several users in one statement; in the order of `userIds`. */
+export async function loadManyUserCounters(sql: Sql, userIds: string[]): Promise<UserCounters[]> {
+  const rows = await sql<{ version: string; dialogs: Record<string, number> }[]>`
     select
-      coalesce((select version from counter_versions where user_id = ${userId}), 0) as version,
-      coalesce((select json_object_agg(peer_id, unread) from unread_counters
-                where user_id = ${userId} and unread > 0), '{}'::json) as dialogs`;
-  return { version: Number(row!.version), dialogs: row!.dialogs };
+      coalesce((select version from counter_versions v where v.user_id = u), 0) as version,
+      coalesce((select json_object_agg(peer_id, unread) from unread_counters c
+                where c.user_id = u and unread > 0), '{}'::json) as dialogs
+    from unnest(${userIds}::uuid[]) with ordinality as x(u, n)
+    order by n`;
+  return rows.map((row) => ({ version: Number(row.version), dialogs: row.dialogs }));
 }

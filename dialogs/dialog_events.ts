@@ -1,8 +1,10 @@
 /** The dialogs side of the saga: applies counters' replies to pending messages. */
 import { type EventHandler, PermanentEventError } from "../shared/consumer.ts";
 import type { Sql } from "../shared/db.ts";
+import type { EventData } from "../shared/events.ts";
+import { groupCommit } from "../shared/group_commit.ts";
 import type { Counter, Histogram } from "../shared/metrics.ts";
-import { applyCountedReply } from "./message_store.ts";
+import { applyCountedReplies } from "./message_store.ts";
 
 /** Dependencies of the handler. */
 export interface DialogEventsDeps {
@@ -14,10 +16,14 @@ export interface DialogEventsDeps {
 
 /** Handles one event from counters; unknown types and unknown transactions are dead-lettered. */
 export function createDialogEventHandler(deps: DialogEventsDeps): EventHandler {
+  // Replies arriving while a batch is being applied are applied together in the next transaction.
+  const applyReply = groupCommit((replies: EventData<"counters.message.counted">[]) =>
+    applyCountedReplies(deps.sql, replies)
+  );
   return async (event, ctx) => {
     switch (event.type) {
       case "counters.message.counted": {
-        const result = await applyCountedReply(deps.sql, event.data);
+        const result = await applyReply(event.data);
         if (result.kind === "unknown") {
           throw new PermanentEventError(
             `no message has transaction ${event.data.transactionId}`,

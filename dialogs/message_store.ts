@@ -121,20 +121,45 @@ export async function applyCountedReply(
   sql: Sql,
   data: EventData<"counters.message.counted">,
 ): Promise<ReplyResult> {
-  // Two round trips: BEGIN with the row, the update with COMMIT.
+  return (await applyCountedReplies(sql, [data]))[0]!;
+}
+
+/**
+ * applyCountedReply for several replies in one transaction of two round trips: BEGIN with the rows,
+ * the updates with COMMIT. One result per reply, in order; a reply given twice is applied once.
+ */
+export async function applyCountedReplies(
+  sql: Sql,
+  replies: EventData<"counters.message.counted">[],
+): Promise<ReplyResult[]> {
   return await pipelinedTransaction(sql, async (tx, withCommit) => {
-    const [row] = await tx<{ id: string; status: MessageStatus; created_at: Date }[]>`
-      select id, status, created_at from messages
-      where transaction_id = ${data.transactionId} for update`;
-    if (!row) return { kind: "unknown" } as const;
-    const next = decideReply(row.status, data.outcome);
-    if (next === null) return { kind: "ignored", status: row.status, messageId: row.id } as const;
-    withCommit(tx`
-      update messages set status = ${next}, finished_at = now(), failure_reason = ${
-      data.reason ?? null
+    // Locked in id order, so two batches sharing messages cannot deadlock.
+    const rows = await tx<
+      { id: string; transaction_id: string; status: MessageStatus; created_at: Date }[]
+    >`
+      select id, transaction_id, status, created_at from messages
+      where transaction_id = any(${replies.map((r) => r.transactionId)}::uuid[])
+      order by id for update`;
+    const byTransaction = new Map(rows.map((r) => [r.transaction_id, r]));
+    const updates: { id: string; status: MessageStatus; reason: string | null }[] = [];
+    const results = replies.map((data): ReplyResult => {
+      const row = byTransaction.get(data.transactionId.toLowerCase());
+      if (!row) return { kind: "unknown" };
+      const next = decideReply(row.status, data.outcome);
+      if (next === null) return { kind: "ignored", status: row.status, messageId: row.id };
+      row.status = next;
+      updates.push({ id: row.id, status: next, reason: data.reason ?? null });
+      return { kind: "applied", status: next, messageId: row.id, createdAt: row.created_at };
+    });
+    if (updates.length > 0) {
+      withCommit(tx`
+        update messages m
+        set status = u.status, finished_at = now(), failure_reason = u.reason
+        from unnest(${updates.map((u) => u.id)}::uuid[], ${updates.map((u) => u.status)}::text[],
+                    ${updates.map((u) => u.reason)}::text[]) as u(id, status, reason)
+        where m.id = u.id`);
     }
-      where id = ${row.id}`);
-    return { kind: "applied", status: next, messageId: row.id, createdAt: row.created_at } as const;
+    return results;
   });
 }
 
