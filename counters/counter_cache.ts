@@ -7,6 +7,10 @@ export interface CounterCache {
   get(userId: string): Promise<UserCounters | null>;
   /** Stores `counters` unless the cache already holds this version or a newer one. */
   setIfNewer(userId: string, counters: UserCounters): Promise<boolean>;
+  /** setIfNewer for several users in one round trip; each entry's result or error, in order. */
+  setManyIfNewer(
+    entries: { userId: string; counters: UserCounters }[],
+  ): Promise<(boolean | Error)[]>;
   ping(): Promise<unknown>;
   close(): Promise<void>;
 }
@@ -79,6 +83,25 @@ export function openCounterCache(options: CounterCacheOptions): CounterCache {
         ttl,
       );
       return result === 1;
+    },
+    async setManyIfNewer(entries) {
+      await ready();
+      const pipeline = redis.pipeline();
+      for (const { userId, counters } of entries) {
+        pipeline.eval(
+          SET_IF_NEWER,
+          1,
+          key(userId),
+          String(counters.version),
+          JSON.stringify(counters.dialogs),
+          ttl,
+        );
+      }
+      const results = (await pipeline.exec()) ?? [];
+      return entries.map((_, i) => {
+        const [err, result] = results[i] ?? [new Error("no reply from Redis"), null];
+        return err ?? result === 1;
+      });
     },
     ping: async () => {
       await ready();

@@ -23,6 +23,28 @@ integrationTest(
   },
 );
 
+integrationTest(
+  "CounterCache.setManyIfNewer() writes each entry that is newer and reports each result",
+  async (env) => {
+    const cache = openCounterCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    try {
+      const [a, b, c] = [1, 2, 3].map(() => crypto.randomUUID());
+      await cache.setIfNewer(b!, { version: 5, dialogs: { p: 5 } });
+      const results = await cache.setManyIfNewer([
+        { userId: a!, counters: { version: 1, dialogs: { p: 1 } } },
+        { userId: b!, counters: { version: 4, dialogs: { p: 4 } } },
+        { userId: c!, counters: { version: 2, dialogs: {} } },
+      ]);
+      assert.deepEqual(results, [true, false, true]);
+      assert.deepEqual(await cache.get(a!), { version: 1, dialogs: { p: 1 } });
+      assert.deepEqual(await cache.get(b!), { version: 5, dialogs: { p: 5 } });
+      assert.deepEqual(await cache.get(c!), { version: 2, dialogs: {} });
+    } finally {
+      await cache.close();
+    }
+  },
+);
+
 Deno.test({
   name: "CounterCache rejects quickly when Redis is unreachable",
   sanitizeOps: false,

@@ -8,13 +8,15 @@ import type { Counter } from "../shared/metrics.ts";
 import type { CounterCache } from "./counter_cache.ts";
 import type { LocalCache } from "./local_cache.ts";
 import type { UserCounters } from "./counters.ts";
-import { loadUserCounters } from "./counter_store.ts";
+import { loadManyUserCounters } from "./counter_store.ts";
 
 /** Reads users' counters and refreshes the cache after a change. */
 export interface CounterReader {
   read(userId: string): Promise<UserCounters>;
   /** Loads the user's counters from Postgres and stores them in the cache if newer. */
   refresh(userId: string): Promise<UserCounters>;
+  /** refresh() for several users with one Postgres statement and one Redis round trip. */
+  refreshMany(userIds: string[]): Promise<UserCounters[]>;
   /** Retries the cache writes that failed; returns how many users are still not cached safely. */
   retryFailedWrites(): Promise<number>;
 }
@@ -51,20 +53,29 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
   }
 
   async function loadAndStore(userId: string): Promise<UserCounters> {
-    databaseLoads.inc();
-    const counters = await loadUserCounters(sql, userId);
-    local.offer(userId, counters);
-    try {
-      await cache.setIfNewer(userId, counters);
-      if (counters.version >= (unsafe.get(userId) ?? 0)) unsafe.delete(userId);
-    } catch (err) {
-      unsafe.set(userId, Math.max(counters.version, unsafe.get(userId) ?? 0));
-      log.warn("cache write failed; reading this user from Postgres until it succeeds", {
-        userId,
-        err,
-      });
+    return (await loadAndStoreMany([userId]))[0]!;
+  }
+
+  async function loadAndStoreMany(userIds: string[]): Promise<UserCounters[]> {
+    if (userIds.length === 0) return [];
+    databaseLoads.inc({}, userIds.length);
+    const loaded = await loadManyUserCounters(sql, userIds);
+    const entries = userIds.map((userId, i) => ({ userId, counters: loaded[i]! }));
+    for (const { userId, counters } of entries) local.offer(userId, counters);
+    const written = await cache.setManyIfNewer(entries).catch((err: Error) =>
+      entries.map(() => err)
+    );
+    for (const [i, { userId, counters }] of entries.entries()) {
+      const err = written[i];
+      if (err instanceof Error) {
+        unsafe.set(userId, Math.max(counters.version, unsafe.get(userId) ?? 0));
+        log.warn("cache write failed; reading this user from Postgres until it succeeds", {
+          userId,
+          err,
+        });
+      } else if (counters.version >= (unsafe.get(userId) ?? 0)) unsafe.delete(userId);
     }
-    return counters;
+    return loaded;
   }
 
   return {
@@ -93,8 +104,9 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
       return await loadOnce(userId);
     },
     refresh: loadAndStore,
+    refreshMany: loadAndStoreMany,
     async retryFailedWrites() {
-      for (const userId of [...unsafe.keys()]) await loadAndStore(userId);
+      await loadAndStoreMany([...unsafe.keys()]);
       return unsafe.size;
     },
   };

@@ -18,8 +18,8 @@ async function readerFor(env: TestEnv, cache: CounterCache) {
   const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
   const stats = { loads: 0 };
   const databaseLoads: Counter = {
-    inc() {
-      stats.loads++;
+    inc(_labels, by = 1) {
+      stats.loads += by;
     },
   };
   const reader = createCounterReader({
@@ -155,6 +155,13 @@ integrationTest(
         if (writes === 2) throw new Error("redis blip");
         return real.setIfNewer(userId, counters);
       },
+      async setManyIfNewer(entries) {
+        return await Promise.all(
+          entries.map(({ userId, counters }) =>
+            this.setIfNewer(userId, counters).catch((err: Error) => err)
+          ),
+        );
+      },
     };
     const { sql, reader } = await readerFor(env, cache);
     try {
@@ -178,6 +185,30 @@ integrationTest(
       assert.deepEqual(await real.get(me), { version: 2, dialogs: { [peer]: 2 } });
     } finally {
       await real.close();
+      await sql.end({ timeout: 1 });
+    }
+  },
+);
+
+integrationTest(
+  "CounterReader.refreshMany() loads several users at once and caches each at its version",
+  async (env) => {
+    const cache = openCounterCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const { sql, reader, stats } = await readerFor(env, cache);
+    try {
+      const [a, b, peer] = [1, 2, 3].map(() => crypto.randomUUID());
+      await sql`insert into unread_counters (user_id, peer_id, unread) values (${a!}, ${peer!}, 2)`;
+      await sql`insert into counter_versions (user_id, version) values (${a!}, 7)`;
+      const refreshed = await reader.refreshMany([a!, b!]);
+      assert.deepEqual(refreshed, [{ version: 7, dialogs: { [peer!]: 2 } }, {
+        version: 0,
+        dialogs: {},
+      }]);
+      assert.equal(stats.loads, 2, "counted per user");
+      assert.deepEqual(await cache.get(a!), refreshed[0]);
+      assert.deepEqual(await cache.get(b!), refreshed[1]);
+    } finally {
+      await cache.close();
       await sql.end({ timeout: 1 });
     }
   },
