@@ -164,8 +164,9 @@ export function performanceDoc(f: BenchFigures, command: string, scaling: string
 Measured by \`${command}\` on ${f.machine}. Every figure below comes from one run: the machine is
 noisy, so the targets are ratios between runs made side by side, never absolute numbers. wrk (Debian's
 package) drives the reads with 2 threads and ${f.connections} connections for ${f.seconds} s per run,
-each request carrying a real JWT of a different user; autocannon (npm) drives the sends; pgbench
-measures Postgres' ceiling. The services run as separate processes with \`LOG_LEVEL=warn\`, the
+each request carrying a real JWT of a different user; wrk also drives the sends, from 2,000 users, as
+fast as 32 connections go and then at half that rate as steady arrivals (each connection pauses a
+random time between sends, so the offered load has no bursts); pgbench measures Postgres' ceiling. The services run as separate processes with \`LOG_LEVEL=warn\`, the
 load generator shares the machine's 2 cores with them.
 
 ![requests per second](performance.svg)

@@ -1,6 +1,6 @@
-/** The write path: Postgres' single-transaction ceiling (pgbench) and sends through the whole saga (autocannon). */
-import autocannon from "autocannon";
+/** The write path: Postgres' single-transaction ceiling (pgbench) and sends through the whole saga (wrk). */
 import type { Sql } from "../shared/db.ts";
+import { runWrkSends, type WrkResult } from "./wrk.ts";
 
 /** pgbench's tps for one transaction of an insert and an upsert, the shape of a send and its count. */
 export async function pgbenchCeiling(
@@ -58,50 +58,28 @@ export async function preparePgbench(sql: Sql): Promise<void> {
     primary key (user_id, peer_id))`;
 }
 
-/** What one autocannon run of sends measured. */
-export interface SendLoadResult {
-  accepted: number;
-  errors: number;
-  requestsPerSecond: number;
-}
-
-/** Sends from random users to random peers for `seconds`, at `rate` per second if given. */
-export async function sendLoad(
+/**
+ * Sends from 2,000 users to other users through wrk for `seconds`: as fast as `connections` go, or
+ * spread out at about `rate` per second. A rate is offered as steady arrivals (each connection
+ * pauses a random time between sends), not as a burst at the start of every second.
+ */
+export function sendLoad(
   dialogsUrl: string,
   users: string[],
   tokens: Map<string, string>,
   options: { connections: number; seconds: number; rate?: number },
-): Promise<SendLoadResult> {
-  let n = 0;
-  const result = await autocannon({
-    url: dialogsUrl,
-    connections: options.connections,
-    duration: options.seconds,
-    ...(options.rate ? { overallRate: options.rate } : {}),
-    requests: [{
-      method: "POST",
-      setupRequest: (req: Record<string, unknown>) => {
-        n++;
-        const from = users[(n * 7919) % users.length]!;
-        const to = users[(n * 104_729 + 1) % users.length]!;
-        const peer = to === from ? users[(users.indexOf(to) + 1) % users.length]! : to;
-        return {
-          ...req,
-          path: `/api/dialog/${peer}/send`,
-          headers: {
-            Authorization: `Bearer ${tokens.get(from)}`,
-            "Content-Type": "application/json",
-          },
-          body: JSON.stringify({ text: "bench" }),
-        };
-      },
-    }],
+): Promise<WrkResult> {
+  const senders = users.map((from, i) => {
+    let peer = users[(i * 104_729 + 1) % users.length]!;
+    if (peer === from) peer = users[(i + 1) % users.length]!;
+    return { token: tokens.get(from)!, peer };
   });
-  return {
-    accepted: result["2xx"],
-    errors: result.non2xx + result.errors + result.timeouts,
-    requestsPerSecond: result.requests.average,
-  };
+  return runWrkSends(dialogsUrl, {
+    connections: options.connections,
+    seconds: options.seconds,
+    senders,
+    ...(options.rate ? { meanDelayMs: (options.connections * 1000) / options.rate } : {}),
+  });
 }
 
 /** Waits until no send is pending; returns saga throughput and send→terminal latency percentiles. */

@@ -1,4 +1,4 @@
-/** Runs wrk (Debian's package) against a URL with a rotating set of bearer tokens and parses its report. */
+/** Runs wrk (Debian's package): reads with rotating bearer tokens, or sends; parses its report. */
 
 /** What one wrk run measured. */
 export interface WrkResult {
@@ -9,7 +9,7 @@ export interface WrkResult {
   errors: number;
 }
 
-const SCRIPT = `
+const READS = `
 local tokens = {}
 local file = os.getenv("WRK_TOKENS")
 if file then for line in io.lines(file) do tokens[#tokens + 1] = line end end
@@ -21,19 +21,75 @@ request = function()
 end
 `;
 
-/** Runs `wrk -t2 -c<connections> -d<seconds>s --latency` and returns its figures. */
-export async function runWrk(
+// Each line of WRK_SENDS is "<token> <peer id>". With WRK_DELAY_MS, each connection waits a random
+// 0..2×that many milliseconds before its next send, so sends arrive spread out at a steady rate
+// instead of in bursts.
+const SENDS = `
+local sends = {}
+for line in io.lines(os.getenv("WRK_SENDS")) do
+  local token, peer = line:match("^(%S+) (%S+)$")
+  sends[#sends + 1] = { token = token, peer = peer }
+end
+local meanDelay = tonumber(os.getenv("WRK_DELAY_MS") or "0")
+math.randomseed(tonumber(tostring({}):match("0x(%x+)") or "1", 16) % 2147483647)
+local i = math.random(1, #sends)
+request = function()
+  i = i + 1
+  local s = sends[(i % #sends) + 1]
+  return wrk.format("POST", "/api/dialog/" .. s.peer .. "/send",
+    { ["Authorization"] = "Bearer " .. s.token, ["Content-Type"] = "application/json" },
+    '{"text":"bench"}')
+end
+if meanDelay > 0 then
+  delay = function() return math.random(0, 2 * meanDelay) end
+end
+`;
+
+/** Runs `wrk -t2 -c<connections> -d<seconds>s --latency` with GETs carrying rotating tokens. */
+export function runWrk(
   url: string,
   options: { connections: number; seconds: number; tokens?: string[] },
 ): Promise<WrkResult> {
+  const files: Record<string, string> = {};
+  if (options.tokens?.length) files.WRK_TOKENS = options.tokens.join("\n") + "\n";
+  return wrk(url, READS, files, options);
+}
+
+/**
+ * Runs wrk with sends from rotating senders to their peers: as fast as the connections go, or,
+ * with `meanDelayMs`, each connection pausing that long on average between sends.
+ */
+export function runWrkSends(
+  url: string,
+  options: {
+    connections: number;
+    seconds: number;
+    senders: { token: string; peer: string }[];
+    meanDelayMs?: number;
+  },
+): Promise<WrkResult> {
+  const files = {
+    WRK_SENDS: options.senders.map((s) => `${s.token} ${s.peer}`).join("\n") + "\n",
+  };
+  const env: Record<string, string> = {};
+  if (options.meanDelayMs) env.WRK_DELAY_MS = String(Math.round(options.meanDelayMs));
+  return wrk(url, SENDS, files, options, env);
+}
+
+async function wrk(
+  url: string,
+  script: string,
+  files: Record<string, string>,
+  options: { connections: number; seconds: number },
+  extraEnv: Record<string, string> = {},
+): Promise<WrkResult> {
   const dir = await Deno.makeTempDir({ prefix: "wrk-" });
   try {
-    const script = `${dir}/tokens.lua`;
-    await Deno.writeTextFile(script, SCRIPT);
-    const env: Record<string, string> = {};
-    if (options.tokens?.length) {
-      env.WRK_TOKENS = `${dir}/tokens.txt`;
-      await Deno.writeTextFile(env.WRK_TOKENS, options.tokens.join("\n") + "\n");
+    const env: Record<string, string> = { ...extraEnv };
+    await Deno.writeTextFile(`${dir}/script.lua`, script);
+    for (const [name, content] of Object.entries(files)) {
+      env[name] = `${dir}/${name}.txt`;
+      await Deno.writeTextFile(env[name], content);
     }
     const out = await new Deno.Command("wrk", {
       args: [
@@ -44,7 +100,7 @@ export async function runWrk(
         "--timeout",
         "5s",
         "-s",
-        script,
+        `${dir}/script.lua`,
         url,
       ],
       env,
