@@ -92,6 +92,23 @@ export async function startService(options: StartOptions): Promise<RunningServic
     log.warn("JWT_SECRET is the development default; set it outside local development");
   }
   const metrics = createMetrics();
+  // Where a process's memory goes: the resident set, and the JavaScript heap inside it.
+  metrics.gauge("process_resident_memory_bytes", "Resident set size", () => Deno.memoryUsage().rss);
+  metrics.gauge(
+    "process_heap_used_bytes",
+    "JavaScript heap in use",
+    () => Deno.memoryUsage().heapUsed,
+  );
+  metrics.gauge(
+    "process_heap_total_bytes",
+    "JavaScript heap reserved",
+    () => Deno.memoryUsage().heapTotal,
+  );
+  metrics.gauge(
+    "process_external_memory_bytes",
+    "Memory of objects outside the JavaScript heap (buffers)",
+    () => Deno.memoryUsage().external,
+  );
 
   // Dependencies may still be starting (compose, a reboot): wait for them instead of crashing.
   const waitFor = <T>(what: string, fn: () => Promise<T>) =>
