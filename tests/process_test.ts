@@ -67,3 +67,15 @@ integrationTest("deno task counters and dialogs exit 0 on SIGTERM after serving"
     assert.match(logs, /"msg":"stopped cleanly"/);
   }
 });
+
+Deno.test("deno.json's tasks, the Dockerfile and the benchmark run the services with the same V8 flags", async () => {
+  const { SERVICE_V8_FLAGS } = await import("../testing/processes.ts");
+  const tasks = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks;
+  for (const service of ["dialogs", "counters"]) {
+    assert.ok(tasks[service].includes(` ${SERVICE_V8_FLAGS} `), `deno task ${service}`);
+  }
+  const dockerfile = await Deno.readTextFile(`${root}Dockerfile`);
+  assert.ok(dockerfile.includes(`"${SERVICE_V8_FLAGS}"`), "the Dockerfile's ENTRYPOINT");
+  const dev = await Deno.readTextFile(`${root}scripts/dev.ts`);
+  assert.ok(dev.includes(`"${SERVICE_V8_FLAGS}"`), "deno task dev");
+});
