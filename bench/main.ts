@@ -140,12 +140,13 @@ async function main() {
       runWrk(u, { connections: options.connections, seconds: options.seconds, tokens });
 
     const none = { requestsPerSecond: 0, p50Ms: 0, p99Ms: 0, errors: 0 };
-    let helloRun = none, countersLight = none, countersHeavy = none;
+    let helloRun = none, helloWithTokens = none, countersLight = none, countersHeavy = none;
     let naiveLight = none, naiveHeavy = none, countersRss = 0;
     if (options.read) {
       await seedMessages(dSql, users);
       log("(a) bare Hono hello");
       helloRun = await wrk(url(hello, "/"));
+      helloWithTokens = await wrk(url(hello, "/"), lightTokens);
       log("(b) GET /api/counters");
       await wrk(url(counters, "/api/counters"), lightTokens).catch(() => {}); // warm the caches
       [countersLight, [countersRss = 0]] = await peakRss(
@@ -207,6 +208,7 @@ async function main() {
       connections: options.connections,
       seconds: options.seconds,
       hello: helloRun,
+      helloWithTokens,
       countersLight,
       countersHeavy,
       naiveLight,

@@ -6,6 +6,8 @@ export interface BenchFigures {
   connections: number;
   seconds: number;
   hello: Run;
+  /** The same hello sent (b)'s requests: a different user's bearer token each. */
+  helloWithTokens: Run;
   countersLight: Run;
   countersHeavy: Run;
   naiveLight: Run;
@@ -97,6 +99,7 @@ export function figuresTable(f: BenchFigures): string {
     "| run | requests/s | × (a) | p50 ms | p99 ms | errors |",
     "| --- | ---: | ---: | ---: | ---: | ---: |",
     row("(a) bare Hono hello", f.hello),
+    row("(a) the same hello, sent (b)'s requests (a bearer token each)", f.helloWithTokens),
     row("(b) GET /api/counters, 10,000 users", f.countersLight),
     row("(b) GET /api/counters, users with 10,000 unread", f.countersHeavy),
     row("(c) naive count over 1,000,000 messages", f.naiveLight),
