@@ -32,7 +32,7 @@ import {
   refuseToShadow,
   standinFolder,
 } from "./compose_verify/standins.ts";
-import { step, walkthrough } from "./compose_verify/walkthrough.ts";
+import { reportStep as step, walkthrough } from "./compose_verify/walkthrough.ts";
 
 const HEALTHY_WITHIN_MS = 180_000;
 const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -62,12 +62,14 @@ for (const [service, port] of Object.entries(facts.hostPorts)) {
 /** Undo actions, run last-in first-out by the teardown, whatever happened before. */
 const undo: { what: string; action: () => Promise<void> }[] = [];
 const healthChecks = new AbortController();
+const interruption = new AbortController();
 let interrupted = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => {
     if (interrupted) return;
     interrupted = true;
     console.log(`compose:verify: ${signal}: stopping, then tearing down`);
+    interruption.abort(new Error(`${signal}: interrupted`));
     healthChecks.abort();
     stopAllCommands();
   });
@@ -91,6 +93,7 @@ try {
     dialogsUrl: `http://127.0.0.1:${facts.hostPorts.dialogs}`,
     countersUrl: `http://127.0.0.1:${facts.hostPorts.counters}`,
     jwtSecret: facts.jwtSecret,
+    signal: interruption.signal,
     exec: async (service, args, env = {}) => {
       const vars = Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
       return (await compose(["exec", "-T", ...vars, service, ...args], { timeoutSeconds: 60 }))
@@ -239,6 +242,7 @@ async function teardown() {
     } catch (err) {
       failure ??= err;
       console.log(`FAIL teardown: ${what}: ${(err as Error).message}`);
+      if (err instanceof CommandError && err.output) console.log(indent(err.output));
     }
   }
   if (engine.kind === "podman" && undo.length) {

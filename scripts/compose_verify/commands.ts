@@ -30,7 +30,7 @@ const running = new Set<Deno.ChildProcess>();
 const transcript = Deno.env.get("COMPOSE_VERIFY_LOG");
 const decoder = new TextDecoder();
 
-/** Sends `signal` to the process group of every command still running. */
+/** Signals the process group of every `run` command still running; background ones are left. */
 export function stopAllCommands(signal: Deno.Signal = "SIGTERM"): void {
   for (const child of running) killGroup(child, signal);
 }
@@ -53,6 +53,7 @@ export async function run(
   options: RunOptions = {},
 ): Promise<RunResult> {
   const child = spawn(cmd, args, options, "piped");
+  running.add(child);
   const timer = setTimeout(() => {
     killGroup(child, "SIGTERM");
     setTimeout(() => killGroup(child, "SIGKILL"), 5_000);
@@ -95,7 +96,10 @@ export async function succeeds(cmd: string, args: string[], options: RunOptions 
   }
 }
 
-/** Starts `cmd` in the background with its output discarded; stop it with `stopCommand`. */
+/**
+ * Starts `cmd` in the background with its output discarded. `stopAllCommands` leaves it alone: the
+ * teardown still needs it (podman's socket) and ends it with `stopCommand`.
+ */
 export function startCommand(cmd: string, args: string[], options: RunOptions = {}) {
   return spawn(cmd, args, options, "null");
 }
@@ -106,11 +110,10 @@ export async function stopCommand(child: Deno.ChildProcess): Promise<void> {
   const timer = setTimeout(() => killGroup(child, "SIGKILL"), 10_000);
   await child.status;
   clearTimeout(timer);
-  running.delete(child);
 }
 
 function spawn(cmd: string, args: string[], options: RunOptions, stdio: "piped" | "null") {
-  const child = new Deno.Command(cmd, {
+  return new Deno.Command(cmd, {
     args,
     env: options.env,
     cwd: options.cwd,
@@ -120,8 +123,6 @@ function spawn(cmd: string, args: string[], options: RunOptions, stdio: "piped" 
     // A process group of its own: a stop reaches the command's children too (debootstrap's dpkg).
     detached: true,
   }).spawn();
-  running.add(child);
-  return child;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -12,6 +12,8 @@ export interface WalkthroughTarget {
   jwtSecret: string;
   /** Runs a command in a service's container (`compose exec -T`) and returns what it printed. */
   exec(service: string, args: string[], env?: Record<string, string>): Promise<string>;
+  /** Aborts on Ctrl-C: no further step starts and no wait goes on. */
+  signal: AbortSignal;
 }
 
 interface Answer {
@@ -47,20 +49,28 @@ function expect(ok: boolean, what: string, got: unknown): void {
 }
 
 /** Polls `read` until `done` holds for its answer; throws with the last answer after `ms`. */
-async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms: number, what: string) {
+async function poll<T>(
+  read: () => Promise<T>,
+  done: (v: T) => boolean,
+  { ms, what, signal }: { ms: number; what: string; signal: AbortSignal },
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
+    signal.throwIfAborted();
     const value = await read();
     if (done(value)) return value;
     if (Date.now() > deadline) {
       throw new Error(`expected ${what} within ${ms} ms, got ${JSON.stringify(value)}`);
     }
-    await sleep(200);
+    await sleep(200, signal);
   }
 }
 
 /** Runs one named step, printing PASS or FAIL with what it found. */
-export async function step(name: string, body: () => Promise<string | void>): Promise<void> {
+export async function reportStep(
+  name: string,
+  body: () => Promise<string | void>,
+): Promise<void> {
   const started = performance.now();
   try {
     const detail = await body();
@@ -74,6 +84,12 @@ export async function step(name: string, body: () => Promise<string | void>): Pr
 
 /** Token, send, committed, counters, mark read, errors, compensation and the drift check. */
 export async function walkthrough(t: WalkthroughTarget, runId: string): Promise<void> {
+  const until = <T>(read: () => Promise<T>, done: (v: T) => boolean, ms: number, what: string) =>
+    poll(read, done, { ms, what, signal: t.signal });
+  const step = (name: string, body: () => Promise<string | void>) => {
+    t.signal.throwIfAborted();
+    return reportStep(name, body);
+  };
   const alice = await signToken(ALICE, t.jwtSecret);
   const bob = await signToken(BOB, t.jwtSecret);
   const message = (id: string, token: string) => call(`${t.dialogsUrl}/api/messages/${id}`, token);
