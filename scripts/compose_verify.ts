@@ -86,6 +86,7 @@ const compose = (args: string[], options: RunOptions = {}) =>
 console.log(`compose:verify: ${engine.description}, compose project ${project}`);
 let failure: unknown;
 let upStarted = false;
+let downRegistered = false;
 try {
   if (engine.kind === "podman") await preparePodman();
   await composeUp();
@@ -150,7 +151,10 @@ async function preparePodman() {
   const builds = await Promise.allSettled(facts.images.map(async (image) => {
     await step(`stand-in ${image}`, async () => {
       const t0 = performance.now();
-      await buildStandin(image, root, work);
+      await buildStandin(image, root, work).catch((err) => {
+        stopAllCommands(); // one failed: the others need not finish
+        throw err;
+      });
       return `built in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     });
     // The services' image needs only the Deno stand-in: build it while the others are built, and
@@ -168,7 +172,8 @@ async function preparePodman() {
 
 /** Registers `down -v --rmi local` with the teardown, once. */
 function undoComposeUp() {
-  if (undo.some((u) => u.what.includes(" down "))) return;
+  if (downRegistered) return;
+  downRegistered = true;
   undo.push({
     what: `${engine.compose.join(" ")} down -v --rmi local`,
     action: async () => {
@@ -236,10 +241,13 @@ async function showUnhealthy() {
 
 /** Runs every undo action, newest first, even when one of them fails. */
 async function teardown() {
+  const t0 = performance.now();
+  let broken = false;
   for (const { what, action } of undo.reverse()) {
     try {
       await action();
     } catch (err) {
+      broken = true;
       failure ??= err;
       console.log(`FAIL teardown: ${what}: ${(err as Error).message}`);
       if (err instanceof CommandError && err.output) console.log(indent(err.output));
@@ -248,9 +256,10 @@ async function teardown() {
   if (engine.kind === "podman" && undo.length) {
     const left = await findOurs(project, `${RUN_LABEL}=${runId}`);
     const count = Object.values(left).reduce((n, ids) => n + ids.length, 0);
-    console.log(
-      `${count ? "FAIL" : "PASS"} teardown: ${count} containers, volumes, networks or images left`,
-    );
+    const ms = Math.round(performance.now() - t0);
+    const verdict = count || broken ? "FAIL" : "PASS";
+    const summary = `${count} containers, volumes, networks or images left`;
+    console.log(`${verdict} teardown: ${summary}, podman service stopped (${ms} ms)`);
     if (count) failure ??= new Error("teardown left things behind");
   }
 }

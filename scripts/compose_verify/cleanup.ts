@@ -72,4 +72,5 @@ export async function removeWorkDir(dir: string): Promise<void> {
     .sort((a, b) => b.length - a.length);
   for (const point of mounts) await run("umount", ["-l", point], { allowFailure: true });
   await run("rm", ["-rf", "--one-file-system", dir], { allowFailure: true });
+  if (await Deno.stat(dir).then(() => true, () => false)) throw new Error(`${dir} is still there`);
 }

@@ -66,13 +66,22 @@ async function firstLine(cmd: string, args: string[]): Promise<string> {
   }
 }
 
-const ULIMITS = 'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]';
+/** This process's hard limit for `name` in /proc/self/limits ("Max open files"), if it has one. */
+async function hardLimit(name: string): Promise<number> {
+  const limits = await Deno.readTextFile("/proc/self/limits").catch(() => "");
+  const hard = new RegExp(`^${name}\\s+\\S+\\s+(\\d+)`, "m").exec(limits)?.[1];
+  return hard ? Number(hard) : Infinity;
+}
 
 /**
  * Podman 4.3 asks for more open files than this machine's hard limit allows ("error setting
- * rlimit") unless containers.conf sets default_ulimits. Adds the setting when it is missing.
+ * rlimit") unless containers.conf sets default_ulimits. Adds the setting when it is missing:
+ * 20000 files and 32768 processes, or the hard limits when they are lower.
  */
 export async function ensurePodmanUlimits(file = "/etc/containers/containers.conf") {
+  const files = Math.min(20000, await hardLimit("Max open files"));
+  const procs = Math.min(32768, await hardLimit("Max processes"));
+  const setting = `default_ulimits = ["nofile=${files}:${files}", "nproc=${procs}:${procs}"]`;
   let text = "";
   try {
     text = await Deno.readTextFile(file);
@@ -81,8 +90,8 @@ export async function ensurePodmanUlimits(file = "/etc/containers/containers.con
   }
   if (/^\s*default_ulimits\s*=/m.test(text)) return false;
   text = /^\[containers\]\s*$/m.test(text)
-    ? text.replace(/^\[containers\]\s*$/m, `[containers]\n${ULIMITS}`)
-    : `${text}${text && !text.endsWith("\n") ? "\n" : ""}[containers]\n${ULIMITS}\n`;
+    ? text.replace(/^\[containers\]\s*$/m, `[containers]\n${setting}`)
+    : `${text}${text && !text.endsWith("\n") ? "\n" : ""}[containers]\n${setting}\n`;
   await Deno.mkdir(file.replace(/\/[^/]*$/, ""), { recursive: true });
   await Deno.writeTextFile(file, text);
   return true;

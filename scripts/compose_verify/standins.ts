@@ -103,12 +103,9 @@ export async function buildBaseImage(work: string, runId: string): Promise<strin
     mode: 0o755,
   });
   // Containers then trust what the host trusts, a TLS-inspecting proxy's CA included.
+  const caBundle = "/etc/ssl/certs/ca-certificates.crt";
   await Deno.mkdir(`${rootfs}/etc/ssl/certs`, { recursive: true });
-  await Deno.copyFile(
-    "/etc/ssl/certs/ca-certificates.crt",
-    `${rootfs}/etc/ssl/certs/ca-certificates.crt`,
-  )
-    .catch(() => {});
+  await Deno.copyFile(caBundle, `${rootfs}${caBundle}`).catch(() => {/* the host has none */});
   await run("tar", ["-C", rootfs, "-cf", `${work}/rootfs.tar`, "."]);
   await run("podman", [
     "import",
@@ -160,5 +157,7 @@ async function denoFromNpm(version: string, work: string): Promise<string> {
     cwd: work,
     env: { DENO_DIR: denoDir },
   });
-  return `${denoDir}/npm/registry.npmjs.org/${name}/${version}/deno`;
+  const registry =
+    new URL(Deno.env.get("NPM_CONFIG_REGISTRY") ?? "https://registry.npmjs.org").host;
+  return `${denoDir}/npm/${registry}/${name}/${version}/deno`;
 }
