@@ -1,8 +1,7 @@
 /** Postgres access for counters: ledger-guarded changes to the counters and reading a user's counters. */
-import type { PipelinedTx, Sql, Tx } from "../shared/db.ts";
-import { isPermanentDbError, pipelinedTransaction } from "../shared/db.ts";
+import type { Sql, Tx } from "../shared/db.ts";
+import { pipelinedTransaction } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
-import { enqueueEvent, outboxTransaction } from "../shared/outbox.ts";
 import type { UserCounters } from "./counters.ts";
 
 /** What applying a "message sent" did. */
@@ -61,93 +60,6 @@ export function bumpVersion(tx: Tx | Sql, userId: string): PromiseLike<unknown> 
   return tx`
     insert into counter_versions (user_id, version) values (${userId}, 1)
     on conflict (user_id) do update set version = counter_versions.version + 1`;
-}
-
-/**
- * Counts a sent message for its recipient in one transaction: ledger row, counter, version and the
- * reply in the outbox. A transaction already in the ledger changes nothing and re-sends its reply
- * (a send cancelled first gets a "failed" reply). A refusal by the database (a constraint) rolls
- * that back and records the refusal instead: a ledger row that changes nothing and a "failed"
- * reply. Other errors propagate so the event is redelivered.
- */
-export async function applyMessageSent(
-  sql: Sql,
-  prefix: string,
-  data: EventData<"dialogs.message.sent">,
-  requestId?: string,
-): Promise<IncrementResult> {
-  try {
-    return await recordSend(sql, prefix, data, requestId, "counted");
-  } catch (err) {
-    if (!isPermanentDbError(err)) throw err;
-    return await recordSend(sql, prefix, data, requestId, "failed", describeRefusal(err));
-  }
-}
-
-/** The ledger row, the counter change when counted, and the reply: three round trips after BEGIN. */
-async function recordSend(
-  sql: Sql,
-  prefix: string,
-  data: EventData<"dialogs.message.sent">,
-  requestId: string | undefined,
-  outcome: "counted" | "failed",
-  reason?: string,
-): Promise<IncrementResult> {
-  return await outboxTransaction(sql, async (tx, withCommit) => {
-    const replyId = crypto.randomUUID();
-    const [, inserted] = await Promise.all([
-      lockUser(tx, data.recipientId),
-      tx`
-        insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta,
-                            reason, reply_event_id)
-        values (${data.transactionId}, 'send', ${data.recipientId}, ${data.senderId},
-                ${data.messageId}, ${outcome}, ${outcome === "counted" ? 1 : 0}, ${reason ?? null},
-                ${replyId})
-        on conflict (transaction_id) do nothing
-        returning transaction_id`,
-    ]);
-    if (inserted.length === 0) {
-      return await resendReply(tx, withCommit, prefix, data, requestId);
-    }
-    if (outcome === "counted") await addToCounter(tx, data.recipientId, data.senderId, 1);
-    withCommit(enqueueReply(tx, prefix, data, { outcome, reason }, replyId, requestId));
-    return { applied: true, outcome, reason };
-  });
-}
-
-async function resendReply(
-  tx: PipelinedTx,
-  withCommit: (statement: PromiseLike<unknown>) => void,
-  prefix: string,
-  data: EventData<"dialogs.message.sent">,
-  requestId?: string,
-): Promise<IncrementResult> {
-  const [row] = await tx<LedgerRow[]>`
-    select message_id, outcome, reason, reply_event_id, delta from ledger
-    where transaction_id = ${data.transactionId}`;
-  const outcome = row!.outcome === "counted" ? "counted" : "failed";
-  const reason = row!.reason ?? undefined;
-  let replyId = row!.reply_event_id;
-  if (!replyId) {
-    // A cancel arrived first and wrote no reply; remember this one so a repeat re-sends the same.
-    replyId = crypto.randomUUID();
-    withCommit(
-      tx`update ledger set reply_event_id = ${replyId} where transaction_id = ${data.transactionId}`,
-    );
-  }
-  withCommit(enqueueReply(tx, prefix, data, { outcome, reason }, replyId, requestId));
-  return { applied: false, outcome, reason };
-}
-
-function enqueueReply(
-  tx: Tx | Sql,
-  prefix: string,
-  data: EventData<"dialogs.message.sent">,
-  result: { outcome: "counted" | "failed"; reason?: string },
-  replyId: string,
-  requestId?: string,
-): Promise<void> {
-  return enqueueEvent(tx, prefix, countedReply(data, result, replyId, requestId));
 }
 
 /** The reply to a "message sent": its outcome, under the id the ledger remembers for it. */
@@ -224,7 +136,7 @@ export async function applyMessagesRead(
 }
 
 /** A one-line reason naming the constraint, without SQL or values. */
-function describeRefusal(err: unknown): string {
+export function describeRefusal(err: unknown): string {
   const e = err as { constraint_name?: string; code?: string };
   const what = e.constraint_name ? `constraint ${e.constraint_name}` : `error ${e.code}`;
   return `the counters database refused the update (${what})`;

@@ -1,10 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  applyMessageCancelled,
-  applyMessageSent,
-  applyMessagesRead,
-  loadUserCounters,
-} from "./counter_store.ts";
+import { applyMessageCancelled, applyMessagesRead, loadUserCounters } from "./counter_store.ts";
+import { applyMessageSent } from "./send_batch.ts";
 import { messageSentData } from "../testing/fixtures.ts";
 import { integrationTest, migratedDatabase } from "../testing/env.ts";
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { applyMessageSent, loadUserCounters } from "./counter_store.ts";
+import { loadUserCounters } from "./counter_store.ts";
+import { applyMessageSent } from "./send_batch.ts";
 import { findLedgerDrift, reconcileOnce, repairPair } from "./reconcile.ts";
 import { messageSentData } from "../testing/fixtures.ts";
 import { integrationTest, migratedDatabase } from "../testing/env.ts";

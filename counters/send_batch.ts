@@ -1,14 +1,18 @@
 /**
- * Counts a batch of sent messages in one transaction of three round trips, with the same ledger rules
- * as applyMessageSent one by one. A refusal by the database (a constraint) rolls the batch back and
- * applies its sends one at a time, so only the refused send fails.
+ * Counting sent messages, alone or in batches: for each send one ledger row keyed by its
+ * transaction, the recipient's counter and version, and the reply in the outbox, in one transaction
+ * of three round trips after BEGIN. A transaction already in the ledger changes nothing and re-sends
+ * its reply (a send cancelled first gets a "failed" one). A refusal by the database (a constraint)
+ * rolls the transaction back; a lone send then records the refusal (a ledger row that changes
+ * nothing and a "failed" reply), a batch is applied one send at a time so only the refused one
+ * fails. Other errors propagate so the events are redelivered.
  */
 import { isPermanentDbError, type Sql } from "../shared/db.ts";
 import type { Envelope, EventData } from "../shared/events.ts";
 import { enqueueEvents, outboxTransaction } from "../shared/outbox.ts";
 import {
-  applyMessageSent,
   countedReply,
+  describeRefusal,
   type IncrementResult,
   type LedgerRow,
   USER_LOCK_NAMESPACE,
@@ -20,29 +24,44 @@ export interface SendToCount {
   requestId?: string;
 }
 
+/** Counts one sent message for its recipient (see the module doc). */
+export async function applyMessageSent(
+  sql: Sql,
+  prefix: string,
+  data: EventData<"dialogs.message.sent">,
+  requestId?: string,
+): Promise<IncrementResult> {
+  return (await applyMessagesSent(sql, prefix, [{ data, requestId }]))[0]!;
+}
+
 /** Counts `sends`; one result per send, in order. */
 export async function applyMessagesSent(
   sql: Sql,
   prefix: string,
   sends: SendToCount[],
 ): Promise<IncrementResult[]> {
-  if (sends.length === 1) {
-    return [await applyMessageSent(sql, prefix, sends[0]!.data, sends[0]!.requestId)];
-  }
   try {
-    return await countBatch(sql, prefix, sends);
+    return await recordSends(sql, prefix, sends, { outcome: "counted" });
   } catch (err) {
     if (!isPermanentDbError(err)) throw err;
+    if (sends.length === 1) {
+      return await recordSends(sql, prefix, sends, {
+        outcome: "failed",
+        reason: describeRefusal(err),
+      });
+    }
     const results: IncrementResult[] = [];
-    for (const s of sends) results.push(await applyMessageSent(sql, prefix, s.data, s.requestId));
+    for (const s of sends) results.push(...await applyMessagesSent(sql, prefix, [s]));
     return results;
   }
 }
 
-async function countBatch(
+/** Records `sends` with `outcome`: counted (the counters go up) or failed (nothing changes). */
+async function recordSends(
   sql: Sql,
   prefix: string,
   sends: SendToCount[],
+  result: { outcome: "counted" | "failed"; reason?: string },
 ): Promise<IncrementResult[]> {
   return await outboxTransaction(sql, async (tx, withCommit) => {
     const replyIds = sends.map(() => crypto.randomUUID());
@@ -53,8 +72,9 @@ async function countBatch(
          from unnest(${recipients}::text[]) as u`,
       tx<{ transaction_id: string }[]>`
         insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta,
-                            reply_event_id)
-        select t, 'send', u, p, m, 'counted', 1, r
+                            reason, reply_event_id)
+        select t, 'send', u, p, m, ${result.outcome}, ${result.outcome === "counted" ? 1 : 0},
+               ${result.reason ?? null}, r
         from unnest(${sends.map((s) => s.data.transactionId)}::uuid[],
                     ${sends.map((s) => s.data.recipientId)}::uuid[],
                     ${sends.map((s) => s.data.senderId)}::uuid[],
@@ -69,7 +89,7 @@ async function countBatch(
 
     const unread = new Map<string, { user: string; peer: string; n: number }>();
     for (const [i, s] of sends.entries()) {
-      if (!isNew[i]) continue;
+      if (!isNew[i] || result.outcome !== "counted") continue;
       const key = `${s.data.recipientId}|${s.data.senderId}`;
       const pair = unread.get(key) ?? { user: s.data.recipientId, peer: s.data.senderId, n: 0 };
       pair.n++;
@@ -104,8 +124,8 @@ async function countBatch(
     const replies: Envelope[] = [];
     const results = sends.map((s, i): IncrementResult => {
       if (isNew[i]) {
-        replies.push(countedReply(s.data, { outcome: "counted" }, replyIds[i]!, s.requestId));
-        return { applied: true, outcome: "counted" };
+        replies.push(countedReply(s.data, result, replyIds[i]!, s.requestId));
+        return { applied: true, outcome: result.outcome, reason: result.reason };
       }
       const row = known.get(s.data.transactionId.toLowerCase())!;
       const outcome = row.outcome === "counted" ? "counted" : "failed";
@@ -117,7 +137,7 @@ async function countBatch(
                       where transaction_id = ${row.transaction_id}`);
       }
       replies.push(countedReply(s.data, { outcome, reason }, row.reply_event_id, s.requestId));
-      return { applied: false, outcome, ...(reason ? { reason } : {}) };
+      return { applied: false, outcome, reason };
     });
     withCommit(enqueueEvents(tx, prefix, replies));
     return results;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { Sql } from "../shared/db.ts";
-import { applyMessageCancelled, applyMessageSent, loadUserCounters } from "./counter_store.ts";
-import { applyMessagesSent } from "./send_batch.ts";
+import { applyMessageCancelled, loadUserCounters } from "./counter_store.ts";
+import { applyMessageSent, applyMessagesSent } from "./send_batch.ts";
 import { messageSentData } from "../testing/fixtures.ts";
 import { integrationTest, migratedDatabase, type TestEnv } from "../testing/env.ts";
 
