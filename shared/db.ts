@@ -5,8 +5,6 @@ import postgres from "postgres";
 export type Sql = postgres.Sql;
 /** A postgres.js transaction handle. */
 export type Tx = postgres.TransactionSql;
-/** The transaction handle pipelinedTransaction passes to its function. */
-export type PipelinedTx = postgres.TransactionSql;
 
 /** Opens a pool; `max` bounds the waiting queue as well as the connections. */
 export function openDatabase(url: string, options: { max?: number } = {}): Sql {
@@ -28,7 +26,7 @@ export function openDatabase(url: string, options: { max?: number } = {}): Sql {
  */
 export async function pipelinedTransaction<T>(
   sql: Sql,
-  fn: (tx: PipelinedTx, withCommit: (statement: PromiseLike<unknown>) => void) => Promise<T>,
+  fn: (tx: Tx, withCommit: (statement: PromiseLike<unknown>) => void) => Promise<T>,
 ): Promise<T> {
   const tail: Promise<unknown>[] = [];
   // sql.begin, not a reserved connection: postgres.js 3.4.9 hands a reserved connection that died

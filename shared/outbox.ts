@@ -1,7 +1,7 @@
 /** The transactional outbox: enqueue an event inside a transaction; a relay publishes it to JetStream. */
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { pipelinedTransaction, type PipelinedTx, type Sql, type Tx } from "./db.ts";
+import { pipelinedTransaction, type Sql, type Tx } from "./db.ts";
 import { type Envelope, HEADERS, subjectFor } from "./events.ts";
 import type { Logger } from "./log.ts";
 
@@ -28,15 +28,15 @@ export async function enqueueEvents(
 ): Promise<void> {
   const unique = [...new Map(events.map((e) => [e.id, e])).values()];
   if (unique.length === 0) return;
+  const ids = unique.map((e) => e.id);
+  const subjects = unique.map((e) => subjectFor(prefix, e.type));
+  const payloads = unique.map((e) => JSON.stringify(e));
+  const requestIds = unique.map((e) => e.requestId ?? null);
   await tx`
     insert into outbox (id, subject, payload, request_id)
     select id, subject, payload::jsonb, request_id
-    from unnest(${unique.map((e) => e.id)}::uuid[],
-                ${unique.map((e) => subjectFor(prefix, e.type))}::text[],
-                ${unique.map((e) => JSON.stringify(e))}::text[],
-                ${
-    unique.map((e) => e.requestId ?? null)
-  }::text[]) as e(id, subject, payload, request_id)
+    from unnest(${ids}::uuid[], ${subjects}::text[], ${payloads}::text[], ${requestIds}::text[])
+      as e(id, subject, payload, request_id)
     on conflict (id) do update set sent_at = null`;
 }
 
@@ -46,7 +46,7 @@ export async function enqueueEvents(
  */
 export async function outboxTransaction<T>(
   sql: Sql,
-  fn: (tx: PipelinedTx, withCommit: (statement: PromiseLike<unknown>) => void) => Promise<T>,
+  fn: (tx: Tx, withCommit: (statement: PromiseLike<unknown>) => void) => Promise<T>,
 ): Promise<T> {
   const result = await pipelinedTransaction(sql, fn);
   notifyOutbox(sql);
@@ -119,7 +119,7 @@ export class OutboxRelay {
   #notified = false;
   #unlisten?: () => Promise<void>;
   #lastCleanup = 0;
-  readonly #wakeLocal = () => {
+  readonly #wakeUp = () => {
     this.#notified = true;
     this.#wake?.();
   };
@@ -136,9 +136,9 @@ export class OutboxRelay {
     // Transactions on the same pool wake this relay directly, a round trip sooner than the NOTIFY.
     let local = localRelays.get(sql);
     if (!local) localRelays.set(sql, local = new Set());
-    local.add(this.#wakeLocal);
+    local.add(this.#wakeUp);
     try {
-      const sub = await sql.listen(OUTBOX_CHANNEL, this.#wakeLocal);
+      const sub = await sql.listen(OUTBOX_CHANNEL, this.#wakeUp);
       this.#unlisten = () => sub.unlisten();
     } catch (err) {
       this.#opts.log.warn("outbox LISTEN failed; relying on polling", { err });
@@ -150,7 +150,7 @@ export class OutboxRelay {
   async stop(): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
-    localRelays.get(this.#opts.sql)?.delete(this.#wakeLocal);
+    localRelays.get(this.#opts.sql)?.delete(this.#wakeUp);
     this.#wake?.();
     await this.#loop;
     await this.#unlisten?.().catch(() => {});
