@@ -3,7 +3,7 @@
  * counting the caller's unread rows in the dialogs database on every request.
  */
 import { Hono } from "hono";
-import { bearerAuth } from "../shared/auth.ts";
+import { bearerAuth, createVerifiedTokens } from "../shared/auth.ts";
 import { openDatabase } from "../shared/db.ts";
 
 const port = Number(Deno.env.get("PORT") ?? 8091);
@@ -11,7 +11,7 @@ const secret = Deno.env.get("JWT_SECRET") ?? "";
 const sql = openDatabase(Deno.env.get("DATABASE_URL") ?? "", { max: 8 });
 
 const app = new Hono<{ Variables: { userId: string } }>();
-app.use("/api/*", bearerAuth({ secret }));
+app.use("/api/*", bearerAuth({ tokens: createVerifiedTokens(secret) }));
 app.get("/api/counters", async (c) => {
   const rows = await sql<{ peer: string; n: number }[]>`
     select sender_id as peer, count(*)::int as n from messages

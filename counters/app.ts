@@ -2,7 +2,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
 import { streamSSE } from "hono/streaming";
-import { bearerAuth } from "../shared/auth.ts";
+import { bearerAuth, type VerifiedTokens } from "../shared/auth.ts";
 import type { AppEnv } from "../shared/http.ts";
 import { ProblemSchema } from "../shared/openapi.ts";
 import type { CounterReader } from "./counter_reads.ts";
@@ -11,7 +11,8 @@ import type { LiveUpdates } from "./live_updates.ts";
 
 /** What the counters routes need. */
 export interface CountersRoutesDeps {
-  jwtSecret: string;
+  /** The tokens this service has verified, shared with its fast read path. */
+  tokens: VerifiedTokens;
   reader: CounterReader;
   live: LiveUpdates;
   heartbeatMs: number;
@@ -104,7 +105,7 @@ export function mountCountersRoutes(
   app.use("/api/*", (c, next) => c.req.header("Origin") ? corsHeaders(c, next) : next());
   app.use(
     "/api/*",
-    bearerAuth({ secret: deps.jwtSecret, queryTokenPaths: ["/api/counters/stream"] }),
+    bearerAuth({ tokens: deps.tokens, queryTokenPaths: ["/api/counters/stream"] }),
   );
   app.openapi(getCounters, async (c) => {
     const counters = await reader.read(c.get("userId"));

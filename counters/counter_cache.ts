@@ -5,6 +5,8 @@ import type { UserCounters } from "./counters.ts";
 /** Reads and writes cached counters; every call may reject when Redis is unreachable. */
 export interface CounterCache {
   get(userId: string): Promise<UserCounters | null>;
+  /** get() for several users in one round trip (MGET), in order. */
+  getMany(userIds: string[]): Promise<(UserCounters | null)[]>;
   /** Stores `counters` unless the cache already holds this version or a newer one. */
   setIfNewer(userId: string, counters: UserCounters): Promise<boolean>;
   /** setIfNewer for several users in one round trip; each entry's result or error, in order. */
@@ -64,13 +66,21 @@ export function openCounterCache(options: CounterCacheOptions): CounterCache {
     });
   };
   const key = (userId: string) => `user:${userId}`;
+  // An entry is "<version>|<dialogs as JSON>".
+  const parse = (raw: string | null): UserCounters | null => {
+    if (raw === null) return null;
+    const bar = raw.indexOf("|");
+    return { version: Number(raw.slice(0, bar)), dialogs: JSON.parse(raw.slice(bar + 1)) };
+  };
   return {
     async get(userId) {
       await ready();
-      const raw = await redis.get(key(userId));
-      if (raw === null) return null;
-      const bar = raw.indexOf("|");
-      return { version: Number(raw.slice(0, bar)), dialogs: JSON.parse(raw.slice(bar + 1)) };
+      return parse(await redis.get(key(userId)));
+    },
+    async getMany(userIds) {
+      if (userIds.length === 0) return [];
+      await ready();
+      return (await redis.mget(userIds.map(key))).map(parse);
     },
     async setIfNewer(userId, counters) {
       await ready();

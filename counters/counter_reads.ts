@@ -13,6 +13,8 @@ import { loadManyUserCounters } from "./counter_store.ts";
 /** Reads users' counters and refreshes the cache after a change. */
 export interface CounterReader {
   read(userId: string): Promise<UserCounters>;
+  /** The user's counters if the in-process cache holds them: read() without waiting, or undefined. */
+  cached(userId: string): UserCounters | undefined;
   /** Loads the user's counters from Postgres and stores them in the cache if newer. */
   refresh(userId: string): Promise<UserCounters>;
   /** refresh() for several users with one Postgres statement and one Redis round trip. */
@@ -28,7 +30,7 @@ export interface CounterReaderDeps {
   log: Logger;
   /** The in-process cache in front of Redis. */
   local: LocalCache;
-  /** Counts cache lookups by result (local, hit, miss, error, bypass). */
+  /** Counts cache lookups by result (local, hit, miss, error, bypass, refreshed, refresh_error). */
   cacheLookups: Counter;
   /** Counts Postgres loads. */
   databaseLoads: Counter;
@@ -78,13 +80,40 @@ export function createCounterReader(deps: CounterReaderDeps): CounterReader {
     return loaded;
   }
 
-  return {
-    async read(userId) {
-      const held = local.get(userId);
-      if (held) {
-        cacheLookups.inc({ result: "local" });
-        return held;
+  // The in-process entries users keep reading are confirmed from Redis in batches (one MGET) before
+  // they expire, so those reads never wait for Redis. A failed or missing refresh only lets the
+  // entry expire: the next read then goes to Redis or Postgres as usual.
+  const refreshDue = new Set<string>();
+  local.onRefreshDue((userId) => {
+    if (refreshDue.size === 0) setTimeout(refreshBatch, 0);
+    refreshDue.add(userId);
+  });
+  async function refreshBatch() {
+    const userIds = [...refreshDue];
+    refreshDue.clear();
+    try {
+      const found = await cache.getMany(userIds);
+      for (const [i, counters] of found.entries()) {
+        if (counters) local.offer(userIds[i]!, counters);
       }
+      cacheLookups.inc({ result: "refreshed" }, userIds.length);
+    } catch (err) {
+      cacheLookups.inc({ result: "refresh_error" }, userIds.length);
+      log.debug("cache refresh failed; the entries expire", { users: userIds.length, err });
+    }
+  }
+
+  function cached(userId: string): UserCounters | undefined {
+    const held = local.get(userId);
+    if (held) cacheLookups.inc({ result: "local" });
+    return held;
+  }
+
+  return {
+    cached,
+    async read(userId) {
+      const held = cached(userId);
+      if (held) return held;
       if (unsafe.has(userId)) {
         cacheLookups.inc({ result: "bypass" });
         return await loadOnce(userId);

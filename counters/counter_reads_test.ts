@@ -213,3 +213,44 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "CounterReader: entries users keep reading are confirmed from Redis in one batch; an unconfirmed one expires",
+  async (env) => {
+    const cache = openCounterCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+    let t = 0;
+    const local = createLocalCache({ ttlMs: 1_000, refreshAfterMs: 500, now: () => t });
+    const lookups: Record<string, number> = {};
+    const reader = createCounterReader({
+      sql,
+      cache,
+      local,
+      log: createLogger("test", "debug", env.logSink),
+      cacheLookups: {
+        inc(labels, by = 1) {
+          lookups[labels!.result!] = (lookups[labels!.result!] ?? 0) + by;
+        },
+      },
+      databaseLoads: { inc() {} },
+    });
+    try {
+      const [a, b, gone] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+      const counters = { version: 2, dialogs: { [crypto.randomUUID()]: 1 } };
+      await cache.setManyIfNewer([{ userId: a, counters }, { userId: b, counters }]);
+      for (const u of [a, b, gone]) local.offer(u, counters); // `gone` is not in Redis
+      t = 600;
+      for (const u of [a, b, gone]) assert.deepEqual(reader.cached(u), counters);
+      await waitFor(() => lookups.refreshed === 3, {
+        what: "one batch refreshing the three users",
+      });
+      t = 1_500; // past the first time to live, within the confirmation's
+      assert.deepEqual(reader.cached(a), counters);
+      assert.deepEqual(reader.cached(b), counters);
+      assert.equal(reader.cached(gone), undefined, "missing from Redis, so never confirmed");
+    } finally {
+      await cache.close();
+      await sql.end({ timeout: 1 });
+    }
+  },
+);

@@ -3,6 +3,10 @@
  * every counters instance receives (live updates) and by this instance's own refreshes; versions
  * decide, so an older value never replaces a newer one. While change events may be missed (NATS
  * disconnected) it is suspended and serves nothing.
+ *
+ * An entry is served for `ttlMs` after it was last stored or confirmed, a bound should a change event
+ * ever be missed. An entry read after `refreshAfterMs` is reported to the refresh listener once, so
+ * the entries users keep reading are confirmed in batches before they expire and reads never wait.
  */
 import type { UserCounters } from "./counters.ts";
 
@@ -14,6 +18,8 @@ export interface LocalCache {
   /** Drops everything and serves nothing until resume(). */
   suspend(): void;
   resume(): void;
+  /** Calls `listener` with each user whose entry was read after refreshAfterMs (once per entry). */
+  onRefreshDue(listener: (userId: string) => void): void;
   readonly size: number;
 }
 
@@ -23,6 +29,8 @@ export interface LocalCacheOptions {
   maxEntries?: number;
   /** An entry older than this is not served: a bound should a change event ever be missed. */
   ttlMs?: number;
+  /** An entry read when older than this is reported for refresh; half the TTL by default. */
+  refreshAfterMs?: number;
   now?: () => number;
 }
 
@@ -30,17 +38,27 @@ export interface LocalCacheOptions {
 export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
   const maxEntries = options.maxEntries ?? 100_000;
   const ttlMs = options.ttlMs ?? 10_000;
+  const refreshAfterMs = options.refreshAfterMs ?? ttlMs / 2;
   const now = options.now ?? Date.now;
-  const entries = new Map<string, { counters: UserCounters; storedAt: number }>();
+  const entries = new Map<
+    string,
+    { counters: UserCounters; storedAt: number; refreshReported: boolean }
+  >();
   let suspended = false;
+  let refreshDue: (userId: string) => void = () => {};
   return {
     get(userId) {
       if (suspended) return undefined;
       const entry = entries.get(userId);
       if (!entry) return undefined;
-      if (now() - entry.storedAt > ttlMs) {
+      const age = now() - entry.storedAt;
+      if (age > ttlMs) {
         entries.delete(userId);
         return undefined;
+      }
+      if (age > refreshAfterMs && !entry.refreshReported) {
+        entry.refreshReported = true;
+        refreshDue(userId);
       }
       return entry.counters;
     },
@@ -50,7 +68,7 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
       if (held && held.counters.version > counters.version) return;
       // Re-inserting moves the entry to the end, so the Map's order is the eviction order.
       entries.delete(userId);
-      entries.set(userId, { counters, storedAt: now() });
+      entries.set(userId, { counters, storedAt: now(), refreshReported: false });
       if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
     },
     suspend() {
@@ -59,6 +77,9 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     },
     resume() {
       suspended = false;
+    },
+    onRefreshDue(listener) {
+      refreshDue = listener;
     },
     get size() {
       return entries.size;

@@ -45,3 +45,27 @@ Deno.test("LocalCache serves and keeps nothing while suspended", () => {
   cache.offer("u", c(3));
   assert.deepEqual(cache.get("u"), c(3));
 });
+
+Deno.test("LocalCache reports an entry read after refreshAfterMs once, and a confirmation keeps it served", () => {
+  let t = 0;
+  const cache = createLocalCache({ ttlMs: 100, refreshAfterMs: 50, now: () => t });
+  const due: string[] = [];
+  cache.onRefreshDue((userId) => due.push(userId));
+  cache.offer("u", c(1));
+  t = 50;
+  cache.get("u");
+  assert.deepEqual(due, [], "not yet due at refreshAfterMs itself");
+  t = 51;
+  assert.deepEqual(cache.get("u"), c(1), "a due entry is still served");
+  cache.get("u");
+  assert.deepEqual(due, ["u"], "reported once however often it is read");
+  cache.offer("u", c(1)); // the same version, confirmed from Redis at t = 51
+  t = 101;
+  assert.deepEqual(cache.get("u"), c(1));
+  assert.deepEqual(due, ["u"], "not due again until 50 ms after its confirmation");
+  t = 140;
+  assert.deepEqual(cache.get("u"), c(1), "served past the first entry's time to live");
+  assert.deepEqual(due, ["u", "u"], "and due again");
+  t = 152;
+  assert.equal(cache.get("u"), undefined, "an entry not confirmed again expires");
+});

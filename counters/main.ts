@@ -16,6 +16,8 @@ import {
   refreshBeforeReplies,
 } from "./counter_events.ts";
 import { createCounterReader } from "./counter_reads.ts";
+import { fastCountersRead } from "./fast_read.ts";
+import { createVerifiedTokens } from "../shared/auth.ts";
 import { type CountersConfig, loadCountersConfig } from "./config.ts";
 import { createLiveUpdates } from "./live_updates.ts";
 import { createLocalCache, type LocalCache } from "./local_cache.ts";
@@ -31,7 +33,7 @@ export function startCounters(
     name: "counters",
     config,
     migrations: new URL("./migrations/", import.meta.url),
-    setup: ({ sql, nc, log, metrics, app, names }) => {
+    setup: ({ sql, nc, log, metrics, app, names, recordRequest }) => {
       const cache = openCounterCache({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX });
       const local = createLocalCache();
       watchNatsStatus(nc, local, log);
@@ -49,8 +51,9 @@ export function startCounters(
       const live = createLiveUpdates(nc, names.prefix, log);
       live.onChange((userId, counters) => local.offer(userId, counters));
       const shutdown = new AbortController();
+      const tokens = createVerifiedTokens(config.JWT_SECRET);
       const routes = mountCountersRoutes(app, {
-        jwtSecret: config.JWT_SECRET,
+        tokens,
         reader,
         live,
         heartbeatMs: config.SSE_HEARTBEAT_MS,
@@ -87,6 +90,7 @@ export function startCounters(
         readiness: { redis: () => cache.ping() },
         beforePublish: refreshBeforeReplies(afterChange, sql),
         beforeStop: () => shutdown.abort(),
+        fastPath: fastCountersRead({ tokens, reader, recordRequest }),
         async close() {
           await Promise.all(tasks.map((t) => t.stop()));
           live.close();

@@ -1,6 +1,6 @@
 /** The dialogs HTTP API: send a message, read its status, list a dialog and the caller's dialogs. */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { bearerAuth } from "../shared/auth.ts";
+import { bearerAuth, createVerifiedTokens } from "../shared/auth.ts";
 import type { Sql } from "../shared/db.ts";
 import { AppError, badRequest, notFound } from "../shared/errors.ts";
 import type { AppEnv } from "../shared/http.ts";
@@ -197,7 +197,7 @@ async function messageInDialog(
 /** Mounts the dialogs routes on `app`. */
 export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutesDeps): void {
   const { sql, prefix } = deps;
-  app.use("/api/*", bearerAuth({ secret: deps.jwtSecret }));
+  app.use("/api/*", bearerAuth({ tokens: createVerifiedTokens(deps.jwtSecret) }));
 
   app.openapi(sendRoute, async (c) => {
     const userId = c.get("userId");

@@ -46,38 +46,73 @@ export async function verifyTokenClaims(
   };
 }
 
-/** Most tokens one middleware remembers as verified. */
+/** Most verified tokens remembered by default. */
 const VERIFIED_TOKENS = 50_000;
+
+/**
+ * Tokens verified before, so a request carrying one skips the HMAC: a token seen again is the same
+ * bytes with the same signature, and only its expiry can change.
+ */
+export interface VerifiedTokens {
+  /** The user id of `token` if it was verified before and has not expired since. */
+  userIdOf(token: string): string | undefined;
+  /** Verifies `token` (a 401 AppError if it is not valid), remembers it and returns its user id. */
+  verify(token: string): Promise<string>;
+}
+
+/** Remembers up to `max` tokens verified with `secret`, the oldest forgotten first. */
+export function createVerifiedTokens(
+  secret: string,
+  options: { max?: number; now?: () => number } = {},
+): VerifiedTokens {
+  const max = options.max ?? VERIFIED_TOKENS;
+  const now = options.now ?? Date.now;
+  const verified = new Map<string, { userId: string; exp?: number }>();
+  return {
+    userIdOf(token) {
+      const known = verified.get(token);
+      if (!known) return undefined;
+      if (known.exp !== undefined && known.exp * 1000 <= now()) {
+        verified.delete(token);
+        return undefined;
+      }
+      return known.userId;
+    },
+    async verify(token) {
+      const claims = await verifyTokenClaims(token, secret);
+      if (verified.size >= max) verified.delete(verified.keys().next().value!);
+      verified.set(token, claims);
+      return claims.userId;
+    },
+  };
+}
+
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
+/** The token of an `Authorization: Bearer <token>` header; undefined if the header has another form. */
+export function bearerToken(header: string): string | undefined {
+  return BEARER.exec(header)?.[1];
+}
 
 /**
  * Requires `Authorization: Bearer <JWT>` and sets `userId`. On `queryTokenPaths` the token may come
  * as `?access_token=` instead, because browsers' EventSource cannot set headers.
  */
 export function bearerAuth(
-  options: { secret: string; queryTokenPaths?: string[] },
+  options: { tokens: VerifiedTokens; queryTokenPaths?: string[] },
 ): MiddlewareHandler<{ Variables: AuthVariables }> {
-  const verified = new Map<string, { userId: string; exp?: number }>();
+  const { tokens } = options;
   return async (c, next) => {
     const header = c.req.header("Authorization");
     let token: string | undefined;
     if (header !== undefined) {
-      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-      if (!match) throw unauthorized("the Authorization header must be 'Bearer <token>'");
-      token = match[1];
+      token = bearerToken(header);
+      if (!token) throw unauthorized("the Authorization header must be 'Bearer <token>'");
     } else if (options.queryTokenPaths?.includes(c.req.path)) {
       token = c.req.query("access_token") || undefined;
     }
     if (!token) throw unauthorized("a bearer token is required");
-    // A token verified before is the same bytes with the same signature: only its expiry can change.
-    const known = verified.get(token);
-    if (known && (known.exp === undefined || known.exp * 1000 > Date.now())) {
-      c.set("userId", known.userId);
-    } else {
-      const claims = await verifyTokenClaims(token, options.secret);
-      if (verified.size >= VERIFIED_TOKENS) verified.delete(verified.keys().next().value!);
-      verified.set(token, claims);
-      c.set("userId", claims.userId);
-    }
+    c.set("userId", tokens.userIdOf(token) ?? await tokens.verify(token));
     await next();
   };
 }

@@ -40,10 +40,10 @@ Deno.test("verifyToken() rejects garbage and a sub that is not a UUID", async ()
 
 Deno.test("bearerAuth() remembers a verified token but still refuses it once it expires", async () => {
   const { Hono } = await import("hono");
-  const { bearerAuth } = await import("./auth.ts");
+  const { bearerAuth, createVerifiedTokens } = await import("./auth.ts");
   const app = new Hono<{ Variables: { userId: string } }>();
   app.onError((err, c) => c.text(err.message, (err as AppError).status as 401));
-  app.use(bearerAuth({ secret: SECRET }));
+  app.use(bearerAuth({ tokens: createVerifiedTokens(SECRET) }));
   app.get("/", (c) => c.text(c.get("userId")));
   const token = await signToken(USER, SECRET, 1);
   const get = () => app.request("/", { headers: { Authorization: `Bearer ${token}` } });
