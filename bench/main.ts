@@ -120,13 +120,14 @@ async function main() {
   });
   const dialogs = proc("dialogs", "dialogs/main.ts", { DATABASE_URL: dbUrl(dbs.dialogs) });
   const hello = proc("hello", "bench/hello_server.ts", {});
+  const floor = proc("floor", "bench/floor_server.ts", {});
   const naive = proc("naive", "bench/naive_server.ts", { DATABASE_URL: dbUrl(dbs.dialogs) });
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   const url = (p: { port: number }, path: string) => `http://127.0.0.1:${p.port}${path}`;
   const log = (msg: string) => console.error(`bench: ${msg}`);
 
   try {
-    await Promise.all([counters.start(), dialogs.start(), hello.start()]);
+    await Promise.all([counters.start(), dialogs.start(), hello.start(), floor.start()]);
     await naive.start();
     const users = benchUsers();
     log("seeding 10,000 users' counters and (for the reads) 1,000,000 messages");
@@ -140,13 +141,16 @@ async function main() {
       runWrk(u, { connections: options.connections, seconds: options.seconds, tokens });
 
     const none = { requestsPerSecond: 0, p50Ms: 0, p99Ms: 0, errors: 0 };
-    let helloRun = none, helloWithTokens = none, countersLight = none, countersHeavy = none;
+    let helloRun = none, helloWithTokens = none, floorRun = none;
+    let countersLight = none, countersHeavy = none;
     let naiveLight = none, naiveHeavy = none, countersRss = 0;
     if (options.read) {
       await seedMessages(dSql, users);
       log("(a) bare Hono hello");
       helloRun = await wrk(url(hello, "/"));
       helloWithTokens = await wrk(url(hello, "/"), lightTokens);
+      await wrk(url(floor, "/api/counters"), lightTokens); // every token verified once
+      floorRun = await wrk(url(floor, "/api/counters"), lightTokens);
       log("(b) GET /api/counters");
       await wrk(url(counters, "/api/counters"), lightTokens).catch(() => {}); // warm the caches
       [countersLight, [countersRss = 0]] = await peakRss(
@@ -209,6 +213,7 @@ async function main() {
       seconds: options.seconds,
       hello: helloRun,
       helloWithTokens,
+      floor: floorRun,
       countersLight,
       countersHeavy,
       naiveLight,
@@ -241,7 +246,9 @@ async function main() {
     const missed = targets(figures).filter((t) => !t.met).length;
     log(`${missed} target(s) missed; logs in ${logs}`);
   } finally {
-    await Promise.all([counters, dialogs, hello, naive].map((p) => p.terminate().catch(() => {})));
+    await Promise.all(
+      [counters, dialogs, hello, floor, naive].map((p) => p.terminate().catch(() => {})),
+    );
     for (const db of Object.values(dbs)) {
       await admin.unsafe(`drop database if exists ${quoteIdent(db)} with (force)`).catch(() => {});
     }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type BenchFigures, figuresTable, targets } from "./report.ts";
+import { type BenchFigures, figuresTable, targets, targetsTable } from "./report.ts";
 import { parseWrk } from "./wrk.ts";
 
 const WRK_OUTPUT = `Running 10s test @ http://127.0.0.1:8082/api/counters
@@ -46,6 +46,7 @@ function figures(overrides: Partial<BenchFigures> = {}): BenchFigures {
     seconds: 10,
     hello: run(40_000),
     helloWithTokens: run(35_000),
+    floor: run(24_000),
     countersLight: run(30_000),
     countersHeavy: run(29_000),
     naiveLight: run(3_000),
@@ -85,5 +86,10 @@ Deno.test("figuresTable() shows every run with its ratio to the hello baseline",
   const table = figuresTable(figures());
   assert.match(table, /\| \(a\) bare Hono hello \| 40000 \| 1\.00 \|/);
   assert.match(table, /sent \(b\)'s requests \(a bearer token each\) \| 35000 \| 0\.88 \|/);
+  assert.match(
+    table,
+    /\| \(b\)'s floor: its response from a bare Deno\.serve handler \| 24000 \| 0\.60 \|/,
+  );
+  assert.match(targetsTable(figures()), /0\.75× \(the floor of this response on Deno: 0\.60×\)/);
   assert.match(table, /\| \(d\) sends through the whole saga .* \| 1500 \| 0\.50 × the ceiling/);
 });
