@@ -8,7 +8,7 @@
 import { bearerToken, createVerifiedTokens } from "../shared/auth.ts";
 import { HEADERS } from "../shared/events.ts";
 import { requestIdFor } from "../shared/http.ts";
-import { countersBody, type UserCounters } from "../counters/counters.ts";
+import { countersJson, type UserCounters } from "../counters/counters.ts";
 import { pathOf } from "../counters/fast_read.ts";
 
 const port = Number(Deno.env.get("PORT") ?? 8092);
@@ -27,7 +27,7 @@ Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
     counters = { version: 1, dialogs: Object.fromEntries(peers.map((p, i) => [p, 1 + i])) };
     held.set(userId, counters);
   }
-  return new Response(JSON.stringify(countersBody(counters)), {
+  return new Response(countersJson(counters), {
     headers: {
       "Content-Type": "application/json",
       [HEADERS.requestId]: requestIdFor(req.headers.get(HEADERS.requestId)),

@@ -6,7 +6,7 @@ import { bearerAuth, type VerifiedTokens } from "../shared/auth.ts";
 import type { AppEnv } from "../shared/http.ts";
 import { ProblemSchema } from "../shared/openapi.ts";
 import type { CounterReader } from "./counter_reads.ts";
-import { countersBody, unreadFor, type UserCounters } from "./counters.ts";
+import { countersBody, countersJson, unreadFor, type UserCounters } from "./counters.ts";
 import type { LiveUpdates } from "./live_updates.ts";
 
 /** What the counters routes need. */
@@ -130,7 +130,7 @@ export function mountCountersRoutes(
           await stream.writeSSE({
             event: "counters",
             id: String(counters.version),
-            data: JSON.stringify(countersBody(counters)),
+            data: countersJson(counters),
           });
         });
         return writing;

@@ -21,6 +21,20 @@ export function countersBody(counters: UserCounters): {
   return { total, dialogs };
 }
 
+// Counters are never changed once made (a change makes a new version), so each one's body is
+// serialised once, however many reads serve it.
+const bodies = new WeakMap<UserCounters, string>();
+
+/** countersBody() as JSON, made once per counters object. */
+export function countersJson(counters: UserCounters): string {
+  let json = bodies.get(counters);
+  if (json === undefined) {
+    json = JSON.stringify(countersBody(counters));
+    bodies.set(counters, json);
+  }
+  return json;
+}
+
 /** The unread count for one peer (0 when there is none). */
 export function unreadFor(counters: UserCounters, peerId: string): number {
   return Math.max(0, counters.dialogs[peerId.toLowerCase()] ?? 0);

@@ -10,7 +10,7 @@ import { bearerToken, type VerifiedTokens } from "../shared/auth.ts";
 import { HEADERS } from "../shared/events.ts";
 import { type FastPath, type RecordRequest, requestIdFor } from "../shared/http.ts";
 import type { CounterReader } from "./counter_reads.ts";
-import { countersBody, type UserCounters } from "./counters.ts";
+import { countersJson, type UserCounters } from "./counters.ts";
 
 const ROUTE = "/api/counters";
 
@@ -43,7 +43,7 @@ export function fastCountersRead(deps: FastCountersReadDeps): FastPath {
     const started = performance.now();
     const requestId = requestIdFor(headers.get(HEADERS.requestId));
     const answer = (counters: UserCounters) => {
-      const res = new Response(JSON.stringify(countersBody(counters)), {
+      const res = new Response(countersJson(counters), {
         headers: { "Content-Type": "application/json", [HEADERS.requestId]: requestId },
       });
       recordRequest({
