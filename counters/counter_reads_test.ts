@@ -254,3 +254,46 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "CounterReader: many entries due together are refreshed in batches of at most 200 users",
+  async (env) => {
+    const redis = openCounterCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const batches: number[] = [];
+    const cache: CounterCache = {
+      ...redis,
+      getMany(userIds) {
+        batches.push(userIds.length);
+        return redis.getMany(userIds);
+      },
+    };
+    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+    let t = 0;
+    const local = createLocalCache({ ttlMs: 1_000, refreshAfterMs: 500, now: () => t });
+    const reader = createCounterReader({
+      sql,
+      cache,
+      local,
+      log: createLogger("test", "debug", env.logSink),
+      cacheLookups: { inc() {} },
+      databaseLoads: { inc() {} },
+    });
+    try {
+      const counters = { version: 1, dialogs: { [crypto.randomUUID()]: 2 } };
+      const users = Array.from({ length: 450 }, () => crypto.randomUUID());
+      await redis.setManyIfNewer(users.map((userId) => ({ userId, counters })));
+      for (const u of users) local.offer(u, counters);
+      t = 600;
+      for (const u of users) reader.cached(u);
+      await waitFor(() => batches.reduce((a, b) => a + b, 0) === 450, {
+        what: "all 450 users refreshed",
+      });
+      assert.ok(batches.length >= 3 && batches.every((n) => n <= 200), `batches: ${batches}`);
+      t = 1_500;
+      assert.ok(users.every((u) => reader.cached(u)), "every entry was confirmed");
+    } finally {
+      await redis.close();
+      await sql.end({ timeout: 1 });
+    }
+  },
+);
