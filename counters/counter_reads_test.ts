@@ -13,22 +13,30 @@ function disabledLocalCache() {
   return local;
 }
 
-/** A reader on the test's counters database that counts its Postgres loads. */
-async function readerFor(env: TestEnv, cache: CounterCache) {
+/**
+ * A reader on the test's counters database that counts its Postgres loads and its cache lookups by
+ * result; the in-process cache is off unless `local` is given, so tests see the Redis path alone.
+ */
+async function readerFor(env: TestEnv, cache: CounterCache, local = disabledLocalCache()) {
   const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
-  const stats = { loads: 0 };
+  const stats = { loads: 0, lookups: {} as Record<string, number> };
   const databaseLoads: Counter = {
     inc(_labels, by = 1) {
       stats.loads += by;
     },
   };
+  const cacheLookups: Counter = {
+    inc(labels, by = 1) {
+      const result = labels?.result ?? "";
+      stats.lookups[result] = (stats.lookups[result] ?? 0) + by;
+    },
+  };
   const reader = createCounterReader({
     sql,
     cache,
-    // Off, so these tests see the Redis path alone.
-    local: disabledLocalCache(),
+    local,
     log: createLogger("test", "debug", env.logSink),
-    cacheLookups: { inc() {} },
+    cacheLookups,
     databaseLoads,
   });
   return { sql, reader, stats };
@@ -218,22 +226,9 @@ integrationTest(
   "CounterReader: entries users keep reading are confirmed from Redis in one batch; an unconfirmed one expires",
   async (env) => {
     const cache = openCounterCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
-    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
     let t = 0;
     const local = createLocalCache({ ttlMs: 1_000, refreshAfterMs: 500, now: () => t });
-    const lookups: Record<string, number> = {};
-    const reader = createCounterReader({
-      sql,
-      cache,
-      local,
-      log: createLogger("test", "debug", env.logSink),
-      cacheLookups: {
-        inc(labels, by = 1) {
-          lookups[labels!.result!] = (lookups[labels!.result!] ?? 0) + by;
-        },
-      },
-      databaseLoads: { inc() {} },
-    });
+    const { sql, reader, stats } = await readerFor(env, cache, local);
     try {
       const [a, b, gone] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
       const counters = { version: 2, dialogs: { [crypto.randomUUID()]: 1 } };
@@ -241,7 +236,7 @@ integrationTest(
       for (const u of [a, b, gone]) local.offer(u, counters); // `gone` is not in Redis
       t = 600;
       for (const u of [a, b, gone]) assert.deepEqual(reader.cached(u), counters);
-      await waitFor(() => lookups.refreshed === 3, {
+      await waitFor(() => stats.lookups.refreshed === 3, {
         what: "one batch refreshing the three users",
       });
       t = 1_500; // past the first time to live, within the confirmation's
@@ -267,17 +262,9 @@ integrationTest(
         return redis.getMany(userIds);
       },
     };
-    const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
     let t = 0;
     const local = createLocalCache({ ttlMs: 1_000, refreshAfterMs: 500, now: () => t });
-    const reader = createCounterReader({
-      sql,
-      cache,
-      local,
-      log: createLogger("test", "debug", env.logSink),
-      cacheLookups: { inc() {} },
-      databaseLoads: { inc() {} },
-    });
+    const { sql, reader } = await readerFor(env, cache, local);
     try {
       const counters = { version: 1, dialogs: { [crypto.randomUUID()]: 2 } };
       const users = Array.from({ length: 450 }, () => crypto.randomUUID());
