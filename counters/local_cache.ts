@@ -68,7 +68,9 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
       if (held && held.counters.version > counters.version) return;
       // Re-inserting moves the entry to the end, so the Map's order is the eviction order.
       entries.delete(userId);
-      entries.set(userId, { counters, storedAt: now(), refreshReported: false });
+      // The same version is the same counters: keeping the object held keeps its body made once.
+      const kept = held && held.counters.version === counters.version ? held.counters : counters;
+      entries.set(userId, { counters: kept, storedAt: now(), refreshReported: false });
       if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
     },
     suspend() {

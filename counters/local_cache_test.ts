@@ -59,7 +59,9 @@ Deno.test("LocalCache reports an entry read after refreshAfterMs once, and a con
   assert.deepEqual(cache.get("u"), c(1), "a due entry is still served");
   cache.get("u");
   assert.deepEqual(due, ["u"], "reported once however often it is read");
+  const held = cache.get("u");
   cache.offer("u", c(1)); // the same version, confirmed from Redis at t = 51
+  assert.equal(cache.get("u"), held, "a confirmation keeps the object held (and its body)");
   t = 101;
   assert.deepEqual(cache.get("u"), c(1));
   assert.deepEqual(due, ["u"], "not due again until 50 ms after its confirmation");
