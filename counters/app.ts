@@ -5,16 +5,14 @@ import { streamSSE } from "hono/streaming";
 import { bearerAuth, type VerifiedTokens } from "../shared/auth.ts";
 import type { AppEnv } from "../shared/http.ts";
 import { ProblemSchema } from "../shared/openapi.ts";
-import type { CounterReader } from "./counter_reads.ts";
+import type { CoherentCounters } from "./coherence.ts";
 import { countersBody, countersJson, unreadFor, type UserCounters } from "./counters.ts";
-import type { LiveUpdates } from "./live_updates.ts";
 
 /** What the counters routes need. */
 export interface CountersRoutesDeps {
   /** The tokens this service has verified, shared with its fast read path. */
   tokens: VerifiedTokens;
-  reader: CounterReader;
-  live: LiveUpdates;
+  reader: CoherentCounters;
   heartbeatMs: number;
   /** Origins whose pages may call this API from a browser. */
   corsOrigins: string[];
@@ -93,7 +91,7 @@ export function mountCountersRoutes(
   app: OpenAPIHono<AppEnv>,
   deps: CountersRoutesDeps,
 ): { openStreams: () => number } {
-  const { reader, live } = deps;
+  const { reader } = deps;
   let openStreams = 0;
   // The web page on dialogs' origin reads counters and the stream from the browser.
   const corsHeaders = cors({
@@ -136,7 +134,7 @@ export function mountCountersRoutes(
         return writing;
       };
       // Subscribe before reading, so a change between the two is not missed.
-      const unsubscribe = live.subscribe(userId, (counters) => void send(counters));
+      const unsubscribe = reader.subscribe(userId, (counters) => void send(counters));
       openStreams++;
       const ended = new Promise<void>((resolve) => {
         stream.onAbort(resolve);

@@ -3,11 +3,9 @@ import { type EventHandler, PermanentEventError } from "../shared/consumer.ts";
 import type { Sql } from "../shared/db.ts";
 import type { Envelope } from "../shared/events.ts";
 import type { Counter } from "../shared/metrics.ts";
-import type { CounterReader } from "./counter_reads.ts";
 import { groupCommit } from "../shared/group_commit.ts";
 import { applyMessageCancelled, applyMessagesRead } from "./counter_store.ts";
 import { applyMessagesSent, type SendToCount } from "./send_batch.ts";
-import type { LiveUpdates } from "./live_updates.ts";
 
 /** Dependencies of the handler. */
 export interface CounterEventsDeps {
@@ -71,19 +69,11 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
   };
 }
 
-/** After a committed change: the cache gets the new version first, then every live stream. */
-export function refreshAndAnnounce(reader: CounterReader, live: LiveUpdates) {
-  return async (userIds: string[]): Promise<void> => {
-    const refreshed = await reader.refreshMany(userIds);
-    userIds.forEach((userId, i) => live.publish(userId, refreshed[i]!));
-  };
-}
-
 /**
- * Runs before counters' outbox publishes replies: the recipients' caches (Redis, this instance's and,
- * through the live update published first on the same connection, the other instances') get the
- * new counters before the reply, so by the time dialogs marks a message committed the badge counts
- * it — also when the process died between its commit and its own refresh.
+ * Runs before counters' outbox publishes replies: the recipients' counters are made current in
+ * every cache (CoherentCounters.changed) before the reply, so by the time dialogs marks a message
+ * committed the badge counts it, on every instance — also when the process died between its
+ * commit and its own refresh.
  */
 export function refreshBeforeReplies(afterChange: (userIds: string[]) => Promise<void>, sql: Sql) {
   return async (events: Envelope[]): Promise<void> => {

@@ -36,7 +36,7 @@ integrationTest("counters API: reads Postgres on a cache miss and fills the cach
   await sql`insert into counter_versions (user_id, version) values (${me}, 4)`;
   const res = await call(`${c.url}/api/counters`, { auth: await bearer(me) });
   assert.deepEqual(res.body, { total: 4, dialogs: { [peer]: 4 } });
-  const cached = await env.redis().get(`${env.redisPrefix}user:${me}`);
+  const cached = await env.cachedEntry(me);
   assert.equal(cached, `4|{"${peer}":4}`);
 });
 

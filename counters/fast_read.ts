@@ -9,7 +9,7 @@
 import { bearerToken, type VerifiedTokens } from "../shared/auth.ts";
 import { HEADERS } from "../shared/events.ts";
 import { type FastPath, type RecordRequest, requestIdFor } from "../shared/http.ts";
-import type { CounterReader } from "./counter_reads.ts";
+import type { CoherentCounters } from "./coherence.ts";
 import { countersJson, type UserCounters } from "./counters.ts";
 
 const ROUTE = "/api/counters";
@@ -17,7 +17,7 @@ const ROUTE = "/api/counters";
 /** What the fast read path needs: the same tokens, reader and recorder as the app. */
 export interface FastCountersReadDeps {
   tokens: VerifiedTokens;
-  reader: CounterReader;
+  reader: Pick<CoherentCounters, "read" | "cached">;
   recordRequest: RecordRequest;
 }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createVerifiedTokens, signToken } from "../shared/auth.ts";
 import type { AnsweredRequest } from "../shared/http.ts";
 import { bearer, call, integrationTest } from "../testing/env.ts";
-import type { CounterReader } from "./counter_reads.ts";
+import type { CoherentCounters } from "./coherence.ts";
 import type { UserCounters } from "./counters.ts";
 import { fastCountersRead, pathOf } from "./fast_read.ts";
 
@@ -22,7 +22,7 @@ async function fastPathFor(held: UserCounters | undefined, read: () => Promise<U
   const userId = crypto.randomUUID();
   const token = await signToken(userId, SECRET);
   const recorded: AnsweredRequest[] = [];
-  const reader = { cached: () => held, read } as unknown as CounterReader;
+  const reader = { cached: () => held, read } as unknown as CoherentCounters;
   const fast = fastCountersRead({ tokens, reader, recordRequest: (r) => recorded.push(r) });
   const get = (headers: Record<string, string> = {}, path = "/api/counters", method = "GET") =>
     fast(

@@ -71,3 +71,18 @@ Deno.test("LocalCache reports an entry read after refreshAfterMs once, and a con
   t = 152;
   assert.equal(cache.get("u"), undefined, "an entry not confirmed again expires");
 });
+
+Deno.test("LocalCache drops a value loaded in an earlier epoch: before a clear, a suspend or a resume", () => {
+  const cache = createLocalCache();
+  const beforeClear = cache.epoch;
+  cache.clear();
+  cache.offer("u", c(5), beforeClear);
+  assert.equal(cache.get("u"), undefined, "loaded before the clear");
+  cache.suspend();
+  const whileSuspended = cache.epoch;
+  cache.resume();
+  cache.offer("u", c(6), whileSuspended);
+  assert.equal(cache.get("u"), undefined, "loaded while suspended, offered after the resume");
+  cache.offer("u", c(7), cache.epoch);
+  assert.deepEqual(cache.get("u"), c(7), "loaded in the current epoch");
+});

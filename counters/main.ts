@@ -1,7 +1,5 @@
 /** The counters service's composition root: the cache, the read path, the live stream and the saga handler. */
-import type { NatsConnection } from "@nats-io/transport-node";
-import type { Logger } from "../shared/log.ts";
-import { startPeriodic } from "../shared/periodic.ts";
+import { type PeriodicTask, startPeriodic } from "../shared/periodic.ts";
 import {
   runMain,
   type RunningService,
@@ -9,53 +7,61 @@ import {
   startService,
 } from "../shared/service.ts";
 import { mountCountersRoutes } from "./app.ts";
-import { openCounterCache } from "./counter_cache.ts";
-import {
-  createCounterEventHandler,
-  refreshAndAnnounce,
-  refreshBeforeReplies,
-} from "./counter_events.ts";
-import { createCounterReader } from "./counter_reads.ts";
+import { type CoherenceTimings, createCoherentCounters } from "./coherence.ts";
+import { createCounterEventHandler, refreshBeforeReplies } from "./counter_events.ts";
 import { fastCountersRead } from "./fast_read.ts";
 import { createVerifiedTokens } from "../shared/auth.ts";
 import { type CountersConfig, loadCountersConfig } from "./config.ts";
 import { createLiveUpdates } from "./live_updates.ts";
-import { createLocalCache, type LocalCache } from "./local_cache.ts";
+import { createLocalCache } from "./local_cache.ts";
+import { openRedisCache } from "./redis_cache.ts";
 import { reconcileOnce } from "./reconcile.ts";
 
 /** Starts counters with `config`; `options` are for tests. */
 export function startCounters(
   config: CountersConfig,
-  options: Partial<Pick<StartOptions, "logSink" | "hostname" | "relay">> = {},
+  options: Partial<Pick<StartOptions, "logSink" | "hostname" | "relay">> & {
+    /** Faster coherence timings, for tests. */
+    cacheTimings?: Partial<CoherenceTimings>;
+  } = {},
 ): Promise<RunningService> {
+  const { cacheTimings, ...startOptions } = options;
   return startService({
-    ...options,
+    ...startOptions,
     name: "counters",
     config,
     migrations: new URL("./migrations/", import.meta.url),
     setup: ({ sql, nc, log, metrics, app, names, recordRequest }) => {
-      const cache = openCounterCache({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX });
-      const local = createLocalCache();
-      watchNatsStatus(nc, local, log);
-      const reader = createCounterReader({
+      const redis = openRedisCache({ url: config.REDIS_URL, keyPrefix: config.REDIS_KEY_PREFIX });
+      const live = createLiveUpdates(nc, names.prefix, log);
+      const reader = createCoherentCounters({
         sql,
-        cache,
-        local,
+        redis,
+        local: createLocalCache(),
+        live,
+        nc,
         log,
         cacheLookups: metrics.counter("counters_cache_lookups_total", "Cache lookups by result"),
         databaseLoads: metrics.counter(
           "counters_database_loads_total",
           "Counters read from Postgres",
         ),
+        generationChanges: metrics.counter(
+          "counters_cache_generations_total",
+          "New Redis cache generations by reason",
+        ),
+        timings: cacheTimings,
       });
-      const live = createLiveUpdates(nc, names.prefix, log);
-      live.onChange((userId, counters) => local.offer(userId, counters));
+      metrics.gauge(
+        "counters_cache_trusted",
+        "1 while Redis may be read (a confirmed generation), 0 otherwise",
+        () => reader.trusted() ? 1 : 0,
+      );
       const shutdown = new AbortController();
       const tokens = createVerifiedTokens(config.JWT_SECRET);
       const routes = mountCountersRoutes(app, {
         tokens,
         reader,
-        live,
         heartbeatMs: config.SSE_HEARTBEAT_MS,
         corsOrigins: config.CORS_ORIGINS,
         shutdown: shutdown.signal,
@@ -63,12 +69,8 @@ export function startCounters(
 
       metrics.gauge("counters_live_streams", "Open live streams", routes.openStreams);
       const repairs = metrics.counter("counters_reconcile_repairs_total", "Counters repaired");
-      const afterChange = refreshAndAnnounce(reader, live);
-      const tasks = [
-        startPeriodic("cache write retry", 1_000, async () => {
-          await reader.retryFailedWrites();
-        }, log),
-      ];
+      const afterChange = (userIds: string[]) => reader.changed(userIds);
+      const tasks: PeriodicTask[] = [];
       if (config.RECONCILE_INTERVAL_MS > 0) {
         tasks.push(startPeriodic("reconciliation", config.RECONCILE_INTERVAL_MS, async () => {
           const repaired = await reconcileOnce(sql);
@@ -87,33 +89,19 @@ export function startCounters(
           ),
           afterChange,
         }),
-        readiness: { redis: () => cache.ping() },
+        readiness: { redis: () => reader.ping() },
         beforePublish: refreshBeforeReplies(afterChange, sql),
         beforeStop: () => shutdown.abort(),
         fastPath: fastCountersRead({ tokens, reader, recordRequest }),
         async close() {
           await Promise.all(tasks.map((t) => t.stop()));
+          await reader.close();
           live.close();
-          await cache.close();
+          await redis.close();
         },
       };
     },
   });
-}
-
-/** While NATS is disconnected change events are missed, so the in-process cache serves nothing. */
-function watchNatsStatus(nc: NatsConnection, local: LocalCache, log: Logger): void {
-  (async () => {
-    for await (const status of nc.status()) {
-      if (status.type === "disconnect") {
-        local.suspend();
-        log.warn("NATS disconnected; in-process cache suspended");
-      } else if (status.type === "reconnect") {
-        local.resume();
-        log.info("NATS reconnected; in-process cache resumed");
-      }
-    }
-  })().catch(() => {});
 }
 
 if (import.meta.main) await runMain("counters", loadCountersConfig, startCounters);

@@ -5,6 +5,7 @@ import { Redis } from "ioredis";
 import postgres from "postgres";
 import { type CountersConfig, loadCountersConfig } from "../counters/config.ts";
 import { startCounters } from "../counters/main.ts";
+import { entryKey } from "../counters/redis_cache.ts";
 import { type DialogsConfig, loadDialogsConfig } from "../dialogs/config.ts";
 import { startDialogs } from "../dialogs/main.ts";
 import { signToken } from "../shared/auth.ts";
@@ -40,6 +41,8 @@ export interface TestEnv {
   sql(which: "dialogs" | "counters"): Sql;
   /** A Redis client without key prefix, closed at cleanup. */
   redis(): Redis;
+  /** The raw Redis entry of a user's counters in the generation Redis holds now, or null. */
+  cachedEntry(userId: string): Promise<string | null>;
   /** Stops everything started, drops the databases, deletes the streams and the Redis keys. */
   cleanup(): Promise<void>;
 }
@@ -127,6 +130,12 @@ export async function createTestEnv(): Promise<TestEnv> {
       const nc = await connectNats(services.natsUrl, `test-${id}`);
       closers.push(() => nc.close());
       return nc;
+    },
+    async cachedEntry(userId) {
+      const stamp = await this.redis().get(`${redisPrefix}generation`);
+      return stamp === null
+        ? null
+        : await this.redis().get(`${redisPrefix}${entryKey(stamp, userId)}`);
     },
     sql(which) {
       let pool = pools.get(which);

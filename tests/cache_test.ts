@@ -36,13 +36,11 @@ integrationTest(
       const counters = await env.startCounters({
         overrides: { REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
       });
-      const redis = env.redis();
-      const key = `${env.redisPrefix}user:`;
       const a = crypto.randomUUID(), b = crypto.randomUUID();
 
       await sendCommitted(dialogs, a, b, "one");
       assert.deepEqual(await countersOf(counters, b), { total: 1, dialogs: { [a]: 1 } });
-      assert.equal(await redis.get(key + b), `1|{"${a}":1}`, "cached through the proxy");
+      assert.equal(await env.cachedEntry(b), `1|{"${a}":1}`, "cached through the proxy");
       assert.equal((await call(`${counters.url}/health/ready`)).status, 200);
 
       await proxy.cut();
@@ -56,18 +54,20 @@ integrationTest(
 
       await sendCommitted(dialogs, a, b, "two");
       assert.deepEqual(await countersOf(counters, b), { total: 2, dialogs: { [a]: 2 } });
-      assert.equal(await redis.get(key + b), `1|{"${a}":1}`, "Redis missed the change");
+      assert.equal(await env.cachedEntry(b), `1|{"${a}":1}`, "Redis missed the change");
+      const [marked] = await env.sql("counters")`select redis_run_id from cache_generation`;
+      assert.equal(marked!.redis_run_id, null, "the missed change marked the cache unsafe");
 
-      // No request for b: the service's own retry refills the entry.
+      // Back: Redis is stamped anew, so the entry it missed is never served, and reads refill it.
       await proxy.restore();
-      await waitFor(async () => (await redis.get(key + b)) === `2|{"${a}":2}`, {
-        timeoutMs: 8_000,
-        what: "the cache to hold version 2",
-      });
       await waitFor(async () => (await call(`${counters.url}/health/ready`)).status === 200, {
         what: "counters to be ready again",
       });
+      await waitFor(async () => (await env.cachedEntry(b)) === null, {
+        what: "a new generation, without the stale entry",
+      });
       assert.deepEqual(await countersOf(counters, b), { total: 2, dialogs: { [a]: 2 } });
+      assert.equal(await env.cachedEntry(b), `2|{"${a}":2}`, "refilled at version 2");
     } finally {
       await proxy.close();
     }

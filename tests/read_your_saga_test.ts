@@ -8,7 +8,6 @@ integrationTest(
   async (env) => {
     const dialogs = await env.startDialogs();
     const counters = await env.startCounters();
-    const redis = env.redis();
     const a = crypto.randomUUID(), b = crypto.randomUUID();
     const auth = await bearer(a);
     for (let i = 1; i <= 10; i++) {
@@ -19,7 +18,7 @@ integrationTest(
         if (r.body.status === "committed") break;
         assert.equal(r.body.status, "pending");
       }
-      const cached = await redis.get(`${env.redisPrefix}user:${b}`);
+      const cached = await env.cachedEntry(b);
       assert.ok(cached, "the recipient's counters are in Redis");
       assert.equal(
         JSON.parse(cached.slice(cached.indexOf("|") + 1))[a],

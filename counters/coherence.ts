@@ -1,0 +1,401 @@
+/**
+ * Cache coherence: the one place that decides what a counters read may serve, and what a change
+ * must do before the world hears of it.
+ *
+ * The promise (CONTRACT.md, promise 2 across instances): once a change's reply is published, no
+ * counters instance serves an older version of that user's counters; once the system is quiet,
+ * every instance serves the truth. How each part keeps it:
+ *
+ * 1. `changed(users)` runs after every committed change, and before the reply about it is
+ *    published (the outbox relay's hook): it loads the users from Postgres, keeps them in this
+ *    process, writes Redis and publishes a live update that every instance keeps.
+ * 2. Redis is read and written only in a generation this instance confirmed less than LEASE_MS ago:
+ *    Postgres' `cache_generation` names the stamp and the Redis run it was stamped on, and Redis
+ *    must be that run and hold that stamp. A Redis that restarted (empty or from an older snapshot)
+ *    or failed over is another run; a flushed one lost its stamp. Then the first instance to notice
+ *    stamps it anew: an empty namespace no one has written. Every read and write also checks the
+ *    stamp in Redis, so a flush or a new stamp is seen at once.
+ * 3. A change whose Redis write did not land (refused, out of memory, timed out, another
+ *    generation) marks the cache unsafe in Postgres (a new stamp, no run), which no instance can
+ *    confirm, and its reply waits until every lease taken before that has run out. Kept in
+ *    Postgres, this survives kill -9 and reaches every instance.
+ * 4. An instance whose heartbeat stops died, perhaps between a commit and its cache write (a read
+ *    or a cancel, which have no reply to hold back): the others mark the cache unsafe.
+ * 5. The in-process cache holds what live updates keep current. It is cleared (a new epoch) when
+ *    NATS disconnects or reconnects, when this event loop was stalled, and when the generation
+ *    changes; a value loaded in an earlier epoch is dropped when it arrives.
+ *
+ * No transaction is open while Redis or NATS is called.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Sql } from "../shared/db.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Counter } from "../shared/metrics.ts";
+import { loadManyUserCounters } from "./counter_store.ts";
+import type { UserCounters } from "./counters.ts";
+import type { LiveUpdates } from "./live_updates.ts";
+import type { LocalCache } from "./local_cache.ts";
+import { GenerationMismatch, type RedisCache } from "./redis_cache.ts";
+
+/** Counters as the read path serves them, and what a change must do. */
+export interface CoherentCounters {
+  /** The user's counters: this process' cache, else Redis in a confirmed generation, else Postgres. */
+  read(userId: string): Promise<UserCounters>;
+  /** read() without waiting: the in-process entry, or undefined. */
+  cached(userId: string): UserCounters | undefined;
+  /**
+   * After a committed change of these users' counters: every cache gets the new version, or the
+   * cache is marked unsafe. When it resolves, a reply about the change may be published.
+   */
+  changed(userIds: string[]): Promise<void>;
+  /** Calls `listener` with every change of `userId`'s counters, from any instance. */
+  subscribe(userId: string, listener: (counters: UserCounters) => void): () => void;
+  /** Whether Redis may be read now. */
+  trusted(): boolean;
+  /** Answers when Redis does (readiness). */
+  ping(): Promise<unknown>;
+  /** Stops the background work and leaves the instance list. Closes neither Redis nor NATS. */
+  close(): Promise<void>;
+}
+
+/** Timings of the coherence rules; the defaults suit production. */
+export interface CoherenceTimings {
+  /** How long a confirmed generation may be used without confirming it again. */
+  leaseMs: number;
+  /** How often the generation is confirmed and the heartbeat written. */
+  confirmEveryMs: number;
+  /** A heartbeat older than this is an instance that died. */
+  instanceDeadMs: number;
+  /** An event loop that ran no timer for this long was stalled: its live updates may be late. */
+  stallMs: number;
+}
+
+const DEFAULT_TIMINGS: CoherenceTimings = {
+  leaseMs: 1_000,
+  confirmEveryMs: 300,
+  instanceDeadMs: 3_000,
+  stallMs: 300,
+};
+
+/** Most users one background confirmation of in-process entries reads from Redis at once. */
+const REFRESH_BATCH = 200;
+
+/** Dependencies of the coherent counters. */
+export interface CoherenceDeps {
+  sql: Sql;
+  redis: RedisCache;
+  local: LocalCache;
+  live: LiveUpdates;
+  /** Its status decides whether live updates can be missed. */
+  nc?: NatsConnection;
+  log: Logger;
+  /** Counts lookups by result: local, hit, miss, error, bypass, refreshed, refresh_error. */
+  cacheLookups: Counter;
+  /** Counts users read from Postgres. */
+  databaseLoads: Counter;
+  /** Counts new generations by reason. */
+  generationChanges: Counter;
+  timings?: Partial<CoherenceTimings>;
+}
+
+/** A new generation stamp. */
+function newStamp(): string {
+  return crypto.randomUUID().replaceAll("-", "");
+}
+
+/** Starts the coherence rules over the given caches; see the module doc. */
+export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
+  const { sql, redis, local, live, log, cacheLookups, databaseLoads, generationChanges } = deps;
+  const timings = { ...DEFAULT_TIMINGS, ...deps.timings };
+  const instanceId = crypto.randomUUID();
+
+  // --- Which Redis generation this instance may use ---------------------------------------------
+  let trust: { stamp: string; until: number; connection: number } | null = null;
+  let lastStamp: string | null = null;
+
+  function trustedStamp(): string | null {
+    if (trust && (performance.now() > trust.until || redis.connection !== trust.connection)) {
+      trust = null;
+    }
+    return trust?.stamp ?? null;
+  }
+
+  /** A stamp seen in Postgres that differs from the last one: entries of others may be gone. */
+  function noteStamp(stamp: string, reason: string) {
+    if (lastStamp !== null && stamp !== lastStamp) {
+      local.clear();
+      generationChanges.inc({ reason });
+    }
+    lastStamp = stamp;
+  }
+
+  let confirming: Promise<string | null> | undefined;
+  /** Confirms (or stamps anew) the generation; one at a time; null when Redis cannot be used. */
+  function confirm(): Promise<string | null> {
+    confirming ??= confirmOnce()
+      .catch((err) => {
+        log.debug("cache generation not confirmed; reading Postgres", { err });
+        trust = null;
+        return null;
+      })
+      .finally(() => confirming = undefined);
+    return confirming;
+  }
+
+  async function confirmOnce(): Promise<string | null> {
+    const started = performance.now();
+    const connection = redis.connection;
+    // The heartbeat, the instances that stopped beating, and the generation, in one statement.
+    const [row] = await sql<{ stamp: string; redis_run_id: string | null; dead: number }[]>`
+      with dead as (
+        delete from cache_instances
+        where heartbeat_at < now() - make_interval(secs => ${timings.instanceDeadMs / 1000})
+          and id <> ${instanceId}
+        returning id
+      ), beat as (
+        insert into cache_instances (id) values (${instanceId})
+        on conflict (id) do update set heartbeat_at = now()
+      ), bumped as (
+        update cache_generation set stamp = ${newStamp()}, redis_run_id = null, changed_at = now()
+        where exists (select 1 from dead)
+        returning stamp
+      )
+      select coalesce(b.stamp, g.stamp) as stamp,
+             case when b.stamp is null then g.redis_run_id end as redis_run_id,
+             (select count(*) from dead)::int as dead
+      from cache_generation g left join bumped b on true`;
+    if (!row) throw new Error("cache_generation has no row (migrations not applied?)");
+    if (row.dead > 0) {
+      log.warn("a counters instance stopped its heartbeat; the cache is stamped anew", {
+        instances: row.dead,
+      });
+    }
+    noteStamp(row.stamp, row.dead > 0 ? "instance_died" : "other_instance");
+    const redisNow = await redis.identity();
+    if (redis.connection !== connection) return null;
+    if (row.redis_run_id === redisNow.runId && redisNow.stamp === row.stamp) {
+      trust = { stamp: row.stamp, until: started + timings.leaseMs, connection };
+      return row.stamp;
+    }
+    // Another Redis run, a flushed Redis, or an unsafe cache: a new, empty namespace. Postgres
+    // names it first (still unsafe), then Redis holds it, then Postgres names the run: a crash
+    // between the steps leaves it unsafe, and the next confirmation starts again. `changed_at` is
+    // when the cache was last marked unsafe, so stamping leaves it alone.
+    trust = null;
+    const next = newStamp();
+    const [named] = await sql`
+      update cache_generation set stamp = ${next}, redis_run_id = null
+      where stamp = ${row.stamp}
+      returning stamp`;
+    // Another instance changed it first; the next confirmation sees its stamp.
+    if (!named) return null;
+    lastStamp = next;
+    if (!await redis.swapGeneration(redisNow.stamp, next)) return null;
+    const [stamped] = await sql`
+      update cache_generation set redis_run_id = ${redisNow.runId}
+      where stamp = ${next}
+      returning stamp`;
+    if (!stamped || redis.connection !== connection) return null;
+    const reason = row.redis_run_id === null
+      ? "unsafe"
+      : row.redis_run_id !== redisNow.runId
+      ? "redis_restarted"
+      : "redis_lost_stamp";
+    local.clear();
+    generationChanges.inc({ reason });
+    log.warn("Redis stamped with a new cache generation", { reason, runId: redisNow.runId });
+    trust = { stamp: next, until: started + timings.leaseMs, connection };
+    return next;
+  }
+
+  /**
+   * Marks the cache unsafe in Postgres (unless it is already) and waits until no instance can
+   * still use a generation confirmed before: then a reply about the change may go out.
+   */
+  async function markUnsafe(reason: string, err?: unknown): Promise<void> {
+    trust = null;
+    const [row] = await sql<{ wait_ms: number; bumped: boolean }[]>`
+      with bumped as (
+        update cache_generation set stamp = ${newStamp()}, redis_run_id = null, changed_at = now()
+        where redis_run_id is not null
+        returning changed_at
+      )
+      select greatest(0, extract(epoch from
+               coalesce((select changed_at from bumped), g.changed_at)
+               + make_interval(secs => ${(timings.leaseMs + 500) / 1000}) - clock_timestamp())
+             * 1000)::float8 as wait_ms,
+             exists (select 1 from bumped) as bumped
+      from cache_generation g`;
+    if (row?.bumped) {
+      generationChanges.inc({ reason });
+      log.warn("cache marked unsafe; Redis is read again once stamped anew", { reason, err });
+    }
+    if (row && row.wait_ms > 0) await new Promise((r) => setTimeout(r, row.wait_ms));
+  }
+
+  // --- Loads from Postgres ----------------------------------------------------------------------
+  const inFlight = new Map<string, Promise<UserCounters>>();
+
+  async function loadMany(userIds: string[]): Promise<UserCounters[]> {
+    databaseLoads.inc({}, userIds.length);
+    return await loadManyUserCounters(sql, userIds);
+  }
+
+  /** A read miss: one Postgres load per user however many requests wait, then Redis is filled. */
+  function loadOnce(userId: string, stamp: string | null): Promise<UserCounters> {
+    let pending = inFlight.get(userId);
+    if (!pending) {
+      pending = (async () => {
+        const epoch = local.epoch;
+        const [counters] = await loadMany([userId]);
+        local.offer(userId, counters!, epoch);
+        // A fill that fails leaves nothing stale behind: the key was missing, and a newer
+        // version's writer checks its own write.
+        if (stamp !== null && stamp === trustedStamp()) {
+          await redis.setManyIfNewer(stamp, [{ userId, counters: counters! }]).catch(() => {});
+        }
+        return counters!;
+      })().finally(() => inFlight.delete(userId));
+      inFlight.set(userId, pending);
+    }
+    return pending;
+  }
+
+  // --- Stalls, NATS and live updates --------------------------------------------------------------
+  let lastTick = performance.now();
+  const ticker = setInterval(() => lastTick = performance.now(), 100);
+  /** After a stall, live updates may wait unread behind this request: start a new epoch. */
+  function checkStall() {
+    const now = performance.now();
+    if (now - lastTick <= timings.stallMs) return;
+    lastTick = now;
+    local.clear();
+    trust = null;
+  }
+
+  // A new connection may lead to another Redis: nothing is trusted until it is confirmed.
+  redis.onConnection((connected) => {
+    trust = null;
+    if (connected) void confirm();
+  });
+  live.onChange((userId, counters) => local.offer(userId, counters));
+  if (deps.nc) {
+    (async () => {
+      for await (const status of deps.nc!.status()) {
+        if (status.type === "disconnect") {
+          local.suspend();
+          log.warn("NATS disconnected; in-process cache suspended");
+        } else if (status.type === "reconnect") {
+          local.resume();
+          log.info("NATS reconnected; in-process cache resumed");
+        }
+      }
+    })().catch(() => {});
+  }
+
+  // The entries users keep reading are confirmed from Redis in batches (one MGET each) before they
+  // expire, so those reads never wait. Batches are small and one at a time: one MGET of thousands
+  // of users would hold the event loop long enough to show in the reads' p99. A failed or missing
+  // confirmation only lets the entry expire.
+  const refreshDue = new Set<string>();
+  let refreshing = false;
+  local.onRefreshDue((userId) => {
+    refreshDue.add(userId);
+    if (!refreshing) {
+      refreshing = true;
+      setTimeout(refreshBatches, 0);
+    }
+  });
+  async function refreshBatches() {
+    while (refreshDue.size > 0) {
+      const userIds: string[] = [];
+      for (const userId of refreshDue) {
+        refreshDue.delete(userId);
+        userIds.push(userId);
+        if (userIds.length === REFRESH_BATCH) break;
+      }
+      const epoch = local.epoch;
+      try {
+        const stamp = trustedStamp() ?? await confirm();
+        if (stamp === null) throw new Error("no confirmed cache generation");
+        const found = await redis.getMany(stamp, userIds);
+        for (const [i, counters] of found.entries()) {
+          if (counters) local.offer(userIds[i]!, counters, epoch);
+        }
+        cacheLookups.inc({ result: "refreshed" }, userIds.length);
+      } catch (err) {
+        if (err instanceof GenerationMismatch) trust = null;
+        cacheLookups.inc({ result: "refresh_error" }, userIds.length);
+        log.debug("cache refresh failed; the entries expire", { users: userIds.length, err });
+      }
+    }
+    refreshing = false;
+  }
+
+  const confirmer = setInterval(() => void confirm(), timings.confirmEveryMs);
+  void confirm();
+
+  function cached(userId: string): UserCounters | undefined {
+    checkStall();
+    const held = local.get(userId);
+    if (held) cacheLookups.inc({ result: "local" });
+    return held;
+  }
+
+  return {
+    cached,
+    async read(userId) {
+      const held = cached(userId);
+      if (held) return held;
+      const stamp = trustedStamp() ?? await confirm();
+      if (stamp === null) {
+        cacheLookups.inc({ result: "bypass" });
+        return await loadOnce(userId, null);
+      }
+      const epoch = local.epoch;
+      try {
+        const [found] = await redis.getMany(stamp, [userId]);
+        if (found) {
+          cacheLookups.inc({ result: "hit" });
+          local.offer(userId, found, epoch);
+          return found;
+        }
+        cacheLookups.inc({ result: "miss" });
+      } catch (err) {
+        if (err instanceof GenerationMismatch) {
+          trust = null;
+          void confirm();
+        }
+        cacheLookups.inc({ result: "error" });
+        log.debug("cache read failed; reading Postgres", { userId, err });
+      }
+      return await loadOnce(userId, stamp);
+    },
+    async changed(userIds) {
+      if (userIds.length === 0) return;
+      const epoch = local.epoch;
+      const loaded = await loadMany(userIds);
+      const entries = userIds.map((userId, i) => ({ userId, counters: loaded[i]! }));
+      for (const { userId, counters } of entries) local.offer(userId, counters, epoch);
+      const stamp = trustedStamp() ?? await confirm();
+      if (stamp === null) {
+        await markUnsafe("redis_unavailable");
+      } else {
+        const written = await redis.setManyIfNewer(stamp, entries)
+          .catch((err: Error) => entries.map(() => err));
+        const failed = written.find((r): r is Error => r instanceof Error);
+        if (failed) await markUnsafe("write_failed", failed);
+      }
+      for (const { userId, counters } of entries) live.publish(userId, counters);
+    },
+    subscribe: (userId, listener) => live.subscribe(userId, listener),
+    trusted: () => trustedStamp() !== null,
+    ping: () => redis.ping(),
+    async close() {
+      clearInterval(confirmer);
+      clearInterval(ticker);
+      await confirming;
+      await sql`delete from cache_instances where id = ${instanceId}`.catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,455 @@
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import type { Sql } from "../shared/db.ts";
+import { createLogger } from "../shared/log.ts";
+import type { Counter } from "../shared/metrics.ts";
+import { integrationTest, migratedDatabase, type TestEnv, waitFor } from "../testing/env.ts";
+import { findBinary, freePort, type ManagedProcess, managedProcess } from "../testing/processes.ts";
+import {
+  type CoherenceTimings,
+  type CoherentCounters,
+  createCoherentCounters,
+} from "./coherence.ts";
+import type { UserCounters } from "./counters.ts";
+import type { LiveUpdates } from "./live_updates.ts";
+import { createLocalCache, type LocalCache } from "./local_cache.ts";
+import { entryKey, openRedisCache, type RedisCache } from "./redis_cache.ts";
+
+/** Live updates between the instances of one test, in memory. */
+function memoryLive(): LiveUpdates & { instances: () => LiveUpdates } {
+  const everyChange: ((userId: string, counters: UserCounters) => void)[] = [];
+  const make = (): LiveUpdates => ({
+    publish: (userId, counters) => everyChange.forEach((l) => l(userId, counters)),
+    onChange: (listener) => void everyChange.push(listener),
+    subscribe: () => () => {},
+    close: () => {},
+  });
+  return { ...make(), instances: make };
+}
+
+function disabledLocalCache() {
+  const local = createLocalCache();
+  local.suspend();
+  return local;
+}
+
+/** Counts a metric's increments by one label. */
+function countingBy(label: string) {
+  const counts: Record<string, number> = {};
+  const counter: Counter = {
+    inc(labels, by = 1) {
+      const key = labels?.[label] ?? "";
+      counts[key] = (counts[key] ?? 0) + by;
+    },
+  };
+  return { counts, counter };
+}
+
+/** One counters instance's coherence on the test's counters database and `redis`. */
+function instance(
+  env: TestEnv,
+  sql: Sql,
+  redis: RedisCache,
+  options: { local?: LocalCache; live?: LiveUpdates; timings?: Partial<CoherenceTimings> } = {},
+) {
+  const lookups = countingBy("result");
+  const generations = countingBy("reason");
+  const stats = { loads: 0, lookups: lookups.counts, generations: generations.counts };
+  const counters = createCoherentCounters({
+    sql,
+    redis,
+    local: options.local ?? disabledLocalCache(),
+    live: options.live ?? memoryLive(),
+    log: createLogger("test", "debug", env.logSink),
+    cacheLookups: lookups.counter,
+    databaseLoads: {
+      inc(_labels, by = 1) {
+        stats.loads += by;
+      },
+    },
+    generationChanges: generations.counter,
+    timings: options.timings,
+  });
+  return { counters, stats };
+}
+
+/** The test's counters database, migrated; its pool is closed with the test. */
+async function countersDb(env: TestEnv): Promise<Sql> {
+  await (await migratedDatabase(env.countersDatabaseUrl, "counters")).end({ timeout: 1 });
+  return env.sql("counters");
+}
+
+/** Sets a user's counters in Postgres: `unread` from one peer, at version `version`. */
+async function setPostgres(sql: Sql, user: string, peer: string, unread: number, version = unread) {
+  await sql`
+    insert into unread_counters (user_id, peer_id, unread) values (${user}, ${peer}, ${unread})
+    on conflict (user_id, peer_id) do update set unread = excluded.unread`;
+  await sql`
+    insert into counter_versions (user_id, version) values (${user}, ${version})
+    on conflict (user_id) do update set version = excluded.version`;
+}
+
+const at = (peer: string, n: number): UserCounters => ({ version: n, dialogs: { [peer]: n } });
+
+async function generationRow(sql: Sql) {
+  const [row] = await sql<{ stamp: string; redis_run_id: string | null }[]>`
+    select stamp, redis_run_id from cache_generation`;
+  return row!;
+}
+
+/** Waits until every instance trusts Redis and Redis holds Postgres' stamp; returns the stamp. */
+async function settled(
+  sql: Sql,
+  redis: Redis,
+  prefix: string,
+  instances: CoherentCounters[],
+): Promise<string> {
+  return await waitFor(async () => {
+    const row = await generationRow(sql);
+    const held = await redis.get(`${prefix}generation`);
+    const agreed = instances.every((i) => i.trusted()) && row.redis_run_id && held === row.stamp;
+    return agreed ? row.stamp : undefined;
+  }, { what: "every instance on one confirmed generation" });
+}
+
+/** A redis-server of the test's own, on a free port, keeping snapshots in its own folder. */
+async function privateRedis(): Promise<
+  { url: string; proc: ManagedProcess; stop(): Promise<void> }
+> {
+  const dir = await Deno.makeTempDir({ prefix: "coherence-redis-" });
+  const port = freePort();
+  const proc = managedProcess({
+    name: "redis",
+    port,
+    command: await findBinary("redis-server"),
+    args: [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir,
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+    ],
+    logFile: `${dir}/redis.log`,
+  });
+  await proc.start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    proc,
+    async stop() {
+      await proc.kill();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+integrationTest(
+  "coherence: one miss per user loads Postgres once however many requests wait, and fills Redis",
+  async (env) => {
+    const sql = await countersDb(env);
+    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const { counters, stats } = instance(env, sql, redis);
+    try {
+      await waitFor(() => counters.trusted(), { what: "a confirmed generation" });
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await setPostgres(sql, me, peer, 3);
+      const results = await Promise.all(Array.from({ length: 50 }, () => counters.read(me)));
+      assert.equal(stats.loads, 1, "50 concurrent misses share one Postgres load");
+      for (const r of results) assert.deepEqual(r, at(peer, 3));
+      await counters.read(me);
+      assert.equal(stats.loads, 1, "filled: the next read is a Redis hit");
+      assert.equal(stats.lookups.hit, 1);
+      const { stamp, redis_run_id } = await generationRow(sql);
+      assert.ok(redis_run_id, "the generation names the Redis run it was stamped on");
+      assert.equal(await env.redis().get(`${env.redisPrefix}generation`), stamp);
+      assert.ok(await env.redis().get(`${env.redisPrefix}${entryKey(stamp, me)}`));
+    } finally {
+      await counters.close();
+      await redis.close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a flushed Redis (its stamp gone) is stamped anew and read again",
+  async (env) => {
+    const sql = await countersDb(env);
+    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const { counters, stats } = instance(env, sql, redis);
+    try {
+      await waitFor(() => counters.trusted(), { what: "a confirmed generation" });
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await setPostgres(sql, me, peer, 1);
+      await counters.read(me);
+      const before = await generationRow(sql);
+      // What a FLUSHALL does to this deployment's keys (the shared Redis itself is never flushed).
+      const keys = await env.redis().keys(`${env.redisPrefix}*`);
+      assert.ok(keys.length >= 2, "the generation and the entry");
+      await env.redis().del(...keys);
+      await setPostgres(sql, me, peer, 2);
+      assert.deepEqual(await counters.read(me), at(peer, 2));
+      await waitFor(async () => (await generationRow(sql)).stamp !== before.stamp, {
+        what: "a new generation",
+      });
+      assert.equal(stats.generations.redis_lost_stamp, 1);
+      await waitFor(() => counters.trusted(), { what: "Redis trusted again" });
+      const loads = stats.loads;
+      await counters.read(me);
+      await counters.read(me);
+      assert.equal(stats.loads, loads + 1, "one fill in the new generation, then hits");
+    } finally {
+      await counters.close();
+      await redis.close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a Redis restarted from an older snapshot is never served, by any instance",
+  async (env) => {
+    const server = await privateRedis();
+    const sql = await countersDb(env);
+    const redisA = openRedisCache({ url: server.url, keyPrefix: "c:" });
+    const redisB = openRedisCache({ url: server.url, keyPrefix: "c:" });
+    const a = instance(env, sql, redisA);
+    const b = instance(env, sql, redisB);
+    const admin = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    admin.on("error", () => {});
+    try {
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await setPostgres(sql, me, peer, 1);
+      const stamp = await settled(sql, admin, "c:", [a.counters, b.counters]);
+      assert.deepEqual(await b.counters.read(me), at(peer, 1));
+      await admin.save(); // the snapshot holds version 1 and the generation's stamp
+      await setPostgres(sql, me, peer, 2);
+      await a.counters.changed([me]);
+      assert.deepEqual(await b.counters.read(me), at(peer, 2), "Redis has version 2");
+
+      await server.proc.kill();
+      await server.proc.start(); // back from the snapshot: version 1 under the same stamp
+      admin.disconnect();
+      const probe = new Redis(server.url, { maxRetriesPerRequest: 1 });
+      const restored = await probe.get(`c:${entryKey(stamp, me)}`).finally(() =>
+        probe.disconnect()
+      );
+      assert.match(String(restored), /^1\|/, "Redis holds version 1 again");
+
+      for (const reader of [a, b]) {
+        const seen = await reader.counters.read(me).catch(() => undefined);
+        assert.notDeepEqual(seen, at(peer, 1), "the older snapshot's entry is never served");
+      }
+      await waitFor(async () => (await generationRow(sql)).stamp !== stamp, {
+        what: "the restarted Redis stamped anew",
+      });
+      await waitFor(() => a.counters.trusted() && b.counters.trusted(), {
+        what: "both instances trusting the new generation",
+      });
+      assert.deepEqual(await a.counters.read(me), at(peer, 2));
+      assert.deepEqual(await b.counters.read(me), at(peer, 2));
+    } finally {
+      admin.disconnect();
+      await a.counters.close();
+      await b.counters.close();
+      await redisA.close();
+      await redisB.close();
+      await server.stop();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a Redis refusing writes marks the cache unsafe; the change waits out the lease and no instance serves the old entry",
+  async (env) => {
+    const server = await privateRedis();
+    const sql = await countersDb(env);
+    const redisA = openRedisCache({ url: server.url, keyPrefix: "c:" });
+    const redisB = openRedisCache({ url: server.url, keyPrefix: "c:" });
+    const timings = { leaseMs: 1_000 };
+    const a = instance(env, sql, redisA, { timings });
+    const b = instance(env, sql, redisB, { timings });
+    const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    try {
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await setPostgres(sql, me, peer, 1);
+      await waitFor(() => a.counters.trusted() && b.counters.trusted(), { what: "Redis trusted" });
+      assert.deepEqual(await b.counters.read(me), at(peer, 1));
+      await admin.config("SET", "maxmemory-policy", "noeviction");
+      await admin.config("SET", "maxmemory", "1");
+
+      await setPostgres(sql, me, peer, 2);
+      const started = performance.now();
+      await a.counters.changed([me]);
+      assert.ok(
+        performance.now() - started >= timings.leaseMs,
+        "the change waited until no lease on the old generation could remain",
+      );
+      assert.equal((await generationRow(sql)).redis_run_id, null, "unsafe, in Postgres");
+      assert.equal(a.stats.generations.write_failed, 1, JSON.stringify(a.stats));
+      assert.deepEqual(await b.counters.read(me), at(peer, 2), "B never serves version 1");
+      assert.equal(b.counters.trusted(), false, "nobody can confirm Redis while it refuses writes");
+
+      // A second failure while still unsafe neither stamps again nor waits again.
+      const again = performance.now();
+      await a.counters.changed([me]);
+      assert.ok(performance.now() - again < timings.leaseMs, "no second wait");
+      assert.equal(a.stats.generations.write_failed, 1);
+
+      await admin.config("SET", "maxmemory", "0");
+      await waitFor(() => a.counters.trusted() && b.counters.trusted(), {
+        what: "Redis stamped anew once it takes writes",
+      });
+      assert.deepEqual(await b.counters.read(me), at(peer, 2));
+      assert.deepEqual(await a.counters.read(me), at(peer, 2));
+    } finally {
+      admin.disconnect();
+      await a.counters.close();
+      await b.counters.close();
+      await redisA.close();
+      await redisB.close();
+      await server.stop();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: entries left over from an earlier life of the counters database are never served",
+  async (env) => {
+    const earlier = await countersDb(env);
+    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const first = instance(env, earlier, redis);
+    const me = crypto.randomUUID(), peer = crypto.randomUUID();
+    await setPostgres(earlier, me, peer, 5);
+    assert.deepEqual(await first.counters.read(me), at(peer, 5));
+    await first.counters.close();
+    // The database is recreated (a dev reset, a restore from backup): the user is at version 1.
+    const recreatedUrl = env.countersDatabaseUrl.replace(/\/([^/]+)$/, "/$1_again");
+    const recreated = await migratedDatabase(recreatedUrl, "counters");
+    const second = instance(env, recreated, redis);
+    try {
+      await setPostgres(recreated, me, peer, 1);
+      assert.deepEqual(await second.counters.read(me), at(peer, 1));
+      assert.deepEqual(await second.counters.read(me), at(peer, 1));
+    } finally {
+      await second.counters.close();
+      await redis.close();
+      await recreated.end({ timeout: 1 });
+      await earlier`drop database if exists ${earlier(recreatedUrl.split("/").pop()!)}`;
+    }
+  },
+);
+
+integrationTest(
+  "coherence: an instance that stops its heartbeat makes the others stamp anew and drop their in-process entries",
+  async (env) => {
+    const sql = await countersDb(env);
+    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const local = createLocalCache();
+    const { counters, stats } = instance(env, sql, redis, {
+      local,
+      timings: { instanceDeadMs: 1_000, confirmEveryMs: 100 },
+    });
+    try {
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await setPostgres(sql, me, peer, 1);
+      await counters.read(me);
+      assert.ok(counters.cached(me), "held in process");
+      // An instance killed with -9 between its commit and its cache write.
+      await sql`insert into cache_instances (id, heartbeat_at)
+                values (${crypto.randomUUID()}, now() - interval '10 seconds')`;
+      await waitFor(() => stats.generations.instance_died === 1, { what: "the death noticed" });
+      assert.equal(counters.cached(me), undefined, "in-process entries dropped");
+      assert.equal((await sql`select count(*)::int as n from cache_instances`)[0]!.n, 1);
+    } finally {
+      await counters.close();
+      await redis.close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: after a stalled event loop the in-process entries are not served",
+  async (env) => {
+    const sql = await countersDb(env);
+    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const local = createLocalCache();
+    const { counters } = instance(env, sql, redis, { local, timings: { stallMs: 200 } });
+    try {
+      const me = crypto.randomUUID();
+      local.offer(me, { version: 1, dialogs: {} });
+      assert.ok(counters.cached(me));
+      const until = performance.now() + 400;
+      while (performance.now() < until) { /* the event loop runs nothing: a stall */ }
+      assert.equal(counters.cached(me), undefined, "live updates may be waiting behind this read");
+    } finally {
+      await counters.close();
+      await redis.close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: changed() reaches every instance's in-process cache through the live update",
+  async (env) => {
+    const sql = await countersDb(env);
+    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const live = memoryLive();
+    const localB = createLocalCache();
+    const a = instance(env, sql, redis, { local: createLocalCache(), live: live.instances() });
+    const b = instance(env, sql, redis, { local: localB, live: live.instances() });
+    try {
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await setPostgres(sql, me, peer, 1);
+      assert.deepEqual(await b.counters.read(me), at(peer, 1));
+      await setPostgres(sql, me, peer, 2);
+      await a.counters.changed([me]);
+      assert.deepEqual(b.counters.cached(me), at(peer, 2));
+    } finally {
+      await a.counters.close();
+      await b.counters.close();
+      await redis.close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: entries users keep reading are confirmed from Redis in batches of at most 200; an unconfirmed one expires",
+  async (env) => {
+    const sql = await countersDb(env);
+    const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const batches: number[] = [];
+    const redis: RedisCache = Object.assign(Object.create(real), {
+      getMany(stamp: string, userIds: string[]) {
+        batches.push(userIds.length);
+        return real.getMany(stamp, userIds);
+      },
+    });
+    let t = 0;
+    const local = createLocalCache({ ttlMs: 1_000, refreshAfterMs: 500, now: () => t });
+    const { counters } = instance(env, sql, redis, { local });
+    try {
+      await waitFor(() => counters.trusted(), { what: "a confirmed generation" });
+      const { stamp } = await generationRow(sql);
+      const version = { version: 1, dialogs: { [crypto.randomUUID()]: 2 } };
+      const users = Array.from({ length: 450 }, () => crypto.randomUUID());
+      await real.setManyIfNewer(stamp, users.map((userId) => ({ userId, counters: version })));
+      const gone = crypto.randomUUID(); // never in Redis
+      for (const u of [...users, gone]) local.offer(u, version);
+      t = 600;
+      for (const u of [...users, gone]) assert.ok(counters.cached(u));
+      await waitFor(() => batches.reduce((x, y) => x + y, 0) === 451, {
+        what: "all 451 users refreshed",
+      });
+      assert.ok(batches.length >= 3 && batches.every((n) => n <= 200), `batches: ${batches}`);
+      t = 1_500; // past the first time to live, within the confirmation's
+      assert.ok(users.every((u) => counters.cached(u)), "every entry in Redis was confirmed");
+      assert.equal(counters.cached(gone), undefined, "missing from Redis, so never confirmed");
+    } finally {
+      await counters.close();
+      await real.close();
+    }
+  },
+);

@@ -1,0 +1,198 @@
+/**
+ * Users' counters in Redis, in namespaces called generations. Redis says which generation its
+ * entries belong to (the `generation` key); a read or write names the generation it trusts and is
+ * refused when Redis holds another, so a Redis that was flushed, restarted from an older snapshot
+ * or re-stamped by another instance is never read as if it were the one the entries were written
+ * for. Which generation is current is decided in counters/coherence.ts; this module is only I/O.
+ */
+import { Redis } from "ioredis";
+import type { UserCounters } from "./counters.ts";
+
+/** Thrown when Redis' generation is not the one a call named. */
+export class GenerationMismatch extends Error {
+  constructor(expected: string, found: string | null) {
+    super(`Redis holds generation ${found ?? "(none)"}, not ${expected}`);
+    this.name = "GenerationMismatch";
+  }
+}
+
+/** What identifies the Redis behind a connection: its process run and the generation it holds. */
+export interface RedisIdentity {
+  /** Changes whenever Redis restarts (from a snapshot or empty) or another server takes over. */
+  runId: string;
+  stamp: string | null;
+}
+
+/** Reads and writes cached counters; every call may reject when Redis is unreachable. */
+export interface RedisCache {
+  /** The users' entries in generation `stamp`, in order; GenerationMismatch if Redis holds another. */
+  getMany(stamp: string, userIds: string[]): Promise<(UserCounters | null)[]>;
+  /**
+   * Stores each entry in generation `stamp` unless a newer version is held; per entry `true`
+   * (stored), `false` (a newer one is held) or the error (GenerationMismatch, out of memory, ...).
+   */
+  setManyIfNewer(
+    stamp: string,
+    entries: { userId: string; counters: UserCounters }[],
+  ): Promise<(boolean | Error)[]>;
+  /** Deletes the users' entries in generation `stamp`; Redis allows it even when out of memory. */
+  deleteMany(stamp: string, userIds: string[]): Promise<void>;
+  identity(): Promise<RedisIdentity>;
+  /** Sets Redis' generation to `next` if it holds `expected` (null: none); false otherwise. */
+  swapGeneration(expected: string | null, next: string): Promise<boolean>;
+  /** Called with false when the connection closes and true when a new one is ready. */
+  onConnection(listener: (connected: boolean) => void): void;
+  /** Increases with every new connection: a result is only as good as the connection it came on. */
+  readonly connection: number;
+  ping(): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+const GENERATION_KEY = "generation";
+
+// Entries are "version|json"; writing compares versions so concurrent writers cannot go back in
+// time, and checks the generation in the same step so nothing lands in a namespace no one reads.
+const SET_IF_NEWER = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local current = redis.call('GET', KEYS[2])
+if current then
+  local v = tonumber(string.match(current, '^(%d+)|'))
+  if v and v >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[2], ARGV[2] .. '|' .. ARGV[3], 'PX', ARGV[4])
+return 1`;
+
+const SWAP_GENERATION = `
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1`;
+
+/** Options of the Redis cache. */
+export interface RedisCacheOptions {
+  url: string;
+  keyPrefix: string;
+  /** How long an entry lives without a write. */
+  ttlMs?: number;
+  /** How long one command may take before the read falls back to Postgres. */
+  commandTimeoutMs?: number;
+}
+
+/** The key of a user's entry in a generation (before the key prefix). */
+export function entryKey(stamp: string, userId: string): string {
+  return `g:${stamp}:user:${userId}`;
+}
+
+/** Opens the Redis cache; commands fail fast while Redis is down instead of queueing. */
+export function openRedisCache(options: RedisCacheOptions): RedisCache {
+  const redis = new Redis(options.url, {
+    keyPrefix: options.keyPrefix,
+    enableOfflineQueue: false,
+    // A command sent on a connection that died is never sent again on the next one: its answer
+    // would come from a Redis the caller did not check.
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: options.commandTimeoutMs ?? 500,
+    connectTimeout: 2_000,
+    retryStrategy: (times) => Math.min(times * 100, 2_000),
+    lazyConnect: false,
+  });
+  // Connection errors surface through failed commands and readiness; this only keeps them quiet.
+  redis.on("error", () => {});
+  let connection = 0;
+  const listeners: ((connected: boolean) => void)[] = [];
+  redis.on("ready", () => {
+    connection++;
+    for (const l of listeners) l(true);
+  });
+  redis.on("close", () => {
+    for (const l of listeners) l(false);
+  });
+  const ttl = String(options.ttlMs ?? 10 * 60_000);
+  const timeoutMs = options.commandTimeoutMs ?? 500;
+  // Without the offline queue a command sent before the first connect would fail; wait for it briefly.
+  const ready = (): Promise<void> => {
+    if (redis.status !== "connecting" && redis.status !== "connect") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        redis.off("ready", done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      redis.once("ready", done);
+    });
+  };
+  const parse = (raw: string | null): UserCounters | null => {
+    if (raw === null) return null;
+    const bar = raw.indexOf("|");
+    return { version: Number(raw.slice(0, bar)), dialogs: JSON.parse(raw.slice(bar + 1)) };
+  };
+  return {
+    async getMany(stamp, userIds) {
+      await ready();
+      const [held, ...raw] = await redis.mget(
+        GENERATION_KEY,
+        ...userIds.map((u) => entryKey(stamp, u)),
+      );
+      if (held !== stamp) throw new GenerationMismatch(stamp, held ?? null);
+      return raw.map(parse);
+    },
+    async setManyIfNewer(stamp, entries) {
+      if (entries.length === 0) return [];
+      await ready();
+      const pipeline = redis.pipeline();
+      for (const { userId, counters } of entries) {
+        pipeline.eval(
+          SET_IF_NEWER,
+          2,
+          GENERATION_KEY,
+          entryKey(stamp, userId),
+          stamp,
+          String(counters.version),
+          JSON.stringify(counters.dialogs),
+          ttl,
+        );
+      }
+      const results = (await pipeline.exec()) ?? [];
+      return entries.map((_, i) => {
+        const [err, result] = results[i] ?? [new Error("no reply from Redis"), null];
+        if (err) return err;
+        if (result === -1) return new GenerationMismatch(stamp, null);
+        return result === 1;
+      });
+    },
+    async deleteMany(stamp, userIds) {
+      if (userIds.length === 0) return;
+      await ready();
+      await redis.del(...userIds.map((u) => entryKey(stamp, u)));
+    },
+    async identity() {
+      await ready();
+      const replies = (await redis.pipeline().info("server").get(GENERATION_KEY).exec()) ?? [];
+      const [infoErr, info] = replies[0] ?? [new Error("no reply from Redis"), null];
+      const [getErr, stamp] = replies[1] ?? [new Error("no reply from Redis"), null];
+      if (infoErr) throw infoErr;
+      if (getErr) throw getErr;
+      const runId = /run_id:(\w+)/.exec(String(info))?.[1];
+      if (!runId) throw new Error("Redis did not say its run_id");
+      return { runId, stamp: (stamp as string | null) ?? null };
+    },
+    async swapGeneration(expected, next) {
+      await ready();
+      return await redis.eval(SWAP_GENERATION, 1, GENERATION_KEY, expected ?? "", next) === 1;
+    },
+    onConnection(listener) {
+      listeners.push(listener);
+    },
+    get connection() {
+      return connection;
+    },
+    ping: async () => {
+      await ready();
+      return await redis.ping();
+    },
+    async close() {
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
