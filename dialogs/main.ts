@@ -28,8 +28,8 @@ export function startDialogs(
     name: "dialogs",
     config,
     migrations: new URL("./migrations/", import.meta.url),
-    setup: async ({ sql, metrics, app, names, log }) => {
-      mountDialogsRoutes(app, { sql, prefix: names.prefix, jwtSecret: config.JWT_SECRET });
+    setup: async ({ sql, metrics, app, log }) => {
+      mountDialogsRoutes(app, { sql, jwtSecret: config.JWT_SECRET });
       await mountWebApp(app, {
         jwtSecret: config.JWT_SECRET,
         devLogin: config.DEV_LOGIN,
@@ -46,7 +46,7 @@ export function startDialogs(
         "saga timeout sweep",
         sweepIntervalMs(config.SAGA_TIMEOUT_MS),
         async () => {
-          const failed = await failTimedOutSends(sql, names.prefix, config.SAGA_TIMEOUT_MS);
+          const failed = await failTimedOutSends(sql, config.SAGA_TIMEOUT_MS);
           for (const m of failed) {
             log.warn("send timed out; failed and cancelled", {
               requestId: m.request_id ?? undefined,

@@ -25,7 +25,7 @@ export interface SendResult {
  * Stores the message as pending and its "message sent" event in one transaction. With an
  * Idempotency-Key already used by this sender, returns that message and creates nothing.
  */
-export async function sendMessage(sql: Sql, prefix: string, input: SendInput): Promise<SendResult> {
+export async function sendMessage(sql: Sql, input: SendInput): Promise<SendResult> {
   // Two round trips: BEGIN with the message, the event with COMMIT.
   return await outboxTransaction(sql, async (tx, withCommit) => {
     const id = crypto.randomUUID();
@@ -51,7 +51,7 @@ export async function sendMessage(sql: Sql, prefix: string, input: SendInput): P
       recipientId: input.recipientId,
       sentAt: created.created_at.toISOString(),
     }, { requestId: input.requestId });
-    withCommit(enqueueEvent(tx, prefix, event));
+    withCommit(enqueueEvent(tx, event));
     return { message: created, created: true };
   });
 }
@@ -175,7 +175,6 @@ export interface ReadResult {
  */
 export async function markMessagesRead(
   sql: Sql,
-  prefix: string,
   input: { readerId: string; peerId: string; upTo?: MessageRow; requestId?: string },
 ): Promise<ReadResult> {
   const { readerId, peerId, upTo } = input;
@@ -195,7 +194,6 @@ export async function markMessagesRead(
     const transactionId = crypto.randomUUID();
     withCommit(enqueueEvent(
       tx,
-      prefix,
       createEvent("dialogs.messages.read", {
         transactionId,
         readerId,
@@ -228,7 +226,6 @@ export const TIMEOUT_REASON = "the saga timed out";
  */
 export async function failTimedOutSends(
   sql: Sql,
-  prefix: string,
   timeoutMs: number,
   limit = 100,
 ): Promise<TimedOutSend[]> {
@@ -248,7 +245,6 @@ export async function failTimedOutSends(
     for (const row of rows) {
       withCommit(enqueueEvent(
         tx,
-        prefix,
         createEvent("dialogs.message.cancelled", {
           transactionId: row.transaction_id,
           messageId: row.id,

@@ -13,8 +13,8 @@ async function withDialogs(env: TestEnv, fn: (sql: Sql) => Promise<void>): Promi
   }
 }
 
-async function pendingSend(sql: Sql, prefix: string) {
-  const { message } = await sendMessage(sql, prefix, {
+async function pendingSend(sql: Sql) {
+  const { message } = await sendMessage(sql, {
     senderId: crypto.randomUUID(),
     recipientId: crypto.randomUUID(),
     text: "hi",
@@ -37,7 +37,7 @@ integrationTest(
   "applyCountedReplies() finishes each pending message of a batch, once, and knows no stranger",
   async (env) => {
     await withDialogs(env, async (sql) => {
-      const [a, b] = [await pendingSend(sql, env.prefix), await pendingSend(sql, env.prefix)];
+      const [a, b] = [await pendingSend(sql), await pendingSend(sql)];
       const results = await applyCountedReplies(sql, [
         reply(a.transaction_id, "counted"),
         reply(b.transaction_id, "failed", "refused"),
@@ -64,7 +64,7 @@ integrationTest(
   "applyCountedReplies() leaves a finished message as it is when a late reply arrives",
   async (env) => {
     await withDialogs(env, async (sql) => {
-      const m = await pendingSend(sql, env.prefix);
+      const m = await pendingSend(sql);
       await applyCountedReplies(sql, [reply(m.transaction_id, "failed", "timed out")]);
       const [late] = await applyCountedReplies(sql, [reply(m.transaction_id, "counted")]);
       assert.deepEqual(late, { kind: "ignored", status: "failed", messageId: m.id });
