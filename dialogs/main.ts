@@ -10,7 +10,7 @@ import {
 import { mountDialogsRoutes } from "./app.ts";
 import { type DialogsConfig, loadDialogsConfig } from "./config.ts";
 import { createDialogEventHandler } from "./dialog_events.ts";
-import { failTimedOutSends } from "./message_store.ts";
+import { sweepTimedOutSends } from "./message_store.ts";
 import { mountWebApp } from "./web.ts";
 
 /** How often the sweeper looks for timed-out sends: a quarter of the timeout, at most every second. */
@@ -46,23 +46,31 @@ export function startDialogs(
         "saga timeout sweep",
         sweepIntervalMs(config.SAGA_TIMEOUT_MS),
         async () => {
-          const failed = await failTimedOutSends(sql, config.SAGA_TIMEOUT_MS);
-          for (const m of failed) {
-            log.warn("send timed out; failed and cancelled", {
-              requestId: m.request_id ?? undefined,
-              messageId: m.id,
-              transactionId: m.transaction_id,
-            });
-          }
-          if (failed.length) sagaOutcomes.inc({ status: "timed_out" }, failed.length);
-          for (const m of failed) {
-            sagaLatency.observe((Date.now() - m.created_at.getTime()) / 1000, { status: "failed" });
-          }
+          await sweepTimedOutSends(sql, config.SAGA_TIMEOUT_MS, {
+            onBatch: (failed) => {
+              for (const m of failed) {
+                log.warn("send timed out; failed and cancelled", {
+                  requestId: m.request_id ?? undefined,
+                  messageId: m.id,
+                  transactionId: m.transaction_id,
+                });
+                sagaLatency.observe((Date.now() - m.created_at.getTime()) / 1000, {
+                  status: "failed",
+                });
+              }
+              sagaOutcomes.inc({ status: "timed_out" }, failed.length);
+            },
+          });
         },
         log,
       );
       return {
-        handler: createDialogEventHandler({ sql, sagaOutcomes, sagaLatency }),
+        handler: createDialogEventHandler({
+          sql,
+          sagaOutcomes,
+          sagaLatency,
+          sagaTimeoutMs: config.SAGA_TIMEOUT_MS,
+        }),
         close: () => sweeper.stop(),
       };
     },
