@@ -214,8 +214,8 @@ export class OutboxRelay {
 
   /**
    * Claims a batch of unsent rows (unclaimed, or whose lease ran out) in outbox order for `leaseMs`,
-   * in a statement of its own; the rows are then this relay's while the lease runs. For tests, which
-   * simulate a relay dying between its claim and its publish.
+   * in a statement of its own; the rows are then this relay's while the lease runs. relayOnce's
+   * first step, public so tests can play a relay that dies between its claim and its publish.
    */
   async claimBatch(): Promise<OutboxRow[]> {
     const { sql, batchSize, leaseMs } = this.#opts;
@@ -269,8 +269,9 @@ export class OutboxRelay {
     } catch (err) {
       // Released at once, so the retry after the backoff need not wait out the lease; should the
       // release fail too, the lease runs out by itself.
-      await sql`update outbox set claimed_until = null where id = any(${ids}::uuid[]) and sent_at is null`
-        .catch(() => {});
+      await sql`
+        update outbox set claimed_until = null
+        where id = any(${ids}::uuid[]) and sent_at is null`.catch(() => {});
       throw err;
     }
     // Rows enqueued again meanwhile (their claim cleared) stay unsent and go out once more.
