@@ -10,7 +10,6 @@ import { applyMessagesSent, type SendToCount } from "./send_batch.ts";
 /** Dependencies of the handler. */
 export interface CounterEventsDeps {
   sql: Sql;
-  prefix: string;
   /** Counts applied events by type and outcome. */
   applied: Counter;
   /** Runs after a change of these users' counters has committed. */
@@ -19,9 +18,9 @@ export interface CounterEventsDeps {
 
 /** Handles one event from dialogs; unknown types can never be processed and are dead-lettered. */
 export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler {
-  const { sql, prefix, applied, afterChange } = deps;
+  const { sql, applied, afterChange } = deps;
   // Sends arriving while a batch is being counted are counted together in the next transaction.
-  const countSend = groupCommit((sends: SendToCount[]) => applyMessagesSent(sql, prefix, sends));
+  const countSend = groupCommit((sends: SendToCount[]) => applyMessagesSent(sql, sends));
   return async (event, ctx) => {
     const fields = { eventId: event.id, type: event.type };
     switch (event.type) {

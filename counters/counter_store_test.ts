@@ -14,8 +14,8 @@ integrationTest(
     const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
     try {
       const data = sent();
-      const first = await applyMessageSent(sql, env.prefix, data);
-      const second = await applyMessageSent(sql, env.prefix, data);
+      const first = await applyMessageSent(sql, data);
+      const second = await applyMessageSent(sql, data);
       assert.deepEqual(first, { applied: true, outcome: "counted", reason: undefined });
       assert.deepEqual(second, { applied: false, outcome: "counted", reason: undefined });
       const counters = await loadUserCounters(sql, data.recipientId);
@@ -35,7 +35,7 @@ integrationTest(
     try {
       const data = sent();
       const results = await Promise.all(
-        [1, 2, 3, 4].map(() => applyMessageSent(sql, env.prefix, data)),
+        [1, 2, 3, 4].map(() => applyMessageSent(sql, data)),
       );
       assert.equal(results.filter((r) => r.applied).length, 1);
       assert.equal((await loadUserCounters(sql, data.recipientId)).dialogs[data.senderId], 1);
@@ -54,11 +54,11 @@ integrationTest(
       const recipient = crypto.randomUUID();
       const sender = crypto.randomUUID();
       assert.equal(
-        (await applyMessageSent(sql, env.prefix, sent(recipient, sender))).outcome,
+        (await applyMessageSent(sql, sent(recipient, sender))).outcome,
         "counted",
       );
       const refused = sent(recipient, sender);
-      const result = await applyMessageSent(sql, env.prefix, refused);
+      const result = await applyMessageSent(sql, refused);
       assert.equal(result.outcome, "failed");
       assert.match(result.reason ?? "", /unread_max/);
       assert.deepEqual(await loadUserCounters(sql, recipient), {
@@ -67,7 +67,7 @@ integrationTest(
       });
       // The refusal is remembered: redelivery gives the same answer without trying again.
       await sql`alter table unread_counters drop constraint unread_max`;
-      const again = await applyMessageSent(sql, env.prefix, refused);
+      const again = await applyMessageSent(sql, refused);
       assert.deepEqual(again, { applied: false, outcome: "failed", reason: result.reason });
       assert.equal((await loadUserCounters(sql, recipient)).dialogs[sender], 1);
     } finally {
@@ -90,14 +90,14 @@ integrationTest(
         });
         try {
           await other`set lock_timeout = '100ms'`;
-          await assert.rejects(applyMessageSent(other, env.prefix, data), /lock timeout/);
+          await assert.rejects(applyMessageSent(other, data), /lock timeout/);
         } finally {
           await other.end();
         }
       });
       const [row] = await sql`select count(*)::int as n from ledger`;
       assert.equal(row!.n, 0);
-      assert.equal((await applyMessageSent(sql, env.prefix, data)).outcome, "counted");
+      assert.equal((await applyMessageSent(sql, data)).outcome, "counted");
     } finally {
       await sql.end();
     }
@@ -120,7 +120,7 @@ integrationTest(
     const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
     try {
       const recipient = crypto.randomUUID(), sender = crypto.randomUUID();
-      for (let i = 0; i < 3; i++) await applyMessageSent(sql, env.prefix, sent(recipient, sender));
+      for (let i = 0; i < 3; i++) await applyMessageSent(sql, sent(recipient, sender));
       const read = readData(recipient, sender, 2);
       assert.equal(await applyMessagesRead(sql, read), true);
       assert.equal(await applyMessagesRead(sql, read), false);
@@ -135,7 +135,7 @@ integrationTest("applyMessagesRead() never takes a counter below zero", async (e
   const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
   try {
     const recipient = crypto.randomUUID(), sender = crypto.randomUUID();
-    await applyMessageSent(sql, env.prefix, sent(recipient, sender));
+    await applyMessageSent(sql, sent(recipient, sender));
     await applyMessagesRead(sql, readData(recipient, sender, 5));
     const [row] = await sql`select unread from unread_counters where user_id = ${recipient}`;
     assert.equal(row!.unread, 0);
@@ -148,13 +148,13 @@ integrationTest("applyMessageCancelled() undoes a counted send once", async (env
   const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
   try {
     const data = sent();
-    await applyMessageSent(sql, env.prefix, data);
+    await applyMessageSent(sql, data);
     const cancel = { ...data, reason: "the saga timed out" };
     assert.equal(await applyMessageCancelled(sql, cancel), "undone");
     assert.equal(await applyMessageCancelled(sql, cancel), "nothing");
     assert.deepEqual((await loadUserCounters(sql, data.recipientId)).dialogs, {});
     // A redelivered "sent" after the cancel is not counted again.
-    const again = await applyMessageSent(sql, env.prefix, data);
+    const again = await applyMessageSent(sql, data);
     assert.equal(again.applied, false);
     assert.equal(again.outcome, "failed");
     assert.deepEqual((await loadUserCounters(sql, data.recipientId)).dialogs, {});
@@ -173,7 +173,7 @@ integrationTest(
         await applyMessageCancelled(sql, { ...data, reason: "the saga timed out" }),
         "remembered",
       );
-      const late = await applyMessageSent(sql, env.prefix, data);
+      const late = await applyMessageSent(sql, data);
       assert.deepEqual(late, {
         applied: false,
         outcome: "failed",
@@ -183,7 +183,7 @@ integrationTest(
       const replies = await sql`select payload from outbox`;
       assert.equal(replies.length, 1);
       assert.equal(replies[0]!.payload.data.outcome, "failed");
-      await applyMessageSent(sql, env.prefix, data);
+      await applyMessageSent(sql, data);
       assert.equal(
         (await sql`select id from outbox`).length,
         1,
@@ -200,7 +200,7 @@ integrationTest("applyMessageCancelled() leaves a refused send as it is", async 
   try {
     await sql`alter table unread_counters add constraint none_allowed check (unread <= 0)`;
     const data = sent();
-    assert.equal((await applyMessageSent(sql, env.prefix, data)).outcome, "failed");
+    assert.equal((await applyMessageSent(sql, data)).outcome, "failed");
     assert.equal(
       await applyMessageCancelled(sql, { ...data, reason: "the saga timed out" }),
       "nothing",

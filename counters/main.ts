@@ -82,7 +82,6 @@ export function startCounters(
       return {
         handler: createCounterEventHandler({
           sql,
-          prefix: names.prefix,
           applied: metrics.counter(
             "counters_events_applied_total",
             "Applied events by type and outcome",

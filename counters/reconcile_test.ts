@@ -12,7 +12,7 @@ integrationTest(
     try {
       const u = crypto.randomUUID(), p1 = crypto.randomUUID(), p2 = crypto.randomUUID();
       for (const p of [p1, p1, p2]) {
-        await applyMessageSent(sql, env.prefix, messageSentData({ recipientId: u, senderId: p }));
+        await applyMessageSent(sql, messageSentData({ recipientId: u, senderId: p }));
       }
       assert.deepEqual(await findLedgerDrift(sql), []);
       await sql`update unread_counters set unread = 9 where user_id = ${u} and peer_id = ${p1}`;
@@ -39,7 +39,7 @@ integrationTest("repairPair() does nothing when the pair is already right", asyn
   const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
   try {
     const data = messageSentData();
-    await applyMessageSent(sql, env.prefix, data);
+    await applyMessageSent(sql, data);
     assert.equal(await repairPair(sql, data.recipientId, data.senderId), null);
   } finally {
     await sql.end();

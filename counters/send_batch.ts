@@ -27,31 +27,29 @@ export interface SendToCount {
 /** Counts one sent message for its recipient (see the module doc). */
 export async function applyMessageSent(
   sql: Sql,
-  prefix: string,
   data: EventData<"dialogs.message.sent">,
   requestId?: string,
 ): Promise<IncrementResult> {
-  return (await applyMessagesSent(sql, prefix, [{ data, requestId }]))[0]!;
+  return (await applyMessagesSent(sql, [{ data, requestId }]))[0]!;
 }
 
 /** Counts `sends`; one result per send, in order. */
 export async function applyMessagesSent(
   sql: Sql,
-  prefix: string,
   sends: SendToCount[],
 ): Promise<IncrementResult[]> {
   try {
-    return await recordSends(sql, prefix, sends, { outcome: "counted" });
+    return await recordSends(sql, sends, { outcome: "counted" });
   } catch (err) {
     if (!isPermanentDbError(err)) throw err;
     if (sends.length === 1) {
-      return await recordSends(sql, prefix, sends, {
+      return await recordSends(sql, sends, {
         outcome: "failed",
         reason: describeRefusal(err),
       });
     }
     const results: IncrementResult[] = [];
-    for (const s of sends) results.push(...await applyMessagesSent(sql, prefix, [s]));
+    for (const s of sends) results.push(...await applyMessagesSent(sql, [s]));
     return results;
   }
 }
@@ -59,7 +57,6 @@ export async function applyMessagesSent(
 /** Records `sends` with `outcome`: counted (the counters go up) or failed (nothing changes). */
 async function recordSends(
   sql: Sql,
-  prefix: string,
   sends: SendToCount[],
   result: { outcome: "counted" | "failed"; reason?: string },
 ): Promise<IncrementResult[]> {
@@ -139,7 +136,7 @@ async function recordSends(
       replies.push(countedReply(s.data, { outcome, reason }, row.reply_event_id, s.requestId));
       return { applied: false, outcome, reason };
     });
-    withCommit(enqueueEvents(tx, prefix, replies));
+    withCommit(enqueueEvents(tx, replies));
     return results;
   });
 }

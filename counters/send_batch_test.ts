@@ -31,7 +31,7 @@ integrationTest(
     await withCounters(env, async (sql) => {
       const [alice, bob, peer, other] = [1, 2, 3, 4].map(() => crypto.randomUUID());
       const batch = [sent(alice!, peer), sent(alice!, peer), sent(alice!, other), sent(bob!, peer)];
-      const results = await applyMessagesSent(sql, env.prefix, batch);
+      const results = await applyMessagesSent(sql, batch);
       assert.deepEqual(results.map((r) => [r.applied, r.outcome]), [
         [true, "counted"],
         [true, "counted"],
@@ -55,10 +55,10 @@ integrationTest(
   async (env) => {
     await withCounters(env, async (sql) => {
       const earlier = sent();
-      await applyMessageSent(sql, env.prefix, earlier.data);
+      await applyMessageSent(sql, earlier.data);
       const [firstReply] = await replies(sql);
       const fresh = sent();
-      const results = await applyMessagesSent(sql, env.prefix, [earlier, fresh, fresh]);
+      const results = await applyMessagesSent(sql, [earlier, fresh, fresh]);
       assert.deepEqual(results.map((r) => [r.applied, r.outcome]), [
         [false, "counted"],
         [true, "counted"],
@@ -84,7 +84,7 @@ integrationTest(
       await sql`alter table unread_counters add constraint unread_max check (unread <= 1)`;
       const [alice, bob, peer] = [1, 2, 3].map(() => crypto.randomUUID());
       const batch = [sent(alice!, peer), sent(bob!, peer), sent(alice!, peer)];
-      const results = await applyMessagesSent(sql, env.prefix, batch);
+      const results = await applyMessagesSent(sql, batch);
       assert.deepEqual(results.map((r) => [r.applied, r.outcome]), [
         [true, "counted"],
         [true, "counted"],
@@ -112,7 +112,7 @@ integrationTest(
         recipientId,
         reason: "the saga timed out",
       });
-      const [result] = await applyMessagesSent(sql, env.prefix, [late, sent()]);
+      const [result] = await applyMessagesSent(sql, [late, sent()]);
       assert.deepEqual([result!.applied, result!.outcome], [false, "failed"]);
       assert.deepEqual((await loadUserCounters(sql, recipientId)).dialogs, {});
       const [row] =
@@ -133,7 +133,7 @@ integrationTest(
         { length: 8 },
         (_, b) => (b % 2 ? [...users].reverse() : users).map((u) => sent(u, peer)),
       );
-      const results = await Promise.all(batches.map((b) => applyMessagesSent(sql, env.prefix, b)));
+      const results = await Promise.all(batches.map((b) => applyMessagesSent(sql, b)));
       assert.ok(results.flat().every((r) => r.applied && r.outcome === "counted"));
       for (const u of users) {
         assert.deepEqual((await loadUserCounters(sql, u)).dialogs, { [peer]: 8 });

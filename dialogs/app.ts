@@ -17,7 +17,6 @@ import { canSee, type MessageRow, toMessageView } from "./messages.ts";
 /** What the dialogs routes need. */
 export interface DialogsRoutesDeps {
   sql: Sql;
-  prefix: string;
   jwtSecret: string;
 }
 
@@ -196,7 +195,7 @@ async function messageInDialog(
 
 /** Mounts the dialogs routes on `app`. */
 export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutesDeps): void {
-  const { sql, prefix } = deps;
+  const { sql } = deps;
   app.use("/api/*", bearerAuth({ tokens: createVerifiedTokens(deps.jwtSecret) }));
 
   app.openapi(sendRoute, async (c) => {
@@ -209,7 +208,7 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
         { path: "peerId", message: "must differ from the caller" },
       ]);
     }
-    const { message, created } = await sendMessage(sql, prefix, {
+    const { message, created } = await sendMessage(sql, {
       senderId: userId,
       recipientId: peerId,
       text,
@@ -251,7 +250,7 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
     const peerId = c.req.valid("param").peerId.toLowerCase();
     const { upTo } = c.req.valid("json");
     const cursor = upTo ? await messageInDialog(sql, userId, peerId, upTo) : undefined;
-    const result = await markMessagesRead(sql, prefix, {
+    const result = await markMessagesRead(sql, {
       readerId: userId,
       peerId,
       upTo: cursor,

@@ -12,13 +12,15 @@ export interface DialogEventsDeps {
   sagaOutcomes: Counter;
   /** Seconds from send to committed or failed. */
   sagaLatency: Histogram;
+  /** A count reported later than this after the send fails the message (SAGA_TIMEOUT_MS). */
+  sagaTimeoutMs: number;
 }
 
 /** Handles one event from counters; unknown types and unknown transactions are dead-lettered. */
 export function createDialogEventHandler(deps: DialogEventsDeps): EventHandler {
   // Replies arriving while a batch is being applied are applied together in the next transaction.
   const applyReply = groupCommit((replies: EventData<"counters.message.counted">[]) =>
-    applyCountedReplies(deps.sql, replies)
+    applyCountedReplies(deps.sql, replies, deps.sagaTimeoutMs)
   );
   return async (event, ctx) => {
     switch (event.type) {
@@ -30,10 +32,18 @@ export function createDialogEventHandler(deps: DialogEventsDeps): EventHandler {
           );
         }
         if (result.kind === "applied") {
-          deps.sagaOutcomes.inc({ status: result.status });
+          deps.sagaOutcomes.inc({ status: result.timedOut ? "timed_out" : result.status });
           deps.sagaLatency.observe((Date.now() - result.createdAt.getTime()) / 1000, {
             status: result.status,
           });
+        }
+        if (result.kind === "applied" && result.timedOut) {
+          ctx.log.warn("reply came after the saga timeout; failed and cancelled", {
+            eventId: event.id,
+            transactionId: event.data.transactionId,
+            messageId: result.messageId,
+          });
+          return;
         }
         ctx.log.info(
           result.kind === "applied" ? "saga finished" : "late or repeated reply ignored",

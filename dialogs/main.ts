@@ -10,7 +10,7 @@ import {
 import { mountDialogsRoutes } from "./app.ts";
 import { type DialogsConfig, loadDialogsConfig } from "./config.ts";
 import { createDialogEventHandler } from "./dialog_events.ts";
-import { failTimedOutSends } from "./message_store.ts";
+import { sweepTimedOutSends } from "./message_store.ts";
 import { mountWebApp } from "./web.ts";
 
 /** How often the sweeper looks for timed-out sends: a quarter of the timeout, at most every second. */
@@ -28,8 +28,8 @@ export function startDialogs(
     name: "dialogs",
     config,
     migrations: new URL("./migrations/", import.meta.url),
-    setup: async ({ sql, metrics, app, names, log }) => {
-      mountDialogsRoutes(app, { sql, prefix: names.prefix, jwtSecret: config.JWT_SECRET });
+    setup: async ({ sql, metrics, app, log }) => {
+      mountDialogsRoutes(app, { sql, jwtSecret: config.JWT_SECRET });
       await mountWebApp(app, {
         jwtSecret: config.JWT_SECRET,
         devLogin: config.DEV_LOGIN,
@@ -46,23 +46,31 @@ export function startDialogs(
         "saga timeout sweep",
         sweepIntervalMs(config.SAGA_TIMEOUT_MS),
         async () => {
-          const failed = await failTimedOutSends(sql, names.prefix, config.SAGA_TIMEOUT_MS);
-          for (const m of failed) {
-            log.warn("send timed out; failed and cancelled", {
-              requestId: m.request_id ?? undefined,
-              messageId: m.id,
-              transactionId: m.transaction_id,
-            });
-          }
-          if (failed.length) sagaOutcomes.inc({ status: "timed_out" }, failed.length);
-          for (const m of failed) {
-            sagaLatency.observe((Date.now() - m.created_at.getTime()) / 1000, { status: "failed" });
-          }
+          await sweepTimedOutSends(sql, config.SAGA_TIMEOUT_MS, {
+            onBatch: (failed) => {
+              for (const m of failed) {
+                log.warn("send timed out; failed and cancelled", {
+                  requestId: m.request_id ?? undefined,
+                  messageId: m.id,
+                  transactionId: m.transaction_id,
+                });
+                sagaLatency.observe((Date.now() - m.created_at.getTime()) / 1000, {
+                  status: "failed",
+                });
+              }
+              sagaOutcomes.inc({ status: "timed_out" }, failed.length);
+            },
+          });
         },
         log,
       );
       return {
-        handler: createDialogEventHandler({ sql, sagaOutcomes, sagaLatency }),
+        handler: createDialogEventHandler({
+          sql,
+          sagaOutcomes,
+          sagaLatency,
+          sagaTimeoutMs: config.SAGA_TIMEOUT_MS,
+        }),
         close: () => sweeper.stop(),
       };
     },

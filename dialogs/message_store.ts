@@ -1,7 +1,7 @@
 /** Postgres access for dialogs: sending (message + outbox event in one transaction), reading, replies. */
-import { pipelinedTransaction, type Sql } from "../shared/db.ts";
-import { createEvent, type EventData } from "../shared/events.ts";
-import { enqueueEvent, outboxTransaction } from "../shared/outbox.ts";
+import type { Sql } from "../shared/db.ts";
+import { createEvent, type Envelope, type EventData } from "../shared/events.ts";
+import { enqueueEvent, enqueueEvents, outboxTransaction } from "../shared/outbox.ts";
 import { decideReply, type MessageRow, type MessageStatus } from "./messages.ts";
 
 const COLUMNS = "id, transaction_id, sender_id, recipient_id, text, status, created_at, read_at";
@@ -25,7 +25,7 @@ export interface SendResult {
  * Stores the message as pending and its "message sent" event in one transaction. With an
  * Idempotency-Key already used by this sender, returns that message and creates nothing.
  */
-export async function sendMessage(sql: Sql, prefix: string, input: SendInput): Promise<SendResult> {
+export async function sendMessage(sql: Sql, input: SendInput): Promise<SendResult> {
   // Two round trips: BEGIN with the message, the event with COMMIT.
   return await outboxTransaction(sql, async (tx, withCommit) => {
     const id = crypto.randomUUID();
@@ -51,7 +51,7 @@ export async function sendMessage(sql: Sql, prefix: string, input: SendInput): P
       recipientId: input.recipientId,
       sentAt: created.created_at.toISOString(),
     }, { requestId: input.requestId });
-    withCommit(enqueueEvent(tx, prefix, event));
+    withCommit(enqueueEvent(tx, event));
     return { message: created, created: true };
   });
 }
@@ -110,46 +110,74 @@ export async function listDialogs(
   return rows.map(({ peer_id, ...message }) => ({ peerId: peer_id, lastMessage: message }));
 }
 
-/** What applying counters' reply did. */
+/** What applying counters' reply did; `timedOut`: it came too late, the message failed and was cancelled. */
 export type ReplyResult =
-  | { kind: "applied"; status: MessageStatus; messageId: string; createdAt: Date }
+  | {
+    kind: "applied";
+    status: MessageStatus;
+    messageId: string;
+    createdAt: Date;
+    timedOut: boolean;
+  }
   | { kind: "ignored"; status: MessageStatus; messageId: string }
   | { kind: "unknown" };
 
-/** Applies counters' outcome to the pending message; a finished message is left as it is. */
+/** Applies counters' outcome to the pending message (see applyCountedReplies). */
 export async function applyCountedReply(
   sql: Sql,
   data: EventData<"counters.message.counted">,
+  timeoutMs: number,
 ): Promise<ReplyResult> {
-  return (await applyCountedReplies(sql, [data]))[0]!;
+  return (await applyCountedReplies(sql, [data], timeoutMs))[0]!;
 }
 
 /**
- * applyCountedReply for several replies in one transaction of two round trips: BEGIN with the rows,
- * the updates with COMMIT. One result per reply, in order; a reply given twice is applied once.
+ * Applies counters' outcomes to their pending messages in one transaction of two round trips: BEGIN
+ * with the rows, the updates with COMMIT. One result per reply, in order; a reply given twice is
+ * applied once, a finished message is left as it is. A count reported more than `timeoutMs` after
+ * the message was created fails the message and writes its cancel (decideReply), in this
+ * transaction, so no late reply ever commits a message whenever the sweeper runs.
  */
 export async function applyCountedReplies(
   sql: Sql,
   replies: EventData<"counters.message.counted">[],
+  timeoutMs: number,
 ): Promise<ReplyResult[]> {
-  return await pipelinedTransaction(sql, async (tx, withCommit) => {
-    // Locked in id order, so two batches sharing messages cannot deadlock.
-    const rows = await tx<
-      { id: string; transaction_id: string; status: MessageStatus; created_at: Date }[]
-    >`
-      select id, transaction_id, status, created_at from messages
+  return await outboxTransaction(sql, async (tx, withCommit) => {
+    // Locked in id order, so two batches sharing messages cannot deadlock. "now" is Postgres'
+    // clock, the one created_at and the sweeper use.
+    const rows = await tx<(PendingRow & { now: Date })[]>`
+      select id, transaction_id, status, created_at, sender_id, recipient_id, request_id,
+             clock_timestamp() as now
+      from messages
       where transaction_id = any(${replies.map((r) => r.transactionId)}::uuid[])
       order by id for update`;
     const byTransaction = new Map(rows.map((r) => [r.transaction_id, r]));
     const updates: { id: string; status: MessageStatus; reason: string | null }[] = [];
+    const cancels: Envelope[] = [];
     const results = replies.map((data): ReplyResult => {
       const row = byTransaction.get(data.transactionId.toLowerCase());
       if (!row) return { kind: "unknown" };
-      const next = decideReply(row.status, data.outcome);
+      const next = decideReply(row.status, data.outcome, {
+        createdAt: row.created_at,
+        now: row.now,
+        timeoutMs,
+      });
       if (next === null) return { kind: "ignored", status: row.status, messageId: row.id };
-      row.status = next;
-      updates.push({ id: row.id, status: next, reason: data.reason ?? null });
-      return { kind: "applied", status: next, messageId: row.id, createdAt: row.created_at };
+      row.status = next.status;
+      updates.push({
+        id: row.id,
+        status: next.status,
+        reason: next.cancel ? TIMEOUT_REASON : data.reason ?? null,
+      });
+      if (next.cancel) cancels.push(cancelEvent(row));
+      return {
+        kind: "applied",
+        status: next.status,
+        messageId: row.id,
+        createdAt: row.created_at,
+        timedOut: next.cancel,
+      };
     });
     if (updates.length > 0) {
       withCommit(tx`
@@ -159,8 +187,31 @@ export async function applyCountedReplies(
                     ${updates.map((u) => u.reason)}::text[]) as u(id, status, reason)
         where m.id = u.id`);
     }
+    if (cancels.length > 0) withCommit(enqueueEvents(tx, cancels));
     return results;
   });
+}
+
+/** A pending message as the saga's timeout handling needs it. */
+interface PendingRow {
+  id: string;
+  transaction_id: string;
+  status: MessageStatus;
+  created_at: Date;
+  sender_id: string;
+  recipient_id: string;
+  request_id: string | null;
+}
+
+/** The cancel of a send that timed out: counters takes its count back, or never counts it. */
+function cancelEvent(row: Omit<PendingRow, "status" | "created_at">) {
+  return createEvent("dialogs.message.cancelled", {
+    transactionId: row.transaction_id,
+    messageId: row.id,
+    senderId: row.sender_id,
+    recipientId: row.recipient_id,
+    reason: TIMEOUT_REASON,
+  }, { requestId: row.request_id ?? undefined });
 }
 
 /** What marking a dialog read did. */
@@ -175,7 +226,6 @@ export interface ReadResult {
  */
 export async function markMessagesRead(
   sql: Sql,
-  prefix: string,
   input: { readerId: string; peerId: string; upTo?: MessageRow; requestId?: string },
 ): Promise<ReadResult> {
   const { readerId, peerId, upTo } = input;
@@ -195,7 +245,6 @@ export async function markMessagesRead(
     const transactionId = crypto.randomUUID();
     withCommit(enqueueEvent(
       tx,
-      prefix,
       createEvent("dialogs.messages.read", {
         transactionId,
         readerId,
@@ -222,15 +271,14 @@ export interface TimedOutSend {
 export const TIMEOUT_REASON = "the saga timed out";
 
 /**
- * Fails sends pending for longer than `timeoutMs` and writes a cancel event for each, in one
- * transaction. SKIP LOCKED lets several instances sweep at once; a reply being applied holds the row,
- * so a message is either committed by its reply or failed here, never both.
+ * Fails sends pending for longer than `timeoutMs` (at most `limit`) and writes a cancel event for
+ * each, in one transaction. SKIP LOCKED lets several instances sweep at once; a reply being applied
+ * holds the row, so a message is either committed by its reply or failed here, never both.
  */
 export async function failTimedOutSends(
   sql: Sql,
-  prefix: string,
   timeoutMs: number,
-  limit = 100,
+  limit = SWEEP_BATCH_SIZE,
 ): Promise<TimedOutSend[]> {
   return await outboxTransaction(sql, async (tx, withCommit) => {
     const rows = await tx<TimedOutSend[]>`
@@ -245,19 +293,33 @@ export async function failTimedOutSends(
       ) expired
       where m.id = expired.id
       returning m.id, m.created_at, m.transaction_id, m.sender_id, m.recipient_id, m.request_id`;
-    for (const row of rows) {
-      withCommit(enqueueEvent(
-        tx,
-        prefix,
-        createEvent("dialogs.message.cancelled", {
-          transactionId: row.transaction_id,
-          messageId: row.id,
-          senderId: row.sender_id,
-          recipientId: row.recipient_id,
-          reason: TIMEOUT_REASON,
-        }, { requestId: row.request_id ?? undefined }),
-      ));
-    }
+    if (rows.length > 0) withCommit(enqueueEvents(tx, rows.map(cancelEvent)));
     return rows;
   });
+}
+
+/** Sends the sweeper fails per transaction. */
+export const SWEEP_BATCH_SIZE = 100;
+
+/**
+ * One sweeper tick: fails timed-out sends batch after batch while a batch comes back full, so a
+ * backlog of any size is cleared in one tick; `onBatch` sees each batch after its commit. Returns
+ * how many it failed. Instances sweeping at once take different rows (failTimedOutSends).
+ */
+export async function sweepTimedOutSends(
+  sql: Sql,
+  timeoutMs: number,
+  options: { batchSize?: number; onBatch?: (failed: TimedOutSend[]) => void } = {},
+): Promise<number> {
+  const batchSize = options.batchSize ?? SWEEP_BATCH_SIZE;
+  if (!Number.isInteger(batchSize) || batchSize <= 0) {
+    throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
+  }
+  let total = 0;
+  while (true) {
+    const failed = await failTimedOutSends(sql, timeoutMs, batchSize);
+    total += failed.length;
+    if (failed.length > 0) options.onBatch?.(failed);
+    if (failed.length < batchSize) return total;
+  }
 }

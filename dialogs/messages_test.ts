@@ -12,16 +12,41 @@ const row = (status: MessageRow["status"]): MessageRow => ({
   read_at: null,
 });
 
-Deno.test("decideReply() moves a pending message to committed or failed", () => {
-  assert.equal(decideReply("pending", "counted"), "committed");
-  assert.equal(decideReply("pending", "failed"), "failed");
-});
-
-Deno.test("decideReply() never flips a finished message", () => {
-  for (const current of ["committed", "failed"] as const) {
-    for (const outcome of ["counted", "failed"] as const) {
-      assert.equal(decideReply(current, outcome), null);
-    }
+Deno.test("decideReply() decides every status, outcome and timing as the saga's table says", () => {
+  const createdAt = new Date("2026-01-01T00:00:00.000Z");
+  const at = (ms: number) => ({
+    createdAt,
+    now: new Date(createdAt.getTime() + ms),
+    timeoutMs: 8_000,
+  });
+  const cases: [
+    MessageRow["status"],
+    "counted" | "failed",
+    number,
+    ReturnType<typeof decideReply>,
+  ][] = [
+    ["pending", "counted", 0, { status: "committed", cancel: false }],
+    ["pending", "counted", 7_999, { status: "committed", cancel: false }],
+    // Late as the sweeper counts it: only older than the timeout.
+    ["pending", "counted", 8_000, { status: "committed", cancel: false }],
+    ["pending", "counted", 8_001, { status: "failed", cancel: true }],
+    ["pending", "counted", 60_000, { status: "failed", cancel: true }],
+    ["pending", "failed", 10, { status: "failed", cancel: false }],
+    // Counters counted nothing, so there is nothing to take back.
+    ["pending", "failed", 60_000, { status: "failed", cancel: false }],
+    ["committed", "counted", 10, null],
+    ["committed", "failed", 10, null],
+    ["committed", "counted", 60_000, null],
+    ["failed", "counted", 10, null],
+    ["failed", "counted", 60_000, null],
+    ["failed", "failed", 10, null],
+  ];
+  for (const [current, outcome, ageMs, expected] of cases) {
+    assert.deepEqual(
+      decideReply(current, outcome, at(ageMs)),
+      expected,
+      `${current} + ${outcome} after ${ageMs} ms`,
+    );
   }
 });
 

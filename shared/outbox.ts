@@ -1,43 +1,39 @@
 /** The transactional outbox: enqueue an event inside a transaction; a relay publishes it to JetStream. */
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { pipelinedTransaction, type Sql, type Tx } from "./db.ts";
-import { type Envelope, HEADERS, subjectFor } from "./events.ts";
+import { pipelinedTransaction, type Sql, type TransactionOptions, type Tx } from "./db.ts";
+import { type Envelope, type EventType, HEADERS, subjectFor } from "./events.ts";
 import type { Logger } from "./log.ts";
 
 /** The LISTEN/NOTIFY channel that wakes the relay. */
 export const OUTBOX_CHANNEL = "outbox";
 
 /**
- * Writes `event` to the outbox in the caller's transaction; it is published after commit. Run the
- * transaction with outboxTransaction() so the relays wake at once.
+ * Writes `event` to the outbox in the caller's transaction; it is published after commit, on the
+ * subject the relay derives from its prefix and the event's type. Run the transaction with
+ * outboxTransaction() so the relays wake at once.
  */
-export async function enqueueEvent(tx: Tx | Sql, prefix: string, event: Envelope): Promise<void> {
+export async function enqueueEvent(tx: Tx | Sql, event: Envelope): Promise<void> {
   await tx`
-    insert into outbox (id, subject, payload, request_id)
-    values (${event.id}, ${subjectFor(prefix, event.type)}, ${tx.json(event as never)},
-            ${event.requestId ?? null})
-    on conflict (id) do update set sent_at = null`;
+    insert into outbox (id, type, payload, request_id)
+    values (${event.id}, ${event.type}, ${tx.json(event as never)}, ${event.requestId ?? null})
+    on conflict (id) do update set sent_at = null, claimed_until = null`;
 }
 
 /** Writes several events to the outbox in one statement (an id given twice is written once). */
-export async function enqueueEvents(
-  tx: Tx | Sql,
-  prefix: string,
-  events: Envelope[],
-): Promise<void> {
+export async function enqueueEvents(tx: Tx | Sql, events: Envelope[]): Promise<void> {
   const unique = [...new Map(events.map((e) => [e.id, e])).values()];
   if (unique.length === 0) return;
   const ids = unique.map((e) => e.id);
-  const subjects = unique.map((e) => subjectFor(prefix, e.type));
+  const types = unique.map((e) => e.type);
   const payloads = unique.map((e) => JSON.stringify(e));
   const requestIds = unique.map((e) => e.requestId ?? null);
   await tx`
-    insert into outbox (id, subject, payload, request_id)
-    select id, subject, payload::jsonb, request_id
-    from unnest(${ids}::uuid[], ${subjects}::text[], ${payloads}::text[], ${requestIds}::text[])
-      as e(id, subject, payload, request_id)
-    on conflict (id) do update set sent_at = null`;
+    insert into outbox (id, type, payload, request_id)
+    select id, type, payload::jsonb, request_id
+    from unnest(${ids}::uuid[], ${types}::text[], ${payloads}::text[], ${requestIds}::text[])
+      as e(id, type, payload, request_id)
+    on conflict (id) do update set sent_at = null, claimed_until = null`;
 }
 
 /**
@@ -47,8 +43,9 @@ export async function enqueueEvents(
 export async function outboxTransaction<T>(
   sql: Sql,
   fn: (tx: Tx, withCommit: (statement: PromiseLike<unknown>) => void) => Promise<T>,
+  options?: TransactionOptions,
 ): Promise<T> {
-  const result = await pipelinedTransaction(sql, fn);
+  const result = await pipelinedTransaction(sql, fn, options);
   notifyOutbox(sql);
   return result;
 }
@@ -87,27 +84,43 @@ export interface OutboxRelayOptions {
   sql: Sql;
   js: JetStreamClient;
   log: Logger;
-  /** Rows published per transaction. */
+  /** The subject prefix (`NATS_SUBJECT_PREFIX`): an event of type T goes out on `<prefix>.<T>`. */
+  prefix: string;
+  /** Rows claimed and published at a time. */
   batchSize?: number;
+  /**
+   * How long a claimed batch is this relay's alone. Short, so a batch whose relay died is published
+   * by another within seconds (a reply later than the saga timeout fails its message).
+   */
+  leaseMs?: number;
   /** Polling interval when no NOTIFY arrives (the fallback for a lost notification). */
   pollIntervalMs?: number;
   /** Sent rows are deleted after this long. */
   retentionMs?: number;
-  /** Runs before a batch is published, e.g. to refresh a cache the events promise is current. */
+  /**
+   * Runs before a batch is published, outside any transaction, e.g. to make a cache current before
+   * the events say it is. When it throws nothing is published and the batch is retried.
+   */
   beforePublish?: (events: Envelope[]) => Promise<void>;
   /** Called with the number of events published and the age of the oldest, for metrics. */
   onPublished?: (count: number, oldestAgeMs: number) => void;
 }
 
-interface OutboxRow {
+/** An outbox row as a relay claims it. */
+export interface OutboxRow {
   id: string;
-  subject: string;
+  type: string | null;
+  subject: string | null;
   payload: Envelope;
   request_id: string | null;
   created_at: Date;
 }
 
-/** Publishes outbox rows with msgID = event id and marks them sent only after the PubAck. */
+/**
+ * Publishes outbox rows with msgID = event id and marks them sent only after the PubAck. A batch is
+ * claimed for a short lease in a transaction of its own; the hook, the publish and the "sent" mark
+ * follow with no transaction open and no row locked, so neither NATS nor the hook can hold Postgres.
+ */
 export class OutboxRelay {
   readonly #opts: Required<Omit<OutboxRelayOptions, "beforePublish" | "onPublished">> & {
     beforePublish?: OutboxRelayOptions["beforePublish"];
@@ -125,7 +138,20 @@ export class OutboxRelay {
   };
 
   constructor(options: OutboxRelayOptions) {
-    this.#opts = { batchSize: 100, pollIntervalMs: 1_000, retentionMs: 60 * 60_000, ...options };
+    if (!options.prefix) throw new Error("OutboxRelay needs the subject prefix");
+    this.#opts = {
+      batchSize: 100,
+      leaseMs: 3_000,
+      pollIntervalMs: 1_000,
+      retentionMs: 60 * 60_000,
+      ...options,
+    };
+    for (const name of ["batchSize", "leaseMs", "pollIntervalMs", "retentionMs"] as const) {
+      const value = this.#opts[name];
+      if (!Number.isInteger(value) || value <= 0) {
+        throw new RangeError(`OutboxRelay ${name} must be a positive integer, got ${value}`);
+      }
+    }
   }
 
   /** Starts listening and relaying in the background. */
@@ -186,24 +212,45 @@ export class OutboxRelay {
     }
   }
 
-  /** Publishes one batch of unsent rows; returns how many it published. */
+  /**
+   * Claims a batch of unsent rows (unclaimed, or whose lease ran out) in outbox order for `leaseMs`,
+   * in a statement of its own; the rows are then this relay's while the lease runs. relayOnce's
+   * first step, public so tests can play a relay that dies between its claim and its publish.
+   */
+  async claimBatch(): Promise<OutboxRow[]> {
+    const { sql, batchSize, leaseMs } = this.#opts;
+    // SKIP LOCKED: relays claiming at the same moment each take other rows instead of waiting.
+    return await sql<OutboxRow[]>`
+      with picked as (
+        select id from outbox
+        where sent_at is null and (claimed_until is null or claimed_until < clock_timestamp())
+        order by created_at
+        limit ${batchSize}
+        for update skip locked
+      ), claimed as (
+        update outbox o
+        set claimed_until = clock_timestamp() + make_interval(secs => ${leaseMs / 1000})
+        from picked
+        where o.id = picked.id
+        returning o.id, o.type, o.subject, o.payload, o.request_id, o.created_at
+      )
+      select * from claimed order by created_at`;
+  }
+
+  /**
+   * Publishes one batch: claim (a short transaction, committed), beforePublish and the publish with
+   * no transaction open, then the "sent" mark in a statement of its own. Returns how many it published.
+   *
+   * A publish that outlasts its lease may be published a second time by another relay, as may a
+   * batch whose PubAcks arrived but whose mark was lost; JetStream's msgID deduplication and the
+   * idempotent consumers absorb the repeat.
+   */
   async relayOnce(): Promise<number> {
-    const { sql, js, batchSize } = this.#opts;
-    return await pipelinedTransaction(sql, async (tx, withCommit) => {
-      const [, rows] = await Promise.all([
-        // The "sent" mark need not wait for the disk: should Postgres lose it in a crash, the rows
-        // are published again, and JetStream's msgID deduplication and the idempotent consumers
-        // absorb the repeat.
-        tx`set local synchronous_commit = off`,
-        // SKIP LOCKED lets several relays share the outbox without publishing a row twice at once.
-        tx<OutboxRow[]>`
-          select id, subject, payload, request_id, created_at from outbox
-          where sent_at is null
-          order by created_at
-          limit ${batchSize}
-          for update skip locked`,
-      ]);
-      if (rows.length === 0) return 0;
+    const { sql, js, prefix } = this.#opts;
+    const rows = await this.claimBatch();
+    if (rows.length === 0) return 0;
+    const ids = rows.map((r) => r.id);
+    try {
       await this.#opts.beforePublish?.(rows.map((r) => r.payload));
       // Issued in outbox order on one connection, so the stream keeps that order; the PubAcks are
       // awaited together.
@@ -211,20 +258,30 @@ export class OutboxRelay {
         const h = natsHeaders();
         h.set(HEADERS.eventType, row.payload.type);
         if (row.request_id) h.set(HEADERS.requestId, row.request_id);
-        return js.publish(row.subject, JSON.stringify(row.payload), {
+        // Rows written before the outbox stored types carry their subject.
+        const subject = row.type ? subjectFor(prefix, row.type as EventType) : row.subject!;
+        return js.publish(subject, JSON.stringify(row.payload), {
           msgID: row.id,
           headers: h,
           timeout: 5_000,
         });
       }));
-      withCommit(
-        tx`update outbox set sent_at = now() where id = any(${rows.map((r) => r.id)}::uuid[])`,
-      );
-      const oldest = Date.now() - rows[0]!.created_at.getTime();
-      this.#opts.onPublished?.(rows.length, oldest);
-      this.#opts.log.debug("outbox published", { count: rows.length });
-      return rows.length;
-    });
+    } catch (err) {
+      // Released at once, so the retry after the backoff need not wait out the lease; should the
+      // release fail too, the lease runs out by itself.
+      await sql`
+        update outbox set claimed_until = null
+        where id = any(${ids}::uuid[]) and sent_at is null`.catch(() => {});
+      throw err;
+    }
+    // Rows enqueued again meanwhile (their claim cleared) stay unsent and go out once more.
+    await sql`
+      update outbox set sent_at = now(), claimed_until = null
+      where id = any(${ids}::uuid[]) and claimed_until is not null`;
+    const oldest = Date.now() - rows[0]!.created_at.getTime();
+    this.#opts.onPublished?.(rows.length, oldest);
+    this.#opts.log.debug("outbox published", { count: rows.length });
+    return rows.length;
   }
 
   async #cleanup(): Promise<void> {

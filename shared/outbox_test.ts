@@ -29,7 +29,7 @@ integrationTest("enqueueEvent() writes nothing when the transaction rolls back",
   const { sql } = await setup(env);
   try {
     await assert.rejects(sql.begin(async (tx) => {
-      await enqueueEvent(tx, env.prefix, messageSentEvent("req-outbox"));
+      await enqueueEvent(tx, messageSentEvent("req-outbox"));
       throw new Error("rollback");
     }));
     assert.equal((await outboxBacklog(sql)).count, 0);
@@ -42,7 +42,7 @@ integrationTest(
   "OutboxRelay publishes with msgID = event id and marks rows sent after the PubAck",
   async (env) => {
     const { sql, nc, js, names, log } = await setup(env);
-    const relay = new OutboxRelay({ sql, js, log, pollIntervalMs: 60_000 });
+    const relay = new OutboxRelay({ sql, js, log, prefix: env.prefix, pollIntervalMs: 60_000 });
     try {
       const events = [
         messageSentEvent("req-outbox"),
@@ -51,7 +51,7 @@ integrationTest(
       ];
       await relay.start();
       await outboxTransaction(sql, async (tx) => {
-        for (const e of events) await enqueueEvent(tx, env.prefix, e);
+        for (const e of events) await enqueueEvent(tx, e);
       });
       // The poll interval is a minute, so only the wake after the commit can have woken the relay.
       await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "outbox drained" });
@@ -74,11 +74,17 @@ integrationTest(
   async (env) => {
     const { sql, js, log } = await setup(env);
     const other = openDatabase(env.dialogsDatabaseUrl);
-    const relay = new OutboxRelay({ sql: other, js, log, pollIntervalMs: 60_000 });
+    const relay = new OutboxRelay({
+      sql: other,
+      js,
+      log,
+      prefix: env.prefix,
+      pollIntervalMs: 60_000,
+    });
     try {
       await relay.start();
       await outboxTransaction(sql, async (tx) => {
-        await enqueueEvent(tx, env.prefix, messageSentEvent("req-notify"));
+        await enqueueEvent(tx, messageSentEvent("req-notify"));
       });
       await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "outbox drained" });
     } finally {
@@ -93,7 +99,7 @@ integrationTest("enqueueEvents() writes each event once, in one statement", asyn
   const { sql } = await setup(env);
   try {
     const [a, b] = [messageSentEvent("req-many"), messageSentEvent()];
-    await enqueueEvents(sql, env.prefix, [a, b, a]);
+    await enqueueEvents(sql, [a, b, a]);
     const rows = await sql<{ id: string; payload: unknown; request_id: string | null }[]>`
       select id, payload, request_id from outbox order by request_id nulls last`;
     assert.deepEqual(rows.map((r) => [r.id, r.payload, r.request_id]), [
@@ -111,8 +117,8 @@ integrationTest(
     const { sql, nc, js, names, log } = await setup(env);
     try {
       const event = messageSentEvent("req-outbox");
-      await enqueueEvent(sql, env.prefix, event);
-      const relay = new OutboxRelay({ sql, js, log });
+      await enqueueEvent(sql, event);
+      const relay = new OutboxRelay({ sql, js, log, prefix: env.prefix });
       assert.equal(await relay.relayOnce(), 1);
       // As if the process died after the PubAck but before marking the row sent.
       await sql`update outbox set sent_at = null`;
@@ -135,6 +141,7 @@ integrationTest(
         sql,
         js,
         log,
+        prefix: env.prefix,
         batchSize: 7,
         pollIntervalMs: 20,
         onPublished: (n) => published += n,
@@ -142,7 +149,7 @@ integrationTest(
     );
     try {
       for (let i = 0; i < 60; i++) {
-        await enqueueEvent(sql, env.prefix, messageSentEvent("req-outbox"));
+        await enqueueEvent(sql, messageSentEvent("req-outbox"));
       }
       await Promise.all(relays.map((r) => r.start()));
       await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "outbox drained" });
@@ -160,11 +167,11 @@ integrationTest(
   "OutboxRelay keeps rows while NATS refuses them and publishes once it accepts",
   async (env) => {
     const { sql, nc, js, names, log } = await setup(env);
-    const relay = new OutboxRelay({ sql, js, log, pollIntervalMs: 20 });
+    const relay = new OutboxRelay({ sql, js, log, prefix: env.prefix, pollIntervalMs: 20 });
     try {
       const jsm = await jetstreamManager(nc);
       await jsm.streams.delete(names.stream);
-      await enqueueEvent(sql, env.prefix, messageSentEvent("req-outbox"));
+      await enqueueEvent(sql, messageSentEvent("req-outbox"));
       await assert.rejects(relay.relayOnce());
       assert.equal((await outboxBacklog(sql)).count, 1, "the row is still unsent");
       await ensureStreams(nc, names);
@@ -175,3 +182,177 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "OutboxRelay publishes on <prefix>.<type>, and a row written before types on its stored subject",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    try {
+      const typed = messageSentEvent();
+      const legacy = messageSentEvent();
+      await enqueueEvent(sql, typed);
+      // As the outbox stored rows before it kept their type: a subject and no type.
+      await sql`
+        insert into outbox (id, subject, payload, created_at)
+        values (${legacy.id}, ${`${env.prefix}.dialogs.message.sent`}, ${sql.json(legacy as never)},
+                now() - interval '1 second')`;
+      const [row] = await sql<{ type: string | null; subject: string | null }[]>`
+        select type, subject from outbox where id = ${typed.id}`;
+      assert.deepEqual(row, { type: "dialogs.message.sent", subject: null });
+      const relay = new OutboxRelay({ sql, js, log, prefix: env.prefix });
+      assert.equal(await relay.relayOnce(), 2);
+      const jsm = await jetstreamManager(nc);
+      const first = (await jsm.streams.getMessage(names.stream, { seq: 1 }))!;
+      const second = (await jsm.streams.getMessage(names.stream, { seq: 2 }))!;
+      assert.deepEqual(
+        [[first.subject, first.json<{ id: string }>().id], [
+          second.subject,
+          second.json<{ id: string }>().id,
+        ]],
+        [
+          [`${env.prefix}.dialogs.message.sent`, legacy.id],
+          [`${env.prefix}.dialogs.message.sent`, typed.id],
+        ],
+      );
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "OutboxRelay: rows another relay claimed are not taken while its lease runs",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    try {
+      await enqueueEvents(sql, [messageSentEvent(), messageSentEvent()]);
+      const first = new OutboxRelay({ sql, js, log, prefix: env.prefix, leaseMs: 60_000 });
+      const second = new OutboxRelay({ sql, js, log, prefix: env.prefix });
+      assert.equal((await first.claimBatch()).length, 2);
+      assert.equal(await second.relayOnce(), 0);
+      assert.equal((await second.claimBatch()).length, 0);
+      const info = await (await jetstreamManager(nc)).streams.info(names.stream);
+      assert.equal(info.state.messages, 0);
+      assert.equal((await outboxBacklog(sql)).count, 2, "still unsent, only claimed");
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "OutboxRelay: rows of a relay that died after claiming are published by another after the lease",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    try {
+      const events = [messageSentEvent(), messageSentEvent(), messageSentEvent()];
+      await enqueueEvents(sql, events);
+      // Claims and never publishes, as a relay killed right after its claim committed.
+      const dead = new OutboxRelay({ sql, js, log, prefix: env.prefix, leaseMs: 300 });
+      assert.equal((await dead.claimBatch()).length, 3);
+      const survivor = new OutboxRelay({ sql, js, log, prefix: env.prefix });
+      assert.equal(await survivor.relayOnce(), 0, "nothing to take while the lease runs");
+      const published = await waitFor(async () => await survivor.relayOnce(), {
+        what: "the lease to run out",
+      });
+      assert.equal(published, 3);
+      assert.equal((await outboxBacklog(sql)).count, 0);
+      const jsm = await jetstreamManager(nc);
+      assert.equal((await jsm.streams.info(names.stream)).state.messages, 3);
+      const ids = [];
+      for (let seq = 1; seq <= 3; seq++) {
+        ids.push((await jsm.streams.getMessage(names.stream, { seq }))!.json<{ id: string }>().id);
+      }
+      assert.deepEqual(ids, events.map((e) => e.id), "in outbox order");
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "OutboxRelay runs beforePublish with no transaction open and the batch's rows unlocked",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    const other = openDatabase(env.dialogsDatabaseUrl, { max: 1 });
+    try {
+      const events = [messageSentEvent(), messageSentEvent()];
+      await enqueueEvents(sql, events);
+      const seen: { inTransaction: number; locked: string[]; published: number }[] = [];
+      const relay = new OutboxRelay({
+        sql,
+        js,
+        log,
+        prefix: env.prefix,
+        beforePublish: async (batch) => {
+          const [active] = await other<{ n: number }[]>`
+            select count(*)::int as n from pg_stat_activity
+            where datname = current_database() and state like 'idle in transaction%'`;
+          // NOWAIT fails at once (55P03) should any of the rows be locked by the relay.
+          const locked = await other.begin((tx) =>
+            tx<{ id: string }[]>`
+              select id from outbox where id = any(${batch.map((e) => e.id)}::uuid[])
+              order by created_at for update nowait`
+          );
+          const info = await (await jetstreamManager(nc)).streams.info(names.stream);
+          seen.push({
+            inTransaction: active!.n,
+            locked: locked.map((r) => r.id),
+            published: info.state.messages,
+          });
+        },
+      });
+      assert.equal(await relay.relayOnce(), 2);
+      assert.deepEqual(seen, [{
+        inTransaction: 0,
+        locked: events.map((e) => e.id),
+        published: 0,
+      }]);
+    } finally {
+      await other.end();
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "OutboxRelay: a failing beforePublish publishes nothing, and the rows go out on the retry",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    try {
+      await enqueueEvent(sql, messageSentEvent());
+      let calls = 0;
+      const relay = new OutboxRelay({
+        sql,
+        js,
+        log,
+        prefix: env.prefix,
+        leaseMs: 60_000,
+        beforePublish: () => {
+          calls++;
+          return calls === 1 ? Promise.reject(new Error("cache unreachable")) : Promise.resolve();
+        },
+      });
+      await assert.rejects(relay.relayOnce(), /cache unreachable/);
+      const jsm = await jetstreamManager(nc);
+      assert.equal((await jsm.streams.info(names.stream)).state.messages, 0);
+      assert.equal((await outboxBacklog(sql)).count, 1);
+      // The failed batch gave its lease back, so the retry need not wait a minute for it.
+      assert.equal(await relay.relayOnce(), 1);
+      assert.equal(calls, 2);
+      assert.equal((await jsm.streams.info(names.stream)).state.messages, 1);
+      assert.equal((await outboxBacklog(sql)).count, 0);
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
+Deno.test("OutboxRelay refuses a missing prefix and a lease that is not a positive integer", () => {
+  const opts = { sql: {} as never, js: {} as never, log: createLogger("test", "error") };
+  assert.throws(() => new OutboxRelay({ ...opts, prefix: "" }), /needs the subject prefix/);
+  assert.throws(
+    () => new OutboxRelay({ ...opts, prefix: "p", leaseMs: 0 }),
+    /leaseMs must be a positive integer, got 0/,
+  );
+});

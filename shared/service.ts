@@ -192,6 +192,7 @@ export async function startService(options: StartOptions): Promise<RunningServic
     sql,
     js,
     log,
+    prefix: names.prefix,
     beforePublish: parts.beforePublish,
     onPublished: (count) => published.inc({}, count),
   });

@@ -1,6 +1,6 @@
 /** Saga timeouts: a send counters never answers is failed and cancelled, and counters ends right. */
 import assert from "node:assert/strict";
-import { integrationTest, waitFor } from "../testing/env.ts";
+import { integrationTest, type Service, waitFor } from "../testing/env.ts";
 import { countersOf, send, statusOf, waitForStatus } from "../testing/clients.ts";
 
 integrationTest(
@@ -85,5 +85,49 @@ integrationTest(
     await new Promise((r) => setTimeout(r, 2_500));
     assert.equal(await statusOf(dialogs, a, sent.body.messageId), "committed");
     assert.equal((await countersOf(counters, b)).total, 1);
+  },
+);
+
+integrationTest(
+  "saga timeout: a count that reaches dialogs after the timeout fails the message and is taken back",
+  async (env) => {
+    const dialogs = await env.startDialogs({ overrides: { SAGA_TIMEOUT_MS: 500 } });
+    const a = crypto.randomUUID(), b = crypto.randomUUID();
+    const sent = await send(dialogs, a, b, "counted too late", { "X-Request-ID": "trace-late" });
+    const sql = env.sql("dialogs");
+    const database = new URL(env.dialogsDatabaseUrl).pathname.slice(1);
+    // Holding the message's row keeps the sweeper (SKIP LOCKED) off it, so only the late reply
+    // can decide it; the reply waits for the row and gets it the moment this transaction ends.
+    let counters: Service | undefined;
+    await sql.begin(async (tx) => {
+      await tx`select id from messages where id = ${sent.body.messageId} for update`;
+      await new Promise((r) => setTimeout(r, 600));
+      counters = await env.startCounters();
+      await waitFor(
+        async () => {
+          const [row] = await sql<{ n: number }[]>`
+            select count(*)::int as n from pg_stat_activity
+            where datname = ${database} and wait_event_type = 'Lock'`;
+          return row!.n > 0;
+        },
+        { what: "counters' reply to wait for the message row" },
+      );
+    });
+
+    await waitForStatus(dialogs, a, sent.body.messageId, "failed");
+    assert.ok(
+      env.logs.some((l) => l.msg === "reply came after the saga timeout; failed and cancelled"),
+      "the reply, not the sweeper, failed it",
+    );
+    assert.ok(!env.logs.some((l) => l.msg === "send timed out; failed and cancelled"));
+    await waitFor(
+      () => env.logs.some((l) => l.msg === "send cancelled" && l.result === "undone"),
+      { what: "counters to take the increment back" },
+    );
+    await waitFor(async () => (await countersOf(counters!, b)).total === 0, {
+      what: "b's counter back to 0",
+    });
+    assert.deepEqual(await countersOf(counters!, b), { total: 0, dialogs: {} });
+    assert.equal(await statusOf(dialogs, b, sent.body.messageId), undefined, "never visible to b");
   },
 );
