@@ -164,7 +164,7 @@ async function overlapError(
   const owner = await jsm.streams.find(subjects[0]!).catch(() => "another stream");
   return new ConfigError(
     `NATS stream ${name} cannot be created: its subjects ${JSON.stringify(subjects)} overlap ` +
-      `those of stream ${owner}; set NATS_STREAM to ${owner} (or leave it unset) or ` +
+      `those of stream ${owner}; set NATS_STREAM to ${owner} or ` +
       `NATS_SUBJECT_PREFIX to one no other deployment uses`,
   );
 }
