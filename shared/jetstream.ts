@@ -161,11 +161,15 @@ async function overlapError(
   name: string,
   subjects: string[],
 ): Promise<ConfigError> {
-  const owner = await jsm.streams.find(subjects[0]!).catch(() => "another stream");
+  const owner = await jsm.streams.find(subjects[0]!).catch(() => undefined);
+  // For a dead-letter stream, NATS_STREAM names the owner's saga stream (without `_DLQ`).
+  const setting = owner && name.endsWith("_DLQ") && owner.endsWith("_DLQ")
+    ? owner.slice(0, -4)
+    : owner ?? "that stream";
   return new ConfigError(
     `NATS stream ${name} cannot be created: its subjects ${JSON.stringify(subjects)} overlap ` +
-      `those of stream ${owner}; set NATS_STREAM to ${owner} or ` +
-      `NATS_SUBJECT_PREFIX to one no other deployment uses`,
+      `those of ${owner ? `stream ${owner}` : "another stream"}; set NATS_STREAM to ${setting} ` +
+      `or NATS_SUBJECT_PREFIX to one no other deployment uses`,
   );
 }
 
