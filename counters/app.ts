@@ -53,7 +53,8 @@ const streamCounters = createRoute({
   method: "get",
   path: "/api/counters/stream",
   summary: "Server-sent events: `counters` (id = version, data as GET /api/counters) on open and " +
-    "after every change; a comment line as heartbeat at least every 15 s",
+    "after every change; a comment line as heartbeat at least every 15 s; it ends when the token " +
+    "that opened it expires",
   security: [{ bearer: [] }],
   request: {
     query: z.object({
@@ -113,6 +114,7 @@ export function mountCountersRoutes(
   // Registered before /{peerId} so "stream" is not taken for a peer id.
   app.openapi(streamCounters, (c) => {
     const userId = c.get("userId");
+    const expiresAt = c.get("tokenExpiresAt");
     // Hono answers HEAD by running GET and discarding the body, which would leave a stream open.
     if (c.req.method === "HEAD") {
       return c.body(null, 200, { "Content-Type": "text/event-stream" });
@@ -136,9 +138,18 @@ export function mountCountersRoutes(
       // Subscribe before reading, so a change between the two is not missed.
       const unsubscribe = reader.subscribe(userId, (counters) => void send(counters));
       openStreams++;
+      let expired = false;
+      const expiry = new AbortController();
       const ended = new Promise<void>((resolve) => {
         stream.onAbort(resolve);
         deps.shutdown.addEventListener("abort", () => resolve(), { once: true });
+        // The token opened the stream; it carries no more than the token's life.
+        if (expiresAt !== undefined) {
+          afterTime(expiresAt, expiry.signal, () => {
+            expired = true;
+            resolve();
+          });
+        }
       });
       try {
         await send(await reader.read(userId));
@@ -147,7 +158,9 @@ export function mountCountersRoutes(
           if (await Promise.race([tick, ended]) !== "tick") break;
           await stream.write(": heartbeat\n\n");
         }
+        if (expired && !stream.aborted) await stream.write(": token expired\n\n");
       } finally {
+        expiry.abort();
         unsubscribe();
         openStreams--;
       }
@@ -160,4 +173,18 @@ export function mountCountersRoutes(
     return c.json({ peerId, unread: unreadFor(counters, peerId) }, 200);
   });
   return { openStreams: () => openStreams };
+}
+
+/** Longest delay a timer takes (about 24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Calls `fn` once the clock reaches `at` (ms since the epoch), unless `signal` aborts first. */
+function afterTime(at: number, signal: AbortSignal, fn: () => void): void {
+  const wait = at - Date.now();
+  if (wait <= 0) return fn();
+  const timer = setTimeout(
+    () => wait > MAX_TIMER_MS ? afterTime(at, signal, fn) : fn(),
+    Math.min(wait, MAX_TIMER_MS),
+  );
+  signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
 }

@@ -50,7 +50,8 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
         return;
       }
       case "dialogs.messages.read": {
-        // Never permanent: a read is the user's fact and is retried until it applies.
+        // Never permanent: a read is the user's fact. A failure is retried on the backoff schedule;
+        // after the retry budget it waits in the dead letters, and a replay applies it once (ledger).
         const changed = await applyMessagesRead(sql, event.data);
         applied.inc({ type: event.type, outcome: changed ? "applied" : "duplicate" });
         ctx.log.info("messages read", {

@@ -1,7 +1,8 @@
 /**
  * `deno task dlq list` prints the dead letters; `deno task dlq replay <seq>` or `replay --all`
  * publishes them again on their original subjects (after you fixed what made them fail).
- * Reads NATS_URL, NATS_STREAM and NATS_SUBJECT_PREFIX like the services.
+ * Reads NATS_URL, NATS_STREAM and NATS_SUBJECT_PREFIX like the services (NATS_STREAM unset: the
+ * stream derived from the prefix, e.g. SAGA_DLQ for `saga`).
  */
 import { commonEnv, ConfigError, parseEnv } from "../shared/config.ts";
 import { listDeadLetters, replayDeadLetter } from "../shared/dead_letters.ts";
@@ -18,16 +19,16 @@ if (command === "replay" && arg !== "--all" && !/^[1-9][0-9]*$/.test(arg ?? ""))
   console.error(`dlq: replay needs a sequence number or --all\n${USAGE}`);
   Deno.exit(2);
 }
-let env;
+let env, names;
 try {
   const { NATS_URL, NATS_STREAM, NATS_SUBJECT_PREFIX } = commonEnv;
   env = parseEnv({ NATS_URL, NATS_STREAM, NATS_SUBJECT_PREFIX }, Deno.env.toObject());
+  names = streamNames(env.NATS_STREAM, env.NATS_SUBJECT_PREFIX);
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
   console.error(`dlq: ${err.message}`);
   Deno.exit(2);
 }
-const names = streamNames(env.NATS_STREAM, env.NATS_SUBJECT_PREFIX);
 let nc;
 try {
   nc = await connectNats(env.NATS_URL, "dlq");

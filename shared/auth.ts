@@ -5,7 +5,17 @@ import { z } from "zod";
 import { unauthorized } from "./errors.ts";
 
 /** Per-request variables set by the auth middleware. */
-export type AuthVariables = { userId: string };
+export type AuthVariables = {
+  userId: string;
+  /** When the request's token expires (ms since the epoch); unset for a token without `exp`. */
+  tokenExpiresAt?: number;
+};
+
+/** What a verified token says: its subject and its expiry (seconds since the epoch, if any). */
+export interface TokenClaims {
+  userId: string;
+  exp?: number;
+}
 
 const Sub = z.uuid();
 
@@ -26,10 +36,7 @@ export async function verifyToken(token: string, secret: string): Promise<string
 }
 
 /** Verifies a token and returns its subject and expiry (seconds since the epoch, if any). */
-export async function verifyTokenClaims(
-  token: string,
-  secret: string,
-): Promise<{ userId: string; exp?: number }> {
+export async function verifyTokenClaims(token: string, secret: string): Promise<TokenClaims> {
   let payload: Record<string, unknown>;
   try {
     payload = await verify(token, secret, "HS256");
@@ -56,8 +63,12 @@ const VERIFIED_TOKENS = 50_000;
 export interface VerifiedTokens {
   /** The user id of `token` if it was verified before and has not expired since. */
   userIdOf(token: string): string | undefined;
+  /** The claims of `token` if it was verified before and has not expired since. */
+  claimsOf(token: string): TokenClaims | undefined;
   /** Verifies `token` (a 401 AppError if it is not valid), remembers it and returns its user id. */
   verify(token: string): Promise<string>;
+  /** verify(), returning the token's claims. */
+  verifyClaims(token: string): Promise<TokenClaims>;
 }
 
 /** Remembers up to `max` tokens verified with `secret`, the oldest forgotten first. */
@@ -67,23 +78,27 @@ export function createVerifiedTokens(
 ): VerifiedTokens {
   const max = options.max ?? VERIFIED_TOKENS;
   const now = options.now ?? Date.now;
-  const verified = new Map<string, { userId: string; exp?: number }>();
+  const verified = new Map<string, TokenClaims>();
+  const claimsOf = (token: string) => {
+    const known = verified.get(token);
+    if (!known) return undefined;
+    if (known.exp !== undefined && known.exp * 1000 <= now()) {
+      verified.delete(token);
+      return undefined;
+    }
+    return known;
+  };
+  const verifyClaims = async (token: string) => {
+    const claims = await verifyTokenClaims(token, secret);
+    if (verified.size >= max) verified.delete(verified.keys().next().value!);
+    verified.set(token, claims);
+    return claims;
+  };
   return {
-    userIdOf(token) {
-      const known = verified.get(token);
-      if (!known) return undefined;
-      if (known.exp !== undefined && known.exp * 1000 <= now()) {
-        verified.delete(token);
-        return undefined;
-      }
-      return known.userId;
-    },
-    async verify(token) {
-      const claims = await verifyTokenClaims(token, secret);
-      if (verified.size >= max) verified.delete(verified.keys().next().value!);
-      verified.set(token, claims);
-      return claims.userId;
-    },
+    userIdOf: (token) => claimsOf(token)?.userId,
+    claimsOf,
+    verify: async (token) => (await verifyClaims(token)).userId,
+    verifyClaims,
   };
 }
 
@@ -95,7 +110,7 @@ export function bearerToken(header: string): string | undefined {
 }
 
 /**
- * Requires `Authorization: Bearer <JWT>` and sets `userId`. On `queryTokenPaths` the token may come
+ * Requires `Authorization: Bearer <JWT>` and sets `userId` and `tokenExpiresAt`. On `queryTokenPaths` the token may come
  * as `?access_token=` instead, because browsers' EventSource cannot set headers.
  */
 export function bearerAuth(
@@ -112,7 +127,9 @@ export function bearerAuth(
       token = c.req.query("access_token") || undefined;
     }
     if (!token) throw unauthorized("a bearer token is required");
-    c.set("userId", tokens.userIdOf(token) ?? await tokens.verify(token));
+    const claims = tokens.claimsOf(token) ?? await tokens.verifyClaims(token);
+    c.set("userId", claims.userId);
+    if (claims.exp !== undefined) c.set("tokenExpiresAt", claims.exp * 1000);
     await next();
   };
 }

@@ -54,3 +54,17 @@ Deno.test("bearerAuth() remembers a verified token but still refuses it once it 
   assert.equal(expired.status, 401);
   assert.match(await expired.text(), /expired/);
 });
+
+Deno.test("bearerAuth() sets tokenExpiresAt from the token's exp, verified or remembered", async () => {
+  const { Hono } = await import("hono");
+  const { bearerAuth, createVerifiedTokens } = await import("./auth.ts");
+  const app = new Hono<{ Variables: { userId: string; tokenExpiresAt?: number } }>();
+  app.use(bearerAuth({ tokens: createVerifiedTokens(SECRET) }));
+  app.get("/", (c) => c.text(String(c.get("tokenExpiresAt"))));
+  const now = Date.now();
+  const token = await signToken(USER, SECRET, 600, now);
+  const expected = String((Math.floor(now / 1000) + 600) * 1000);
+  const get = () => app.request("/", { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(await (await get()).text(), expected, "verified now");
+  assert.equal(await (await get()).text(), expected, "remembered");
+});

@@ -1,5 +1,6 @@
 /** Environment configuration validated with zod; a bad variable is reported in one line naming it. */
 import { z } from "zod";
+import { RETRY_BUDGET } from "./consumer.ts";
 
 /** Thrown when the environment does not satisfy a service's schema. */
 export class ConfigError extends Error {
@@ -20,13 +21,22 @@ export const commonEnv = {
     "nats://127.0.0.1:4222",
   ),
   JWT_SECRET: z.string().min(16, "must be at least 16 characters").default(DEV_JWT_SECRET),
+  /** Unset: derived from NATS_SUBJECT_PREFIX (see streamNames in jetstream.ts), `SAGA` for `saga`. */
   NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be letters, digits, _ or -")
-    .default("SAGA"),
+    .optional(),
   NATS_SUBJECT_PREFIX: z.string().regex(
     /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/,
     "must be subject tokens of letters, digits, _ or - separated by dots",
+  ).refine(
+    // `<prefix>_dlq.>` and `<prefix>_live.>` are a deployment's own: another prefix must not be one.
+    (p) => !/_(dlq|live)$/i.test(p),
+    "must not end in _dlq or _live (the dead letters and live updates of another prefix)",
   ).default("saga"),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  /** Deliveries of an event before one that still fails is dead-lettered (RETRY_BUDGET). */
+  EVENT_RETRY_BUDGET: z.coerce.number().int("must be an integer").min(1).max(1_000).default(
+    RETRY_BUDGET,
+  ),
 };
 
 /** A Postgres URL variable with its default. */

@@ -14,10 +14,11 @@ const shape = { ...commonEnv, PORT: port(8081) };
 Deno.test("parseEnv() fills every default from an empty environment", () => {
   const config = parseEnv(shape, {});
   assert.equal(config.NATS_URL, "nats://127.0.0.1:4222");
-  assert.equal(config.NATS_STREAM, "SAGA");
+  assert.equal(config.NATS_STREAM, undefined, "derived from the prefix by streamNames()");
   assert.equal(config.NATS_SUBJECT_PREFIX, "saga");
   assert.equal(config.JWT_SECRET, DEV_JWT_SECRET);
   assert.equal(config.LOG_LEVEL, "info");
+  assert.equal(config.EVENT_RETRY_BUDGET, 20);
   assert.equal(config.PORT, 8081);
 });
 
@@ -40,6 +41,10 @@ Deno.test("parseEnv() rejects a bad variable with one line naming it", () => {
       ["LOG_LEVEL", "loud"],
       ["NATS_URL", "http://x"],
       ["NATS_SUBJECT_PREFIX", "a..b"],
+      ["NATS_SUBJECT_PREFIX", "a_dlq"],
+      ["NATS_SUBJECT_PREFIX", "acme.saga_live"],
+      ["NATS_STREAM", "a.b"],
+      ["EVENT_RETRY_BUDGET", "0"],
       ["JWT_SECRET", "short"],
     ]
   ) {

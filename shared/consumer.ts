@@ -1,4 +1,7 @@
-/** A durable pull consumer loop: ack after the handler commits, nak with backoff, dead-letter poison. */
+/**
+ * A durable pull consumer loop: ack after the handler commits, in-progress acks while it runs, nak
+ * with backoff, dead-letter poison and what still fails after the retry budget.
+ */
 import { type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { deadLetterSubject, type Envelope, HEADERS, parseEvent } from "./events.ts";
@@ -22,6 +25,9 @@ export interface HandlerContext {
 /** Processes one event; resolves after its effects are committed. */
 export type EventHandler = (event: Envelope, ctx: HandlerContext) => Promise<void>;
 
+/** Deliveries of one event before a failing one is dead-lettered (about 6.5 min of backoff). */
+export const RETRY_BUDGET = 20;
+
 /** Outcome counts, for metrics. */
 export type ConsumeOutcome = "processed" | "retried" | "dead_lettered";
 
@@ -37,6 +43,13 @@ export interface EventConsumerOptions {
   maxMessages?: number;
   /** Messages handled at the same time. */
   concurrency?: number;
+  /** Deliveries after which an event that still fails is dead-lettered; RETRY_BUDGET by default. */
+  maxDeliveries?: number;
+  /**
+   * How often a message in hand is reported in progress to the server; by default a third of the
+   * consumer's ack_wait, so a live instance keeps its message and a killed one's is redelivered.
+   */
+  workingEveryMs?: number;
   /** Called once per delivery with its outcome, the event (when it parsed) and the delivery count. */
   onOutcome?: (outcome: ConsumeOutcome, event: Envelope | undefined, deliveryCount: number) => void;
 }
@@ -53,11 +66,19 @@ export class EventConsumer {
   #loop?: Promise<void>;
   #close?: () => Promise<unknown>;
   readonly #inFlight = new Set<Promise<void>>();
+  /** Messages received and not yet acked, nak'ed or terminated. */
+  readonly #held = new Set<JsMsg>();
+  #heartbeat?: ReturnType<typeof setInterval>;
   readonly #concurrency: number;
+  readonly #maxDeliveries: number;
 
   constructor(options: EventConsumerOptions) {
+    if (options.maxDeliveries !== undefined && !(options.maxDeliveries >= 1)) {
+      throw new RangeError(`maxDeliveries must be at least 1, got ${options.maxDeliveries}`);
+    }
     this.#opts = options;
     this.#concurrency = options.concurrency ?? 16;
+    this.#maxDeliveries = options.maxDeliveries ?? RETRY_BUDGET;
   }
 
   /** Starts consuming in the background. */
@@ -74,6 +95,20 @@ export class EventConsumer {
     await this.#close?.().catch(() => {});
     await this.#loop;
     await Promise.all(this.#inFlight);
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+  }
+
+  /** Reports every message in hand as in progress, every `everyMs` (once per consumer). */
+  #startHeartbeat(everyMs: number): void {
+    if (this.#heartbeat !== undefined) return;
+    this.#heartbeat = setInterval(() => {
+      for (const m of this.#held) {
+        try {
+          m.working();
+        } catch { /* connection closed: the message is redelivered after ack_wait, as it must */ }
+      }
+    }, everyMs);
   }
 
   async #run(): Promise<void> {
@@ -81,6 +116,9 @@ export class EventConsumer {
     while (this.#running) {
       try {
         const consumer = await js.consumers.get(stream, durable);
+        // The server's default ack wait is 30 s when the consumer sets none.
+        const ackWaitMs = ((await consumer.info(true)).config.ack_wait ?? 30e9) / 1_000_000;
+        this.#startHeartbeat(this.#opts.workingEveryMs ?? Math.max(100, ackWaitMs / 3));
         // Short pulls: after a NATS restart the client notices missing heartbeats within seconds.
         const messages = await consumer.consume({
           max_messages: this.#opts.maxMessages ?? 16,
@@ -94,12 +132,17 @@ export class EventConsumer {
             m.nak();
             continue;
           }
+          // Held (in progress) while it waits for a slot too: the ack wait runs from delivery.
+          this.#held.add(m);
           // Up to `concurrency` events at once; ordering between them is not needed because
           // every handler is idempotent and takes the locks its change needs.
           while (this.#inFlight.size >= this.#concurrency) await Promise.race(this.#inFlight);
           const handling = this.#handle(m)
             .catch((err) => log.error("event handling failed unexpectedly", { err }))
-            .finally(() => this.#inFlight.delete(handling));
+            .finally(() => {
+              this.#held.delete(m);
+              this.#inFlight.delete(handling);
+            });
           this.#inFlight.add(handling);
         }
         await Promise.all(this.#inFlight);
@@ -140,6 +183,13 @@ export class EventConsumer {
     } catch (err) {
       if (err instanceof PermanentEventError) {
         await this.#deadLetter(m, mlog, err);
+        onOutcome("dead_lettered", event);
+        return;
+      }
+      if (count >= this.#maxDeliveries) {
+        // Out of budget: it leaves the retry schedule with its last error, for an operator to replay.
+        const last = err instanceof Error ? err.message : String(err);
+        await this.#deadLetter(m, mlog, `failed ${count} deliveries; last error: ${last}`);
         onOutcome("dead_lettered", event);
         return;
       }

@@ -12,7 +12,7 @@ import type { Logger } from "./log.ts";
 import { LATENCY_BUCKETS, type Metrics } from "./metrics.ts";
 
 /** Per-request variables every route can read. */
-export type AppVariables = { requestId: string; userId: string };
+export type AppVariables = { requestId: string; userId: string; tokenExpiresAt?: number };
 
 /** The Hono environment of both services. */
 export type AppEnv = { Variables: AppVariables };

@@ -7,6 +7,8 @@ export interface RetryOptions {
   /** First delay; doubles each attempt. */
   minDelayMs?: number;
   maxDelayMs?: number;
+  /** Whether an error is worth another attempt; by default every error is. */
+  retryIf?: (err: unknown) => boolean;
   /** Called before each wait, e.g. to log. */
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
 }
@@ -19,7 +21,7 @@ export async function retry<T>(fn: () => Promise<T>, options: RetryOptions): Pro
     try {
       return await fn();
     } catch (err) {
-      if (Date.now() + delay > deadline) throw err;
+      if (Date.now() + delay > deadline || options.retryIf?.(err) === false) throw err;
       options.onRetry?.(err, attempt, delay);
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, options.maxDelayMs ?? 5_000);

@@ -18,3 +18,15 @@ Deno.test("retry() rethrows the last error after the timeout", async () => {
     /still down/,
   );
 });
+
+Deno.test("retry() rethrows at once an error retryIf refuses", async () => {
+  let calls = 0;
+  await assert.rejects(
+    retry(() => {
+      calls++;
+      return Promise.reject(new TypeError("will never work"));
+    }, { timeoutMs: 10_000, minDelayMs: 1, retryIf: (err) => !(err instanceof TypeError) }),
+    /will never work/,
+  );
+  assert.equal(calls, 1);
+});

@@ -36,11 +36,14 @@ import { exitOnSignal } from "./shutdown.ts";
 export interface ServiceConfig {
   DATABASE_URL: string;
   NATS_URL: string;
-  NATS_STREAM: string;
+  /** Unset: derived from NATS_SUBJECT_PREFIX (streamNames). */
+  NATS_STREAM?: string;
   NATS_SUBJECT_PREFIX: string;
   JWT_SECRET: string;
   PORT: number;
   LOG_LEVEL: LogLevel;
+  /** Deliveries of an event before one that still fails is dead-lettered. */
+  EVENT_RETRY_BUDGET: number;
 }
 
 /** What a service's own set-up receives. */
@@ -122,6 +125,8 @@ export async function startService(options: StartOptions): Promise<RunningServic
   const waitFor = <T>(what: string, fn: () => Promise<T>) =>
     retry(fn, {
       timeoutMs: options.startupTimeoutMs ?? 60_000,
+      // A stream of another deployment will not become ours by waiting.
+      retryIf: (err) => !(err instanceof ConfigError),
       onRetry: (err, attempt, delayMs) =>
         log.warn(`waiting for ${what}`, { err, attempt, delayMs }),
     });
@@ -181,6 +186,7 @@ export async function startService(options: StartOptions): Promise<RunningServic
     prefix: names.prefix,
     log,
     handler: parts.handler,
+    maxDeliveries: config.EVENT_RETRY_BUDGET,
     onOutcome: (outcome, event, deliveryCount) => {
       const type = event?.type ?? "unparseable";
       consumed.inc({ outcome, type });
@@ -231,7 +237,10 @@ export async function startService(options: StartOptions): Promise<RunningServic
   };
 }
 
-/** The entry point of a service process: config errors in one line, start, stop on signals. */
+/**
+ * The entry point of a service process: config errors (also those found at start) in one line,
+ * start, stop on signals.
+ */
 export async function runMain<C extends ServiceConfig>(
   name: string,
   loadConfig: (env: Record<string, string | undefined>) => C,
@@ -250,6 +259,11 @@ export async function runMain<C extends ServiceConfig>(
   try {
     service = await start(config);
   } catch (err) {
+    // A configuration only the servers can judge (a stream of another deployment): one line too.
+    if (err instanceof ConfigError) {
+      console.error(`${name}: ${err.message}`);
+      Deno.exit(1);
+    }
     log.error("start-up failed", { err });
     Deno.exit(1);
   }

@@ -57,7 +57,8 @@ export async function createTestEnv(): Promise<TestEnv> {
   const services = await testServices();
   const id = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
   const prefix = `t${id}`;
-  const stream = `T${id}`;
+  // The services leave NATS_STREAM unset and derive this same name from the prefix.
+  const stream = streamNames(undefined, prefix).stream;
   const redisPrefix = `t${id}:`;
   const dbUrl = (name: string) => {
     const u = new URL(services.databaseUrl);
@@ -79,7 +80,6 @@ export async function createTestEnv(): Promise<TestEnv> {
   const common = {
     NATS_URL: services.natsUrl,
     JWT_SECRET: TEST_JWT_SECRET,
-    NATS_STREAM: stream,
     NATS_SUBJECT_PREFIX: prefix,
     LOG_LEVEL: "debug" as const,
     PORT: 0,

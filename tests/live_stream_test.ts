@@ -290,3 +290,27 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "counters stream: a stream ends by itself when the token that opened it expires",
+  async (env) => {
+    const counters = await env.startCounters({ overrides: { SSE_HEARTBEAT_MS: 500 } });
+    const me = crypto.randomUUID();
+    // exp is in whole seconds: this token expires 2 to 3 s from now.
+    const stream = await openStream(counters, me, { Authorization: await bearer(me, 3) });
+    try {
+      await stream.nextEvent();
+      const comments: string[] = [];
+      for (;;) {
+        const block = await stream.next(10_000);
+        if (block === null) break;
+        comments.push(...block.comments);
+      }
+      assert.equal(comments.at(-1), "token expired", "the last word says why");
+      const gauge = await fetch(`${counters.url}/metrics`).then((r) => r.text());
+      assert.match(gauge, /^counters_live_streams 0$/m, "the stream is closed on the server");
+    } finally {
+      await stream.cancel();
+    }
+  },
+);

@@ -1,5 +1,6 @@
 /** The services as real processes: a bad variable stops start-up with one line; SIGTERM stops cleanly. */
 import assert from "node:assert/strict";
+import { ensureStreams, streamNames } from "../shared/jetstream.ts";
 import { integrationTest, waitFor } from "../testing/env.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -27,12 +28,36 @@ for (const service of ["dialogs", "counters"] as const) {
   });
 }
 
+integrationTest(
+  "deno task dialogs refuses with one line a NATS_STREAM that holds another prefix's subjects",
+  async (env) => {
+    const nc = await env.nats();
+    await ensureStreams(nc, streamNames(env.stream, env.prefix));
+    const other = `${env.prefix}x`;
+    const out = await spawnService("dialogs", {
+      NATS_URL: env.natsUrl,
+      NATS_STREAM: env.stream,
+      NATS_SUBJECT_PREFIX: other,
+      DATABASE_URL: env.dialogsDatabaseUrl,
+      JWT_SECRET: "process-test-secret-0123456789",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr).trim();
+    assert.equal(out.code, 1, stderr);
+    assert.equal(
+      stderr,
+      `dialogs: NATS stream ${env.stream} holds subjects ["${env.prefix}.>"] of another ` +
+        `deployment, not ["${other}.>"]: set NATS_STREAM to a stream of this deployment's own ` +
+        `(or leave it unset) or NATS_SUBJECT_PREFIX to that stream's prefix`,
+    );
+  },
+);
+
 integrationTest("deno task counters and dialogs exit 0 on SIGTERM after serving", async (env) => {
   const ports = { dialogs: 18_000 + Math.floor(Math.random() * 2_000), counters: 0 };
   ports.counters = ports.dialogs + 1;
   const common = {
     NATS_URL: env.natsUrl,
-    NATS_STREAM: env.stream,
+    // NATS_STREAM unset: both derive env.stream from the prefix.
     NATS_SUBJECT_PREFIX: env.prefix,
     JWT_SECRET: "process-test-secret-0123456789",
   };
