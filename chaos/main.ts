@@ -8,7 +8,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import postgres from "postgres";
 import { signToken } from "../shared/auth.ts";
 import { quoteIdent } from "../shared/db.ts";
-import { connectNats } from "../shared/jetstream.ts";
+import { connectNats, durableName } from "../shared/jetstream.ts";
 import { verifyCounters } from "../scripts/verify.ts";
 import { fuzzContext, fuzzRequests } from "../testing/fuzz.ts";
 import { runLoad } from "./load.ts";
@@ -234,7 +234,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       dbUrl(dialogsDb),
       dbUrl(countersDb),
       natsUrl,
-      stream,
+      { stream, prefix },
       options.quietSeconds * 1000,
     );
 
@@ -253,7 +253,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       dbUrl(dialogsDb),
       dbUrl(countersDb),
       natsUrl,
-      stream,
+      { stream, prefix },
       options.quietSeconds * 1000,
     );
     const report = await check({
@@ -306,7 +306,7 @@ async function waitForQuiet(
   dialogsUrl: string,
   countersUrl: string,
   natsUrl: string,
-  stream: string,
+  names: { stream: string; prefix: string },
   timeoutMs: number,
 ): Promise<boolean> {
   const d = postgres(dialogsUrl, { max: 1, onnotice: () => {} });
@@ -322,8 +322,8 @@ async function waitForQuiet(
         const [dOut] = await d`select count(*)::int as n from outbox where sent_at is null`;
         const [cOut] = await c`select count(*)::int as n from outbox where sent_at is null`;
         let busy = pending!.n + dOut!.n + cOut!.n;
-        for (const durable of ["dialogs", "counters"]) {
-          const info = await jsm.consumers.info(stream, durable);
+        for (const service of ["dialogs", "counters"] as const) {
+          const info = await jsm.consumers.info(names.stream, durableName(names.prefix, service));
           busy += info.num_pending + info.num_ack_pending;
         }
         quietChecks = busy === 0 ? quietChecks + 1 : 0;
