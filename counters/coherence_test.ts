@@ -147,14 +147,58 @@ async function privateRedis(): Promise<
   };
 }
 
+/**
+ * Two counters instances (A and B) on the test's database and a private redis-server, with an
+ * admin client to that server; `close` stops all of it.
+ */
+async function twoInstancesOnPrivateRedis(env: TestEnv) {
+  const server = await privateRedis();
+  const sql = await countersDb(env);
+  const caches = [0, 1].map(() => openRedisCache({ url: server.url, keyPrefix: "c:" }));
+  const [a, b] = caches.map((redis) => instance(env, sql, redis));
+  const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  admin.on("error", () => {});
+  return {
+    server,
+    sql,
+    a: a!,
+    b: b!,
+    admin,
+    async close() {
+      admin.disconnect();
+      await a!.counters.close();
+      await b!.counters.close();
+      for (const cache of caches) await cache.close();
+      await server.stop();
+    },
+  };
+}
+
+/** One instance on the test's database and the shared Redis (its own key prefix), once trusted. */
+async function oneInstance(
+  env: TestEnv,
+  options: { local?: LocalCache; timings?: Partial<CoherenceTimings>; redis?: RedisCache } = {},
+) {
+  const sql = await countersDb(env);
+  const redis = options.redis ??
+    openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+  const made = instance(env, sql, redis, options);
+  await waitFor(() => made.counters.trusted(), { what: "a confirmed generation" });
+  return {
+    sql,
+    ...made,
+    async close() {
+      await made.counters.close();
+      await redis.close();
+    },
+  };
+}
+
 integrationTest(
   "coherence: one miss per user loads Postgres once however many requests wait, and fills Redis",
   async (env) => {
-    const sql = await countersDb(env);
-    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
-    const { counters, stats } = instance(env, sql, redis);
+    const { sql, counters, stats, close } = await oneInstance(env);
     try {
-      await waitFor(() => counters.trusted(), { what: "a confirmed generation" });
       const me = crypto.randomUUID(), peer = crypto.randomUUID();
       await setPostgres(sql, me, peer, 3);
       const results = await Promise.all(Array.from({ length: 50 }, () => counters.read(me)));
@@ -168,8 +212,7 @@ integrationTest(
       assert.equal(await env.redis().get(`${env.redisPrefix}generation`), stamp);
       assert.ok(await env.redis().get(`${env.redisPrefix}${entryKey(stamp, me)}`));
     } finally {
-      await counters.close();
-      await redis.close();
+      await close();
     }
   },
 );
@@ -177,11 +220,8 @@ integrationTest(
 integrationTest(
   "coherence: a flushed Redis (its stamp gone) is stamped anew and read again",
   async (env) => {
-    const sql = await countersDb(env);
-    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
-    const { counters, stats } = instance(env, sql, redis);
+    const { sql, counters, stats, close } = await oneInstance(env);
     try {
-      await waitFor(() => counters.trusted(), { what: "a confirmed generation" });
       const me = crypto.randomUUID(), peer = crypto.randomUUID();
       await setPostgres(sql, me, peer, 1);
       await counters.read(me);
@@ -202,8 +242,7 @@ integrationTest(
       await counters.read(me);
       assert.equal(stats.loads, loads + 1, "one fill in the new generation, then hits");
     } finally {
-      await counters.close();
-      await redis.close();
+      await close();
     }
   },
 );
@@ -211,14 +250,7 @@ integrationTest(
 integrationTest(
   "coherence: a Redis restarted from an older snapshot is never served, by any instance",
   async (env) => {
-    const server = await privateRedis();
-    const sql = await countersDb(env);
-    const redisA = openRedisCache({ url: server.url, keyPrefix: "c:" });
-    const redisB = openRedisCache({ url: server.url, keyPrefix: "c:" });
-    const a = instance(env, sql, redisA);
-    const b = instance(env, sql, redisB);
-    const admin = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    admin.on("error", () => {});
+    const { server, sql, a, b, admin, close } = await twoInstancesOnPrivateRedis(env);
     try {
       const me = crypto.randomUUID(), peer = crypto.randomUUID();
       await setPostgres(sql, me, peer, 1);
@@ -251,12 +283,7 @@ integrationTest(
       assert.deepEqual(await a.counters.read(me), at(peer, 2));
       assert.deepEqual(await b.counters.read(me), at(peer, 2));
     } finally {
-      admin.disconnect();
-      await a.counters.close();
-      await b.counters.close();
-      await redisA.close();
-      await redisB.close();
-      await server.stop();
+      await close();
     }
   },
 );
@@ -264,14 +291,8 @@ integrationTest(
 integrationTest(
   "coherence: a Redis refusing writes marks the cache unsafe; the change waits out the lease and no instance serves the old entry",
   async (env) => {
-    const server = await privateRedis();
-    const sql = await countersDb(env);
-    const redisA = openRedisCache({ url: server.url, keyPrefix: "c:" });
-    const redisB = openRedisCache({ url: server.url, keyPrefix: "c:" });
-    const timings = { leaseMs: 1_000 };
-    const a = instance(env, sql, redisA, { timings });
-    const b = instance(env, sql, redisB, { timings });
-    const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    const { sql, a, b, admin, close } = await twoInstancesOnPrivateRedis(env);
+    const leaseMs = 1_000; // the default
     try {
       const me = crypto.randomUUID(), peer = crypto.randomUUID();
       await setPostgres(sql, me, peer, 1);
@@ -284,7 +305,7 @@ integrationTest(
       const started = performance.now();
       await a.counters.changed([me]);
       assert.ok(
-        performance.now() - started >= timings.leaseMs,
+        performance.now() - started >= leaseMs,
         "the change waited until no lease on the old generation could remain",
       );
       assert.equal((await generationRow(sql)).redis_run_id, null, "unsafe, in Postgres");
@@ -295,7 +316,7 @@ integrationTest(
       // A second failure while still unsafe neither stamps again nor waits again.
       const again = performance.now();
       await a.counters.changed([me]);
-      assert.ok(performance.now() - again < timings.leaseMs, "no second wait");
+      assert.ok(performance.now() - again < leaseMs, "no second wait");
       assert.equal(a.stats.generations.write_failed, 1);
 
       await admin.config("SET", "maxmemory", "0");
@@ -305,12 +326,7 @@ integrationTest(
       assert.deepEqual(await b.counters.read(me), at(peer, 2));
       assert.deepEqual(await a.counters.read(me), at(peer, 2));
     } finally {
-      admin.disconnect();
-      await a.counters.close();
-      await b.counters.close();
-      await redisA.close();
-      await redisB.close();
-      await server.stop();
+      await close();
     }
   },
 );
@@ -345,10 +361,8 @@ integrationTest(
 integrationTest(
   "coherence: an instance that stops its heartbeat makes the others stamp anew and drop their in-process entries",
   async (env) => {
-    const sql = await countersDb(env);
-    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
     const local = createLocalCache();
-    const { counters, stats } = instance(env, sql, redis, {
+    const { sql, counters, stats, close } = await oneInstance(env, {
       local,
       timings: { instanceDeadMs: 1_000, confirmEveryMs: 100 },
     });
@@ -364,8 +378,7 @@ integrationTest(
       assert.equal(counters.cached(me), undefined, "in-process entries dropped");
       assert.equal((await sql`select count(*)::int as n from cache_instances`)[0]!.n, 1);
     } finally {
-      await counters.close();
-      await redis.close();
+      await close();
     }
   },
 );
@@ -373,10 +386,8 @@ integrationTest(
 integrationTest(
   "coherence: after a stalled event loop the in-process entries are not served",
   async (env) => {
-    const sql = await countersDb(env);
-    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
     const local = createLocalCache();
-    const { counters } = instance(env, sql, redis, { local, timings: { stallMs: 200 } });
+    const { counters, close } = await oneInstance(env, { local, timings: { stallMs: 200 } });
     try {
       const me = crypto.randomUUID();
       local.offer(me, { version: 1, dialogs: {} });
@@ -385,8 +396,7 @@ integrationTest(
       while (performance.now() < until) { /* the event loop runs nothing: a stall */ }
       assert.equal(counters.cached(me), undefined, "live updates may be waiting behind this read");
     } finally {
-      await counters.close();
-      await redis.close();
+      await close();
     }
   },
 );
@@ -418,7 +428,6 @@ integrationTest(
 integrationTest(
   "coherence: entries users keep reading are confirmed from Redis in batches of at most 200; an unconfirmed one expires",
   async (env) => {
-    const sql = await countersDb(env);
     const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
     const batches: number[] = [];
     const redis: RedisCache = Object.assign(Object.create(real), {
@@ -429,9 +438,8 @@ integrationTest(
     });
     let t = 0;
     const local = createLocalCache({ ttlMs: 1_000, refreshAfterMs: 500, now: () => t });
-    const { counters } = instance(env, sql, redis, { local });
+    const { sql, counters, close } = await oneInstance(env, { local, redis });
     try {
-      await waitFor(() => counters.trusted(), { what: "a confirmed generation" });
       const { stamp } = await generationRow(sql);
       const version = { version: 1, dialogs: { [crypto.randomUUID()]: 2 } };
       const users = Array.from({ length: 450 }, () => crypto.randomUUID());
@@ -448,8 +456,7 @@ integrationTest(
       assert.ok(users.every((u) => counters.cached(u)), "every entry in Redis was confirmed");
       assert.equal(counters.cached(gone), undefined, "missing from Redis, so never confirmed");
     } finally {
-      await counters.close();
-      await real.close();
+      await close();
     }
   },
 );
