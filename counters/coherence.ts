@@ -130,16 +130,26 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   }
 
   let confirming: Promise<string | null> | undefined;
+  let lastFailure = -Infinity;
   /** Confirms (or stamps anew) the generation; one at a time; null when Redis cannot be used. */
   function confirm(): Promise<string | null> {
     confirming ??= confirmOnce()
       .catch((err) => {
         log.debug("cache generation not confirmed; reading Postgres", { err });
         trust = null;
+        lastFailure = performance.now();
         return null;
       })
       .finally(() => confirming = undefined);
     return confirming;
+  }
+
+  /** The trusted stamp, confirming first unless a confirmation failed a moment ago (Redis down). */
+  function usableStamp(): Promise<string | null> | string | null {
+    const stamp = trustedStamp();
+    if (stamp !== null) return stamp;
+    if (performance.now() - lastFailure < timings.confirmEveryMs) return null;
+    return confirm();
   }
 
   async function confirmOnce(): Promise<string | null> {
@@ -316,7 +326,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
       }
       const epoch = local.epoch;
       try {
-        const stamp = trustedStamp() ?? await confirm();
+        const stamp = await usableStamp();
         if (stamp === null) throw new Error("no confirmed cache generation");
         const found = await redis.getMany(stamp, userIds);
         for (const [i, counters] of found.entries()) {
@@ -347,7 +357,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     async read(userId) {
       const held = cached(userId);
       if (held) return held;
-      const stamp = trustedStamp() ?? await confirm();
+      const stamp = await usableStamp();
       if (stamp === null) {
         cacheLookups.inc({ result: "bypass" });
         return await loadOnce(userId, null);
@@ -377,7 +387,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
       const loaded = await loadMany(userIds);
       const entries = userIds.map((userId, i) => ({ userId, counters: loaded[i]! }));
       for (const { userId, counters } of entries) local.offer(userId, counters, epoch);
-      const stamp = trustedStamp() ?? await confirm();
+      const stamp = await usableStamp();
       if (stamp === null) {
         await markUnsafe("redis_unavailable");
       } else {
