@@ -9,6 +9,8 @@ import { findBinary, freePort, type ManagedProcess, managedProcess } from "./pro
 export interface PrivateRedis extends ManagedProcess {
   /** `redis://127.0.0.1:<port>`. */
   url: string;
+  /** Where its dump.rdb, snapshot copies and log are. */
+  dir: string;
   /** FLUSHALL: every key gone, the process keeps running. */
   flushAll(): Promise<void>;
   /** SAVE now and keep a copy of the snapshot; returns the copy's path. */
@@ -62,6 +64,7 @@ export async function startPrivateRedis(dir: string): Promise<PrivateRedis> {
   };
   const redis: PrivateRedis = Object.assign(proc, {
     url,
+    dir,
     command,
     async flushAll() {
       await command(["FLUSHALL"]);
