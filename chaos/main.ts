@@ -116,6 +116,10 @@ export interface ChaosReport {
   gaveUp: number;
   rejected: number;
   faults: Record<string, number>;
+  /** Every fault with the second of the run it was injected at. */
+  timeline: { at: number; kind: string }[];
+  /** Sends failed by the saga timeout, by the last fault injected before each was sent. */
+  timedOutAfter: Record<string, number>;
   fuzzRequests: number;
   fuzzServerErrors: number;
   /** Pairs wrong anywhere: in the tables or as served by any instance. */
@@ -147,6 +151,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
   const dialogsDb = `chaos_${id}_dialogs`, countersDb = `chaos_${id}_counters`;
   const prefix = `chaos${id}`, stream = `CHAOS${id}`;
   const faults: Record<string, number> = {};
+  const timeline: { at: number; kind: string }[] = [];
   const admin = postgres(adminUrl, { max: 2, onnotice: () => {} });
   const locks = new FaultLocks();
   let cluster: NatsCluster | undefined;
@@ -265,6 +270,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       const [kind, inject] = injectors[turn++ % injectors.length]!;
       const done = inject().catch((err) => log(`chaos: fault ${kind} failed: ${err.message}`));
       faults[kind] = (faults[kind] ?? 0) + 1;
+      timeline.push({ at: (Date.now() - startedAt) / 1000, kind });
       await Promise.race([done, sleep(0)]);
     }
     await locks.settled();
@@ -311,6 +317,15 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       accepted: load.accepted,
       log,
     });
+    const timedOutAfter: Record<string, number> = {};
+    for (const sentAt of report.timedOutSentAt) {
+      const at = (sentAt - startedAt) / 1000;
+      const kind = timeline.findLast((f) => f.at <= at)?.kind ?? "no fault yet";
+      timedOutAfter[kind] = (timedOutAfter[kind] ?? 0) + 1;
+    }
+    for (const [kind, n] of Object.entries(timedOutAfter)) {
+      log(`chaos: ${n} send(s) timed out after the fault "${kind}"`);
+    }
     const result: ChaosReport = {
       seed: options.seed,
       seconds: Math.round((Date.now() - startedAt) / 1000),
@@ -326,6 +341,8 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       gaveUp: load.gaveUp,
       rejected: load.rejected,
       faults,
+      timeline,
+      timedOutAfter,
       drift: report.drift,
       driftTables: report.driftTables,
       driftServed: report.driftServed,
@@ -470,16 +487,18 @@ async function check(input: {
 }) {
   const d = postgres(input.dialogsUrl, { max: 1, onnotice: () => {} });
   try {
-    const rows = await d<{ id: string; status: string; reason: string | null }[]>`
-      select id, status, failure_reason as reason from messages`;
+    const rows = await d<
+      { id: string; status: string; reason: string | null; createdAt: Date }[]
+    >`select id, status, failure_reason as reason, created_at as "createdAt" from messages`;
     const status = new Map(rows.map((r) => [r.id, r]));
-    let committed = 0, failed = 0, timedOut = 0, lost = 0;
+    let committed = 0, failed = 0, lost = 0;
+    const timedOutSentAt: number[] = [];
     for (const id of input.accepted.keys()) {
       const s = status.get(id);
       if (s?.status === "committed") committed++;
       else if (s?.status === "failed") {
         failed++;
-        if (s.reason === TIMEOUT_REASON) timedOut++;
+        if (s.reason === TIMEOUT_REASON) timedOutSentAt.push(s.createdAt.getTime());
       } else lost++;
     }
     const { drift: stored, truth } = await verifyCounters(input.dialogsUrl, input.countersUrl);
@@ -504,7 +523,8 @@ async function check(input: {
     return {
       committed,
       failed,
-      timedOut,
+      timedOut: timedOutSentAt.length,
+      timedOutSentAt,
       lost,
       drift: bad.size,
       driftTables: stored.length,

@@ -31,6 +31,9 @@ Deno.test({
       assert.equal(report.sendsAccepted, 280);
       assert.equal(report.committed + report.failed, 280);
       assert.deepEqual([report.drift, report.lost, report.countedTwice], [0, 0, 0]);
+      assert.deepEqual([report.driftTables, report.driftServed, report.timedOut], [0, 0, 0]);
+      assert.ok(report.probeChecks > 0, "the read-your-saga probe read counters after commits");
+      assert.equal(report.probeViolations, 0);
       assert.equal(report.fuzzRequests, 1000);
       assert.equal(report.fuzzServerErrors, 0);
       const kinds = Object.keys(report.faults);
@@ -73,6 +76,8 @@ Deno.test("isOk() fails a run with any read-your-saga violation, served drift or
     gaveUp: 0,
     rejected: 0,
     faults: {},
+    timeline: [],
+    timedOutAfter: {},
     fuzzRequests: 0,
     fuzzServerErrors: 0,
     drift: 0,
@@ -108,6 +113,8 @@ Deno.test("renderReport() flags a failing run", () => {
     gaveUp: 0,
     rejected: 0,
     faults: {},
+    timeline: [],
+    timedOutAfter: {},
     fuzzRequests: 0,
     fuzzServerErrors: 0,
     drift: 0,
