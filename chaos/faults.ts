@@ -6,6 +6,7 @@ import type { Sql } from "../shared/db.ts";
 import type { NatsCluster } from "../testing/nats_cluster.ts";
 import type { ManagedProcess } from "../testing/processes.ts";
 import type { PrivateRedis } from "../testing/redis_server.ts";
+import type { TcpProxy } from "../testing/tcp_proxy.ts";
 
 /** A named fault. */
 export type Fault = [kind: string, inject: () => Promise<void>];
@@ -23,6 +24,8 @@ export interface FaultTargets {
   stream: string;
   /** Every fault of issue 12 (Redis from an older snapshot, refusing writes, stalls) when true. */
   full: boolean;
+  /** Instances whose NATS connections go through proxies that can be cut. */
+  natsLinks?: { name: string; proxies: TcpProxy[] }[];
   log: (line: string) => void;
 }
 
@@ -162,6 +165,20 @@ export function buildFaults(t: FaultTargets, locks: FaultLocks): Fault[] {
       })],
     killNatsNode(false),
   ];
+  let dropTurn = 0;
+  if (t.natsLinks?.length) {
+    others.push(["drop an instance's NATS connection (2 s)", () => {
+      const link = t.natsLinks![dropTurn++ % t.natsLinks!.length]!;
+      return locks.exclusive(link, async () => {
+        await Promise.all(link.proxies.map((p) => p.cut()));
+        try {
+          await sleep(2_000);
+        } finally {
+          await Promise.all(link.proxies.map((p) => p.restore()));
+        }
+      });
+    }]);
+  }
   return interleave(instanceKills, others).map(([kind, inject]) => [kind, async () => {
     await snapshot();
     await inject();

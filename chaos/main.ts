@@ -17,6 +17,7 @@ import { verifyCounters, verifyServed } from "../scripts/verify.ts";
 import { fuzzContext, fuzzRequests } from "../testing/fuzz.ts";
 import { type NatsCluster, startNatsCluster } from "../testing/nats_cluster.ts";
 import { startPrivateRedis } from "../testing/redis_server.ts";
+import { startTcpProxy, type TcpProxy } from "../testing/tcp_proxy.ts";
 import { buildFaults, FaultLocks } from "./faults.ts";
 import { runLoad } from "./load.ts";
 import { runProbe } from "./probe.ts";
@@ -158,6 +159,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
   let single: ManagedProcess | undefined;
   let redis: Awaited<ReturnType<typeof startPrivateRedis>> | undefined;
   const dialogs: ManagedProcess[] = [], counters: ManagedProcess[] = [];
+  const natsLinks: { name: string; proxies: TcpProxy[] }[] = [];
 
   try {
     log(
@@ -191,14 +193,30 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       JWT_SECRET: SECRET,
       LOG_LEVEL: "warn",
     };
+    // On a cluster, the first instance of each service reaches NATS through proxies, one per node,
+    // so that its connection can be dropped while every server stays up.
+    const natsUrlOf = (name: string, n: number) => {
+      if (!cluster || n !== 1) return natsUrl;
+      const proxies = cluster.nodes.map((node) =>
+        startTcpProxy({ hostname: "127.0.0.1", port: node.port })
+      );
+      natsLinks.push({ name, proxies });
+      return proxies.map((p) => `nats://127.0.0.1:${p.port}`).join(",");
+    };
     const service = (kind: "dialogs" | "counters", n: number): ManagedProcess =>
       denoProcess({
         name: `${kind}-${n}`,
         script: `${kind}/main.ts`,
         env: kind === "dialogs"
-          ? { ...common, DATABASE_URL: dbUrl(dialogsDb), SAGA_TIMEOUT_MS: String(sagaTimeoutMs) }
+          ? {
+            ...common,
+            NATS_URL: natsUrlOf(`${kind}-${n}`, n),
+            DATABASE_URL: dbUrl(dialogsDb),
+            SAGA_TIMEOUT_MS: String(sagaTimeoutMs),
+          }
           : {
             ...common,
+            NATS_URL: natsUrlOf(`${kind}-${n}`, n),
             DATABASE_URL: dbUrl(countersDb),
             REDIS_URL: redis!.url,
             REDIS_KEY_PREFIX: `${prefix}:`,
@@ -229,6 +247,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
     );
     const dialogsUrls = dialogs.map((d) => `http://127.0.0.1:${d.port}`);
     const countersUrls = counters.map((c) => `http://127.0.0.1:${c.port}`);
+    log(`chaos: ${[...dialogs, ...counters].map((p) => `${p.name} :${p.port}`).join(", ")}`);
     const deadline = Date.now() + options.seconds * 1000;
     let loading = true;
     const loadDone = runLoad({
@@ -261,6 +280,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       databases: [dialogsDb, countersDb],
       stream,
       full,
+      natsLinks,
       log,
     }, locks);
     let turn = 0;
@@ -286,6 +306,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
     for (const p of [...servers, redis, ...dialogs, ...counters]) await p.start();
     await cluster?.healthy();
     await redis.acceptWrites();
+    for (const link of natsLinks) for (const p of link.proxies) await p.restore();
     const quiet = await waitForQuiet(
       dbUrl(dialogsDb),
       dbUrl(countersDb),
@@ -363,6 +384,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
     return result;
   } finally {
     locks.resumeAll();
+    for (const link of natsLinks) for (const p of link.proxies) await p.close().catch(() => {});
     await Promise.all([...dialogs, ...counters].map((p) => p.terminate().catch(() => {})));
     await Promise.all(
       [single?.kill(), cluster?.stop(), redis?.kill()].map((p) => p?.catch(() => {})),

@@ -110,7 +110,8 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
           result.violations++;
           if (result.examples.length < 5) {
             result.examples.push(
-              `${counters[i]} served ${served} to ${to} for ${from} right after message ` +
+              `${new Date().toISOString()} ${counters[i]} served ${served} to ${to} for ${from} ` +
+                `right after message ` +
                 `${committedSoFar} (${messageId}) read committed on ${other}`,
             );
           }
