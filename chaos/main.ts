@@ -121,6 +121,8 @@ export interface ChaosReport {
   timeline: { at: number; kind: string }[];
   /** Sends failed by the saga timeout, by the last fault injected before each was sent. */
   timedOutAfter: Record<string, number>;
+  /** Read-your-saga violations, by the last fault injected before each was seen. */
+  violationsAfter: Record<string, number>;
   fuzzRequests: number;
   fuzzServerErrors: number;
   /** Pairs wrong anywhere: in the tables or as served by any instance. */
@@ -338,14 +340,23 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       accepted: load.accepted,
       log,
     });
-    const timedOutAfter: Record<string, number> = {};
-    for (const sentAt of report.timedOutSentAt) {
-      const at = (sentAt - startedAt) / 1000;
-      const kind = timeline.findLast((f) => f.at <= at)?.kind ?? "no fault yet";
-      timedOutAfter[kind] = (timedOutAfter[kind] ?? 0) + 1;
-    }
+    // Which fault came last before a figure: a hint for whoever reads the report, not a verdict.
+    const byLastFault = (times: number[]) => {
+      const counts: Record<string, number> = {};
+      for (const time of times) {
+        const at = (time - startedAt) / 1000;
+        const kind = timeline.findLast((f) => f.at <= at)?.kind ?? "no fault yet";
+        counts[kind] = (counts[kind] ?? 0) + 1;
+      }
+      return counts;
+    };
+    const timedOutAfter = byLastFault(report.timedOutSentAt);
+    const violationsAfter = byLastFault(probe.violationTimes);
     for (const [kind, n] of Object.entries(timedOutAfter)) {
-      log(`chaos: ${n} send(s) timed out after the fault "${kind}"`);
+      log(`chaos: ${n} send(s) timed out, sent after the fault "${kind}"`);
+    }
+    for (const [kind, n] of Object.entries(violationsAfter)) {
+      log(`chaos: ${n} read-your-saga violation(s) seen after the fault "${kind}"`);
     }
     const result: ChaosReport = {
       seed: options.seed,
@@ -364,6 +375,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       faults,
       timeline,
       timedOutAfter,
+      violationsAfter,
       drift: report.drift,
       driftTables: report.driftTables,
       driftServed: report.driftServed,

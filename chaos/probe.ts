@@ -19,6 +19,8 @@ export interface ProbeResult {
   unresolved: number;
   /** The first few violations, for the log. */
   examples: string[];
+  /** When each violation was seen (ms since the epoch). */
+  violationTimes: number[];
 }
 
 /** Options of the probe. */
@@ -56,6 +58,7 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
     unanswered: 0,
     unresolved: 0,
     examples: [],
+    violationTimes: [],
   };
   const dialogs = options.dialogsUrls, counters = options.countersUrls;
   await Promise.all(options.pairs.map(async ({ from, to }, p) => {
@@ -108,6 +111,7 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeResult> {
         const served = (res.body.dialogs as Record<string, number> | undefined)?.[from] ?? 0;
         if (served < committedSoFar) {
           result.violations++;
+          result.violationTimes.push(Date.now());
           if (result.examples.length < 5) {
             result.examples.push(
               `${new Date().toISOString()} ${counters[i]} served ${served} to ${to} for ${from} ` +
