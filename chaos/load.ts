@@ -128,7 +128,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       const i = next++;
       if (i >= plan.length || Date.now() > options.deadline) return;
       const due = started + i * interval;
-      if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+      const wait = due - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       await perform(plan[i]!, i);
     }
   }));

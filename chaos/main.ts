@@ -332,6 +332,8 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       stream,
       options.quietSeconds * 1000,
     );
+    // A process that crashed is counted above; the served check needs every instance up.
+    for (const p of [...dialogs, ...counters]) await p.start();
     const report = await check({
       dialogsUrl: dbUrl(dialogsDb),
       countersUrl: dbUrl(countersDb),

@@ -61,7 +61,7 @@ export interface VerifyServedOptions {
 /**
  * Reads `GET /api/counters` of every user on every instance and returns each (instance, user, peer)
  * whose served count differs from the truth. Throws ServedReadError when an instance does not answer
- * 200 after three tries.
+ * 200 after five tries (about 4 s).
  */
 export async function verifyServed(options: VerifyServedOptions): Promise<ServedDrift[]> {
   const expected = new Map<string, Map<string, number>>();
@@ -101,8 +101,8 @@ async function readServed(
 ): Promise<Record<string, number>> {
   const token = await signToken(userId, secret, 10 * 60);
   let last: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * attempt));
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, 250 * 2 ** (attempt - 1)));
     try {
       const res = await fetch(`${instance}/api/counters`, {
         headers: { Authorization: `Bearer ${token}` },
