@@ -1,17 +1,26 @@
 /**
- * `deno task chaos`: two dialogs and two counters processes under a mixed load while faults are
- * injected (kill -9 of each instance, nats-server and Redis restarts, Postgres connections killed);
- * then it waits for quiet, checks the invariant, prints a table and exits 1 unless drift, lost and
- * counted-twice are all 0. It starts its own nats-server and redis-server and stops only what it started.
+ * `deno task chaos`: N dialogs and N counters processes (`--instances`, 2 by default) under a mixed
+ * load while faults are injected; then it waits for quiet, checks the invariant in the tables and as
+ * every counters instance serves it, prints a table and exits 1 unless every figure that must be 0 is.
+ * With `--nats-cluster 3` it runs on a private three-node JetStream cluster (R3 streams) with every
+ * fault of issue 12: kill -9 of each instance and of NATS nodes (the stream leader among them), Redis
+ * flushed, restarted from an older snapshot and refusing writes, Postgres connections killed, an
+ * instance stalled. It starts its own nats-server(s) and redis-server and stops only what it started.
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import postgres from "postgres";
 import { signToken } from "../shared/auth.ts";
 import { quoteIdent } from "../shared/db.ts";
-import { connectNats, durableName } from "../shared/jetstream.ts";
-import { verifyCounters } from "../scripts/verify.ts";
+import { connectNats, streamNames } from "../shared/jetstream.ts";
+import { TIMEOUT_REASON } from "../dialogs/message_store.ts";
+import { verifyCounters, verifyServed } from "../scripts/verify.ts";
 import { fuzzContext, fuzzRequests } from "../testing/fuzz.ts";
+import { type NatsCluster, startNatsCluster } from "../testing/nats_cluster.ts";
+import { startPrivateRedis } from "../testing/redis_server.ts";
+import { startTcpProxy, type TcpProxy } from "../testing/tcp_proxy.ts";
+import { buildFaults, FaultLocks } from "./faults.ts";
 import { runLoad } from "./load.ts";
+import { runProbe } from "./probe.ts";
 import {
   denoProcess,
   findBinary,
@@ -33,6 +42,14 @@ export interface ChaosOptions {
   seed: number;
   /** Random and malformed requests fired at the instances after the load. */
   fuzz: number;
+  /** Instances of each service. */
+  instances: number;
+  /** nats-server processes: 1 is a single server, more a JetStream cluster with every fault. */
+  natsCluster: number;
+  /** dialogs' SAGA_TIMEOUT_MS; 30 s (the service's default) with one NATS server, else 8 s. */
+  sagaTimeoutMs?: number;
+  /** Sender/recipient pairs of the read-your-saga probe. */
+  probePairs: number;
   json?: string;
 }
 
@@ -46,7 +63,12 @@ const DEFAULTS: ChaosOptions = {
   quietSeconds: 120,
   seed: 20261125,
   fuzz: 20_000,
+  instances: 2,
+  natsCluster: 1,
+  probePairs: 4,
 };
+
+const OPTIONAL = ["json", "sagaTimeoutMs"];
 
 /** Parses `--name value` flags over the defaults; throws on an unknown flag or a bad number. */
 export function parseChaosArgs(args: string[]): ChaosOptions {
@@ -54,7 +76,9 @@ export function parseChaosArgs(args: string[]): ChaosOptions {
   for (let i = 0; i < args.length; i += 2) {
     const flag = args[i]!.replace(/^--/, "").replace(/-([a-z])/g, (_, c) => c.toUpperCase());
     const value = args[i + 1];
-    if (!(flag in DEFAULTS) && flag !== "json") throw new Error(`unknown option ${args[i]}`);
+    if (!(flag in DEFAULTS) && !OPTIONAL.includes(flag)) {
+      throw new Error(`unknown option ${args[i]}`);
+    }
     if (value === undefined) throw new Error(`option ${args[i]} needs a value`);
     if (flag === "json") options.json = value;
     else {
@@ -62,30 +86,56 @@ export function parseChaosArgs(args: string[]): ChaosOptions {
       if (!Number.isFinite(n) || n <= 0) {
         throw new Error(`option ${args[i]} needs a positive number`);
       }
+      if (["instances", "natsCluster", "probePairs"].includes(flag) && !Number.isInteger(n)) {
+        throw new Error(`option ${args[i]} needs a whole number`);
+      }
       (options as unknown as Record<string, number>)[flag] = n;
     }
+  }
+  if (options.sagaTimeoutMs !== undefined && options.sagaTimeoutMs < 100) {
+    throw new Error("option --saga-timeout-ms needs 100 or more");
   }
   return options;
 }
 
 const SECRET = "chaos-secret-0123456789abcdef";
 
-/** What a run measured; `ok` when drift, lost and counted twice are all 0. */
+/** What a run measured; `ok` when every figure that must be 0 is (see renderReport). */
 export interface ChaosReport {
   seed: number;
   seconds: number;
+  instances: number;
+  natsNodes: number;
+  sagaTimeoutMs: number;
   sendsAccepted: number;
   committed: number;
   failed: number;
+  /** Failed by the saga timeout: with SAGA_TIMEOUT_MS ≥ 8 s only a fault makes a saga that slow. */
+  timedOut: number;
   reads: number;
+  counterReads: number;
   gaveUp: number;
   rejected: number;
   faults: Record<string, number>;
+  /** Every fault with the second of the run it was injected at. */
+  timeline: { at: number; kind: string }[];
+  /** Sends failed by the saga timeout, by the last fault injected before each was sent. */
+  timedOutAfter: Record<string, number>;
+  /** Read-your-saga violations, by the last fault injected before each was seen. */
+  violationsAfter: Record<string, number>;
   fuzzRequests: number;
   fuzzServerErrors: number;
+  /** Pairs wrong anywhere: in the tables or as served by any instance. */
   drift: number;
+  /** Pairs wrong in the counters tables. */
+  driftTables: number;
+  /** (instance, user, peer) served wrong. */
+  driftServed: number;
   lost: number;
   countedTwice: number;
+  /** Read-your-saga probe: counter reads right after a commit, and those missing the message. */
+  probeChecks: number;
+  probeViolations: number;
   quiet: boolean;
   ok: boolean;
 }
@@ -93,6 +143,8 @@ export interface ChaosReport {
 /** Runs the whole chaos scenario and returns its report. */
 export async function runChaos(options: ChaosOptions, log = console.log): Promise<ChaosReport> {
   const startedAt = Date.now();
+  const full = options.natsCluster > 1;
+  const sagaTimeoutMs = options.sagaTimeoutMs ?? (full ? 8_000 : 30_000);
   const id = crypto.randomUUID().replaceAll("-", "").slice(0, 10);
   const dir = await Deno.makeTempDir({ prefix: `chaos-${id}-` });
   const adminUrl = Deno.env.get("TEST_DATABASE_URL") ??
@@ -101,119 +153,138 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
     Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString();
   const dialogsDb = `chaos_${id}_dialogs`, countersDb = `chaos_${id}_counters`;
   const prefix = `chaos${id}`, stream = `CHAOS${id}`;
-  const natsPort = freePort(), redisPort = freePort();
-  const natsUrl = `nats://127.0.0.1:${natsPort}`;
-  const nats = managedProcess({
-    name: "nats-server",
-    port: natsPort,
-    command: await findBinary("nats-server"),
-    args: ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", `${dir}/nats`],
-    logFile: `${dir}/nats.log`,
-  });
-  const redis = managedProcess({
-    name: "redis-server",
-    port: redisPort,
-    command: await findBinary("redis-server"),
-    args: [
-      "--port",
-      String(redisPort),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--dir",
-      dir,
-    ],
-    logFile: `${dir}/redis.log`,
-  });
-  const common = {
-    NATS_URL: natsUrl,
-    NATS_STREAM: stream,
-    NATS_SUBJECT_PREFIX: prefix,
-    JWT_SECRET: SECRET,
-    LOG_LEVEL: "warn",
-  };
-  const service = (kind: "dialogs" | "counters", n: number): ManagedProcess =>
-    denoProcess({
-      name: `${kind}-${n}`,
-      script: `${kind}/main.ts`,
-      env: kind === "dialogs" ? { ...common, DATABASE_URL: dbUrl(dialogsDb) } : {
-        ...common,
-        DATABASE_URL: dbUrl(countersDb),
-        REDIS_URL: `redis://127.0.0.1:${redisPort}`,
-        REDIS_KEY_PREFIX: `${prefix}:`,
-        // Off: a repair would hide the drift this run exists to find.
-        RECONCILE_INTERVAL_MS: "0",
-      },
-      logFile: `${dir}/${kind}-${n}.log`,
-      readyPath: "/health/live",
-    });
-  const dialogs = [service("dialogs", 1), service("dialogs", 2)];
-  const counters = [service("counters", 1), service("counters", 2)];
-  const all = [nats, redis, ...dialogs, ...counters];
   const faults: Record<string, number> = {};
+  const timeline: { at: number; kind: string }[] = [];
   const admin = postgres(adminUrl, { max: 2, onnotice: () => {} });
+  const locks = new FaultLocks();
+  let cluster: NatsCluster | undefined;
+  let single: ManagedProcess | undefined;
+  let redis: Awaited<ReturnType<typeof startPrivateRedis>> | undefined;
+  const dialogs: ManagedProcess[] = [], counters: ManagedProcess[] = [];
+  const natsLinks: { name: string; proxies: TcpProxy[] }[] = [];
 
   try {
     log(
-      `chaos: ${options.sends} sends at ${options.rate}/s from ${options.users} users; logs in ${dir}`,
+      `chaos: ${options.sends} sends at ${options.rate}/s from ${options.users} users; ` +
+        `${options.instances} instance(s) of each service, ${options.natsCluster} NATS node(s), ` +
+        `SAGA_TIMEOUT_MS ${sagaTimeoutMs}; logs in ${dir}`,
     );
-    await nats.start();
-    await redis.start();
+    let natsUrl: string;
+    if (full) {
+      cluster = await startNatsCluster({ dir: `${dir}/nats`, size: options.natsCluster });
+      natsUrl = cluster.url;
+    } else {
+      const natsPort = freePort();
+      natsUrl = `nats://127.0.0.1:${natsPort}`;
+      single = managedProcess({
+        name: "nats-server",
+        port: natsPort,
+        command: await findBinary("nats-server"),
+        args: ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", `${dir}/nats`],
+        logFile: `${dir}/nats.log`,
+      });
+      await single.start();
+    }
+    redis = await startPrivateRedis(`${dir}/redis`);
+    const common = {
+      NATS_URL: natsUrl,
+      NATS_STREAM: stream,
+      NATS_SUBJECT_PREFIX: prefix,
+      // Read by the services once they know it; until then the run scales the streams itself below.
+      NATS_STREAM_REPLICAS: String(Math.min(options.natsCluster, 3)),
+      JWT_SECRET: SECRET,
+      LOG_LEVEL: "warn",
+    };
+    // On a cluster, the first instance of each service reaches NATS through proxies, one per node,
+    // so that its connection can be dropped while every server stays up.
+    const natsUrlOf = (name: string, n: number) => {
+      if (!cluster || n !== 1) return natsUrl;
+      const proxies = cluster.nodes.map((node) =>
+        startTcpProxy({ hostname: "127.0.0.1", port: node.port })
+      );
+      natsLinks.push({ name, proxies });
+      return proxies.map((p) => `nats://127.0.0.1:${p.port}`).join(",");
+    };
+    const service = (kind: "dialogs" | "counters", n: number): ManagedProcess =>
+      denoProcess({
+        name: `${kind}-${n}`,
+        script: `${kind}/main.ts`,
+        env: kind === "dialogs"
+          ? {
+            ...common,
+            NATS_URL: natsUrlOf(`${kind}-${n}`, n),
+            DATABASE_URL: dbUrl(dialogsDb),
+            SAGA_TIMEOUT_MS: String(sagaTimeoutMs),
+          }
+          : {
+            ...common,
+            NATS_URL: natsUrlOf(`${kind}-${n}`, n),
+            DATABASE_URL: dbUrl(countersDb),
+            REDIS_URL: redis!.url,
+            REDIS_KEY_PREFIX: `${prefix}:`,
+            // Off: a repair would hide the drift this run exists to find.
+            RECONCILE_INTERVAL_MS: "0",
+          },
+        logFile: `${dir}/${kind}-${n}.log`,
+        readyPath: "/health/live",
+      });
+    for (let n = 1; n <= options.instances; n++) {
+      dialogs.push(service("dialogs", n));
+      counters.push(service("counters", n));
+    }
+    // One first, so that the databases are created and migrated once; then the rest.
+    await dialogs[0]!.start();
+    await counters[0]!.start();
     await Promise.all([...dialogs, ...counters].map((p) => p.start()));
+    if (cluster) await replicate(natsUrl, stream, prefix, Math.min(options.natsCluster, 3), log);
 
     const users = Array.from({ length: options.users }, () => crypto.randomUUID());
-    const tokens = new Map(
-      await Promise.all(users.map(async (u) => [u, await signToken(u, SECRET)] as const)),
+    const probePairs = Array.from(
+      { length: options.probePairs },
+      () => ({ from: crypto.randomUUID(), to: crypto.randomUUID() }),
     );
+    const everyone = [...users, ...probePairs.flatMap((p) => [p.from, p.to])];
+    const tokens = new Map(
+      await Promise.all(everyone.map(async (u) => [u, await signToken(u, SECRET)] as const)),
+    );
+    const dialogsUrls = dialogs.map((d) => `http://127.0.0.1:${d.port}`);
+    const countersUrls = counters.map((c) => `http://127.0.0.1:${c.port}`);
+    log(`chaos: ${[...dialogs, ...counters].map((p) => `${p.name} :${p.port}`).join(", ")}`);
     const deadline = Date.now() + options.seconds * 1000;
     let loading = true;
     const loadDone = runLoad({
-      dialogsUrls: dialogs.map((d) => `http://127.0.0.1:${d.port}`),
+      dialogsUrls,
+      countersUrls,
       users,
       tokens,
       sends: options.sends,
       rate: options.rate,
       readShare: 0.25,
+      countShare: 0.25,
       concurrency: options.concurrency,
       seed: options.seed,
       deadline,
     }).finally(() => loading = false);
+    const probeDone = runProbe({
+      dialogsUrls,
+      countersUrls,
+      pairs: probePairs,
+      tokens,
+      active: () => loading,
+    });
 
-    const restarting = new Map<ManagedProcess, Promise<void>>();
-    // One restart per process at a time; a fault aimed at a process still restarting waits for it.
-    const restart = async (p: ManagedProcess) => {
-      await restarting.get(p);
-      const run = (async () => {
-        await p.kill();
-        await sleep(300 + 1_200 * Math.random());
-        await p.start();
-      })();
-      restarting.set(p, run);
-      try {
-        await run;
-      } finally {
-        if (restarting.get(p) === run) restarting.delete(p);
-      }
-    };
-    // Interleaved so that even a short run meets every kind; restarts run in the background.
-    const kill = (
-      p: ManagedProcess,
-    ): [string, () => Promise<void>] => [`kill -9 ${p.name}`, () => restart(p)];
-    const injectors: [string, () => Promise<void>][] = [
-      kill(dialogs[0]!),
-      ["restart nats-server", () => restart(nats)],
-      kill(counters[0]!),
-      ["stop and flush redis", () => restart(redis)],
-      ["kill postgres connections", async () => {
-        await admin`select pg_terminate_backend(pid) from pg_stat_activity
-                    where datname in (${dialogsDb}, ${countersDb}) and pid <> pg_backend_pid()`;
-      }],
-      kill(dialogs[1]!),
-      kill(counters[1]!),
-    ];
+    const injectors = buildFaults({
+      dialogs,
+      counters,
+      nats: cluster ?? single!,
+      redis,
+      admin,
+      databases: [dialogsDb, countersDb],
+      stream,
+      full,
+      natsLinks,
+      log,
+    }, locks);
     let turn = 0;
     while (loading) {
       await sleep(options.faultEvery * 1000 * (0.5 + seededFraction(options.seed + turn)));
@@ -221,15 +292,23 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       const [kind, inject] = injectors[turn++ % injectors.length]!;
       const done = inject().catch((err) => log(`chaos: fault ${kind} failed: ${err.message}`));
       faults[kind] = (faults[kind] ?? 0) + 1;
+      timeline.push({ at: (Date.now() - startedAt) / 1000, kind });
       await Promise.race([done, sleep(0)]);
     }
-    await Promise.all(restarting.values());
+    await locks.settled();
     const load = await loadDone;
+    const probe = await probeDone;
+    for (const example of probe.examples) log(`chaos: read-your-saga violation: ${example}`);
     log(
-      `chaos: load done (${load.accepted.size} sends accepted, ${load.reads} reads); waiting for quiet`,
+      `chaos: load done (${load.accepted.size} sends accepted, ${load.reads} reads, ` +
+        `${load.counterReads} counter reads, ${probe.committed} probe messages); waiting for quiet`,
     );
 
-    for (const p of all) await p.start();
+    const servers = cluster ? cluster.nodes : [single!];
+    for (const p of [...servers, redis, ...dialogs, ...counters]) await p.start();
+    await cluster?.healthy();
+    await redis.acceptWrites();
+    for (const link of natsLinks) for (const p of link.proxies) await p.restore();
     const quiet = await waitForQuiet(
       dbUrl(dialogsDb),
       dbUrl(countersDb),
@@ -239,10 +318,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
     );
 
     const fuzz = await fireFuzz(options, {
-      bases: {
-        dialogs: dialogs.map((d) => `http://127.0.0.1:${d.port}`),
-        counters: counters.map((c) => `http://127.0.0.1:${c.port}`),
-      },
+      bases: { dialogs: dialogsUrls, counters: countersUrls },
       users: users.slice(0, 16),
       messageIds: [...load.accepted.keys()].slice(0, 50),
     });
@@ -256,41 +332,77 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       { stream, prefix },
       options.quietSeconds * 1000,
     );
+    // A process that crashed is counted above; the served check needs every instance up.
+    for (const p of [...dialogs, ...counters]) await p.start();
     const report = await check({
       dialogsUrl: dbUrl(dialogsDb),
       countersUrl: dbUrl(countersDb),
-      countersBases: counters.map((c) => `http://127.0.0.1:${c.port}`),
-      users,
-      tokens,
+      countersBases: countersUrls,
+      users: everyone,
       accepted: load.accepted,
+      log,
     });
+    // Which fault came last before a figure: a hint for whoever reads the report, not a verdict.
+    const byLastFault = (times: number[]) => {
+      const counts: Record<string, number> = {};
+      for (const time of times) {
+        const at = (time - startedAt) / 1000;
+        const kind = timeline.findLast((f) => f.at <= at)?.kind ?? "no fault yet";
+        counts[kind] = (counts[kind] ?? 0) + 1;
+      }
+      return counts;
+    };
+    const timedOutAfter = byLastFault(report.timedOutSentAt);
+    const violationsAfter = byLastFault(probe.violationTimes);
+    for (const [kind, n] of Object.entries(timedOutAfter)) {
+      log(`chaos: ${n} send(s) timed out, sent after the fault "${kind}"`);
+    }
+    for (const [kind, n] of Object.entries(violationsAfter)) {
+      log(`chaos: ${n} read-your-saga violation(s) seen after the fault "${kind}"`);
+    }
     const result: ChaosReport = {
       seed: options.seed,
       seconds: Math.round((Date.now() - startedAt) / 1000),
+      instances: options.instances,
+      natsNodes: options.natsCluster,
+      sagaTimeoutMs,
       sendsAccepted: load.accepted.size,
       committed: report.committed,
       failed: report.failed,
+      timedOut: report.timedOut,
       reads: load.reads,
+      counterReads: load.counterReads,
       gaveUp: load.gaveUp,
       rejected: load.rejected,
       faults,
+      timeline,
+      timedOutAfter,
+      violationsAfter,
       drift: report.drift,
+      driftTables: report.driftTables,
+      driftServed: report.driftServed,
       lost: report.lost,
       countedTwice: report.countedTwice,
+      probeChecks: probe.checks,
+      probeViolations: probe.violations,
       fuzzRequests: fuzz.requests,
       fuzzServerErrors: fuzz.serverErrors + crashed.length,
       quiet: quiet && quietAgain,
-      ok: quiet && quietAgain && report.drift === 0 && report.lost === 0 &&
-        report.countedTwice === 0 && fuzz.serverErrors === 0 && crashed.length === 0,
+      ok: false,
     };
+    result.ok = isOk(result);
     log(renderReport(result));
     if (options.json) {
       await Deno.writeTextFile(options.json, JSON.stringify(result, null, 2) + "\n");
     }
     return result;
   } finally {
+    locks.resumeAll();
+    for (const link of natsLinks) for (const p of link.proxies) await p.close().catch(() => {});
     await Promise.all([...dialogs, ...counters].map((p) => p.terminate().catch(() => {})));
-    await Promise.all([nats, redis].map((p) => p.kill().catch(() => {})));
+    await Promise.all(
+      [single?.kill(), cluster?.stop(), redis?.kill()].map((p) => p?.catch(() => {})),
+    );
     for (const db of [dialogsDb, countersDb]) {
       await admin.unsafe(`drop database if exists ${quoteIdent(db)} with (force)`).catch(() => {});
     }
@@ -301,7 +413,63 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
   }
 }
 
-/** Waits until no send is pending, both outboxes are empty and both consumers have acked everything. */
+/** Every figure that must be 0 is, quiet was reached and nothing crashed. */
+export function isOk(r: ChaosReport): boolean {
+  return r.quiet && r.drift === 0 && r.driftTables === 0 && r.driftServed === 0 && r.lost === 0 &&
+    r.countedTwice === 0 && r.probeViolations === 0 && r.timedOut === 0 &&
+    r.fuzzServerErrors === 0;
+}
+
+/**
+ * Makes the saga and dead-letter streams `replicas`-way (R3 on a cluster) and waits until every
+ * consumer is too. Services that read NATS_STREAM_REPLICAS create them so; this covers those that don't.
+ */
+async function replicate(
+  natsUrl: string,
+  stream: string,
+  prefix: string,
+  replicas: number,
+  log: (line: string) => void,
+): Promise<void> {
+  const nc = await connectNats(natsUrl, "chaos-replicate");
+  try {
+    const jsm = await jetstreamManager(nc);
+    const names = streamNames(stream, prefix);
+    for (const name of [names.stream, names.deadLetterStream]) {
+      const info = await jsm.streams.info(name).catch(() => undefined);
+      if (!info) continue;
+      if (info.config.num_replicas !== replicas) {
+        await jsm.streams.update(name, { num_replicas: replicas });
+      }
+      for await (const c of jsm.consumers.list(name)) {
+        if ((c.config.num_replicas ?? 0) !== 0 && c.config.num_replicas !== replicas) {
+          await jsm.consumers.update(name, c.name, { num_replicas: replicas });
+        }
+      }
+    }
+    // Scaling up takes an election; report the settled state.
+    const deadline = Date.now() + 15_000;
+    let info = await jsm.streams.info(names.stream);
+    while (!info.cluster?.leader && Date.now() < deadline) {
+      await sleep(250);
+      info = await jsm.streams.info(names.stream);
+    }
+    const consumers: string[] = [];
+    for await (const c of jsm.consumers.list(names.stream)) {
+      consumers.push(
+        `${c.name} (leader ${c.cluster?.leader}, ${c.cluster?.replicas?.length} peers)`,
+      );
+    }
+    log(
+      `chaos: stream ${names.stream} R${info.config.num_replicas} (leader ${info.cluster?.leader}, ` +
+        `${info.cluster?.replicas?.length} peers); consumers ${consumers.join(", ")}`,
+    );
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Waits until no send is pending, both outboxes are empty and every consumer has acked everything. */
 async function waitForQuiet(
   dialogsUrl: string,
   countersUrl: string,
@@ -322,10 +490,13 @@ async function waitForQuiet(
         const [dOut] = await d`select count(*)::int as n from outbox where sent_at is null`;
         const [cOut] = await c`select count(*)::int as n from outbox where sent_at is null`;
         let busy = pending!.n + dOut!.n + cOut!.n;
-        for (const service of ["dialogs", "counters"] as const) {
-          const info = await jsm.consumers.info(names.stream, durableName(names.prefix, service));
+        // Whatever the durables are named: every consumer of the stream must be done.
+        let consumers = 0;
+        for await (const info of jsm.consumers.list(names.stream)) {
+          consumers++;
           busy += info.num_pending + info.num_ack_pending;
         }
+        if (consumers < 2) busy++;
         quietChecks = busy === 0 ? quietChecks + 1 : 0;
         if (quietChecks >= 3) return true;
       } catch {
@@ -341,55 +512,61 @@ async function waitForQuiet(
   }
 }
 
-/** Compares every counter, in Postgres and as served, with the truth in the dialogs database. */
+/** Compares every counter, in Postgres and as served by every instance, with the truth. */
 async function check(input: {
   dialogsUrl: string;
   countersUrl: string;
   countersBases: string[];
   users: string[];
-  tokens: Map<string, string>;
   accepted: Map<string, { from: string; to: string }>;
+  log: (line: string) => void;
 }) {
   const d = postgres(input.dialogsUrl, { max: 1, onnotice: () => {} });
   try {
-    const rows = await d<{ id: string; status: string }[]>`select id, status from messages`;
-    const status = new Map(rows.map((r) => [r.id, r.status]));
+    const rows = await d<
+      { id: string; status: string; reason: string | null; createdAt: Date }[]
+    >`select id, status, failure_reason as reason, created_at as "createdAt" from messages`;
+    const status = new Map(rows.map((r) => [r.id, r]));
     let committed = 0, failed = 0, lost = 0;
+    const timedOutSentAt: number[] = [];
     for (const id of input.accepted.keys()) {
       const s = status.get(id);
-      if (s === "committed") committed++;
-      else if (s === "failed") failed++;
-      else lost++;
+      if (s?.status === "committed") committed++;
+      else if (s?.status === "failed") {
+        failed++;
+        if (s.reason === TIMEOUT_REASON) timedOutSentAt.push(s.createdAt.getTime());
+      } else lost++;
     }
-    const truth = new Map<string, number>();
-    for (
-      const t of await d<{ pair: string; n: number }[]>`
-        select recipient_id || '/' || sender_id as pair, count(*)::int as n from messages
-        where status = 'committed' and read_at is null group by 1`
-    ) truth.set(t.pair, t.n);
-    const { drift: stored } = await verifyCounters(input.dialogsUrl, input.countersUrl);
-    const bad = new Set(stored.map((x) => `${x.userId}/${x.peerId}`));
-    const twice = new Set(
-      stored.filter((x) => x.actual > x.expected).map((x) => `${x.userId}/${x.peerId}`),
-    );
-    for (const user of input.users) {
-      for (const base of input.countersBases) {
-        const res = await fetch(`${base}/api/counters`, {
-          headers: { Authorization: `Bearer ${input.tokens.get(user)}` },
-        });
-        const served = (await res.json()).dialogs as Record<string, number>;
-        const peers = new Set([
-          ...Object.keys(served),
-          ...[...truth.keys()].filter((k) => k.startsWith(`${user}/`)).map((k) => k.split("/")[1]!),
-        ]);
-        for (const peer of peers) {
-          const expected = truth.get(`${user}/${peer}`) ?? 0, actual = served[peer] ?? 0;
-          if (actual !== expected) bad.add(`${user}/${peer}`);
-          if (actual > expected) twice.add(`${user}/${peer}`);
-        }
-      }
+    const { drift: stored, truth } = await verifyCounters(input.dialogsUrl, input.countersUrl);
+    const served = await verifyServed({
+      instances: input.countersBases,
+      secret: SECRET,
+      truth,
+      users: [...input.users, ...truth.map((t) => t.userId)],
+      concurrency: 8,
+    });
+    for (const x of served.slice(0, 5)) {
+      input.log(
+        `chaos: ${x.instance} serves ${x.served} to ${x.userId} for ${x.peerId}, truth ${x.expected}`,
+      );
     }
-    return { committed, failed, lost, drift: bad.size, countedTwice: twice.size };
+    const pair = (x: { userId: string; peerId: string }) => `${x.userId}/${x.peerId}`;
+    const bad = new Set([...stored.map(pair), ...served.map(pair)]);
+    const twice = new Set([
+      ...stored.filter((x) => x.actual > x.expected).map(pair),
+      ...served.filter((x) => x.served > x.expected).map(pair),
+    ]);
+    return {
+      committed,
+      failed,
+      timedOut: timedOutSentAt.length,
+      timedOutSentAt,
+      lost,
+      drift: bad.size,
+      driftTables: stored.length,
+      driftServed: served.length,
+      countedTwice: twice.size,
+    };
   } finally {
     await d.end();
   }
@@ -427,16 +604,25 @@ async function fireFuzz(
 /** The report as a table. */
 export function renderReport(r: ChaosReport): string {
   const rows: [string, string | number][] = [
+    ["instances of each service", r.instances],
+    ["NATS nodes", r.natsNodes],
+    ["SAGA_TIMEOUT_MS", r.sagaTimeoutMs],
     ["sends accepted (202)", r.sendsAccepted],
     ["committed", r.committed],
     ["failed (refused or timed out)", r.failed],
-    ["reads", r.reads],
+    ["reads (mark read)", r.reads],
+    ["counter reads (GET /api/counters)", r.counterReads],
     ["requests given up after retries", r.gaveUp],
     ["requests rejected (4xx)", r.rejected],
     ...Object.entries(r.faults).map(([k, v]) => [`fault: ${k}`, v] as [string, number]),
     ["fuzz requests (random and malformed)", r.fuzzRequests],
     ["fuzz answers 5xx or crashed processes", r.fuzzServerErrors],
     ["quiet reached", r.quiet ? "yes" : "NO"],
+    ["read-your-saga probe reads", r.probeChecks],
+    ["read-your-saga violations", r.probeViolations],
+    ["failed by the saga timeout (a crash or fault)", r.timedOut],
+    ["drift in the tables (pairs)", r.driftTables],
+    ["drift as served (instance, pair)", r.driftServed],
     ["drift (pairs wrong in Postgres or as served)", r.drift],
     ["lost (accepted, neither committed nor failed)", r.lost],
     ["counted twice (pairs over the truth)", r.countedTwice],
@@ -467,7 +653,8 @@ if (import.meta.main) {
     console.error(`chaos: ${(err as Error).message}`);
     console.error(
       "usage: deno task chaos [--sends N] [--rate N] [--users N] [--concurrency N] [--seconds N] " +
-        "[--fault-every S] [--quiet-seconds N] [--seed N] [--fuzz N] [--json FILE]",
+        "[--fault-every S] [--quiet-seconds N] [--seed N] [--fuzz N] [--instances N] " +
+        "[--nats-cluster N] [--saga-timeout-ms MS] [--probe-pairs N] [--json FILE]",
     );
     Deno.exit(2);
   }

@@ -81,10 +81,10 @@ export const DUPLICATE_WINDOW_NS = 2 * 60 * 1_000_000_000;
 
 const DAY_NS = 24 * 60 * 60 * 1_000_000_000;
 
-/** Opens a NATS connection that reconnects forever. */
+/** Opens a NATS connection that reconnects forever; `url` may list a cluster's servers with commas. */
 export function connectNats(url: string, name: string): Promise<NatsConnection> {
   return connect({
-    servers: url,
+    servers: url.split(",").map((s) => s.trim()).filter(Boolean),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
