@@ -21,9 +21,14 @@
  *    Postgres, this survives kill -9 and reaches every instance.
  * 4. An instance whose heartbeat stops died, perhaps between a commit and its cache write (a read
  *    or a cancel, which have no reply to hold back): the others mark the cache unsafe.
- * 5. The in-process cache holds what live updates keep current. It is cleared (a new epoch) when
- *    NATS disconnects or reconnects, when this event loop was stalled, and when the generation
- *    changes; a value loaded in an earlier epoch is dropped when it arrives.
+ * 5. The in-process cache holds what live updates keep current, and is served only while this
+ *    instance is known to be caught up with them: a NATS round trip (flush) sent less than
+ *    `localLeaseMs` ago has come back, so every change published before it was sent has been
+ *    applied. A change waits until every other live instance acknowledged its live update, or
+ *    until `localLeaseMs` and a margin have passed, after which an instance that has not applied
+ *    it cannot be serving from memory. The cache is cleared (a new epoch) when NATS disconnects or
+ *    reconnects (updates were lost) and when the generation changes; a value loaded in an earlier
+ *    epoch is dropped when it arrives.
  *
  * No transaction is open while Redis or NATS is called.
  */
@@ -52,6 +57,8 @@ export interface CoherentCounters {
   subscribe(userId: string, listener: (counters: UserCounters) => void): () => void;
   /** Whether Redis may be read now. */
   trusted(): boolean;
+  /** Whether the in-process cache may be served now (caught up with live updates). */
+  servesFromMemory(): boolean;
   /** Answers when Redis does (readiness). */
   ping(): Promise<unknown>;
   /** Stops the background work and leaves the instance list. Closes neither Redis nor NATS. */
@@ -66,15 +73,21 @@ export interface CoherenceTimings {
   confirmEveryMs: number;
   /** A heartbeat older than this is an instance that died. */
   instanceDeadMs: number;
-  /** An event loop that ran no timer for this long was stalled: its live updates may be late. */
-  stallMs: number;
+  /** The in-process cache is served while a NATS round trip sent this recently has come back. */
+  localLeaseMs: number;
+  /** How often that round trip is made. */
+  flushEveryMs: number;
+  /** What a live update may take between two NATS servers, on top of localLeaseMs. */
+  routeMarginMs: number;
 }
 
 const DEFAULT_TIMINGS: CoherenceTimings = {
   leaseMs: 1_000,
   confirmEveryMs: 300,
   instanceDeadMs: 3_000,
-  stallMs: 300,
+  localLeaseMs: 250,
+  flushEveryMs: 50,
+  routeMarginMs: 100,
 };
 
 /** Most users one background confirmation of in-process entries reads from Redis at once. */
@@ -86,7 +99,7 @@ export interface CoherenceDeps {
   redis: RedisCache;
   local: LocalCache;
   live: LiveUpdates;
-  /** Its status decides whether live updates can be missed. */
+  /** Its status tells when live updates were missed; its round trips when they have all arrived. */
   nc?: NatsConnection;
   log: Logger;
   /** Counts lookups by result: local, hit, miss, error, bypass, refreshed, refresh_error. */
@@ -95,6 +108,8 @@ export interface CoherenceDeps {
   databaseLoads: Counter;
   /** Counts new generations by reason. */
   generationChanges: Counter;
+  /** Counts live updates some instance did not acknowledge in time. */
+  liveAckTimeouts?: Counter;
   timings?: Partial<CoherenceTimings>;
 }
 
@@ -107,7 +122,12 @@ function newStamp(): string {
 export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   const { sql, redis, local, live, log, cacheLookups, databaseLoads, generationChanges } = deps;
   const timings = { ...DEFAULT_TIMINGS, ...deps.timings };
-  const instanceId = crypto.randomUUID();
+  // The heartbeat's id is the one live-update acknowledgements carry.
+  const instanceId = live.instanceId;
+  /** The other live instances, as of the last heartbeat. */
+  let peers: string[] = [];
+  /** In-process entries are served from then on: when every other instance knows this one. */
+  let servingFrom = Infinity;
 
   // --- Which Redis generation this instance may use ---------------------------------------------
   let trust: { stamp: string; until: number; connection: number } | null = null;
@@ -156,7 +176,9 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     const started = performance.now();
     const connection = redis.connection;
     // The heartbeat, the instances that stopped beating, and the generation, in one statement.
-    const [row] = await sql<{ stamp: string; redis_run_id: string | null; dead: number }[]>`
+    const [row] = await sql<
+      { stamp: string; redis_run_id: string | null; dead: number; instances: string[] }[]
+    >`
       with dead as (
         delete from cache_instances
         where heartbeat_at < now() - make_interval(secs => ${timings.instanceDeadMs / 1000})
@@ -172,9 +194,14 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
       )
       select coalesce(b.stamp, g.stamp) as stamp,
              case when b.stamp is null then g.redis_run_id end as redis_run_id,
-             (select count(*) from dead)::int as dead
+             (select count(*) from dead)::int as dead,
+             array(select id::text from cache_instances
+                   where id not in (select id from dead)) as instances
       from cache_generation g left join bumped b on true`;
     if (!row) throw new Error("cache_generation has no row (migrations not applied?)");
+    peers = row.instances.filter((id) => id !== instanceId);
+    // Every other instance reads the list within one interval: then it waits for this one's acks.
+    if (servingFrom === Infinity) servingFrom = started + 2 * timings.confirmEveryMs + 100;
     if (row.dead > 0) {
       log.warn("a counters instance stopped its heartbeat; the cache is stamped anew", {
         instances: row.dead,
@@ -271,16 +298,25 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     return pending;
   }
 
-  // --- Stalls, NATS and live updates --------------------------------------------------------------
-  let lastTick = performance.now();
-  const ticker = setInterval(() => lastTick = performance.now(), 100);
-  /** After a stall, live updates may wait unread behind this request: start a new epoch. */
-  function checkStall() {
+  // --- Live updates and NATS -----------------------------------------------------------------
+  // Messages on one connection arrive in order, so when a round trip's answer is back, every live
+  // update sent to this instance before it has been applied.
+  let lastRoundTripSent = -Infinity;
+  let running = true;
+  const flush = deps.nc ? () => deps.nc!.flush() : () => Promise.resolve();
+  const roundTrips = (async () => {
+    while (running) {
+      const sent = performance.now();
+      try {
+        await flush();
+        lastRoundTripSent = sent;
+      } catch { /* not caught up: the lease runs out */ }
+      await new Promise((r) => setTimeout(r, timings.flushEveryMs));
+    }
+  })();
+  function localUsable(): boolean {
     const now = performance.now();
-    if (now - lastTick <= timings.stallMs) return;
-    lastTick = now;
-    local.clear();
-    trust = null;
+    return now >= servingFrom && now - lastRoundTripSent < timings.localLeaseMs;
   }
 
   // A new connection may lead to another Redis: nothing is trusted until it is confirmed.
@@ -346,7 +382,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   void confirm();
 
   function cached(userId: string): UserCounters | undefined {
-    checkStall();
+    if (!localUsable()) return undefined;
     const held = local.get(userId);
     if (held) cacheLookups.inc({ result: "local" });
     return held;
@@ -396,14 +432,23 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
         const failed = written.find((r): r is Error => r instanceof Error);
         if (failed) await markUnsafe("write_failed", failed);
       }
-      for (const { userId, counters } of entries) live.publish(userId, counters);
+      // Every other instance applies the change, or stops serving from memory, before it returns.
+      const waitMs = timings.localLeaseMs + timings.routeMarginMs;
+      const acked = await live.publish(entries, { awaitFrom: peers, timeoutMs: waitMs });
+      const late = peers.filter((id) => !acked.has(id));
+      if (late.length > 0) {
+        deps.liveAckTimeouts?.inc({}, late.length);
+        log.debug("live update not acknowledged in time", { instances: late });
+      }
     },
     subscribe: (userId, listener) => live.subscribe(userId, listener),
     trusted: () => trustedStamp() !== null,
+    servesFromMemory: localUsable,
     ping: () => redis.ping(),
     async close() {
+      running = false;
       clearInterval(confirmer);
-      clearInterval(ticker);
+      await roundTrips;
       await confirming;
       await sql`delete from cache_instances where id = ${instanceId}`.catch(() => {});
     },

@@ -50,12 +50,21 @@ export function startCounters(
           "counters_cache_generations_total",
           "New Redis cache generations by reason",
         ),
+        liveAckTimeouts: metrics.counter(
+          "counters_live_ack_timeouts_total",
+          "Live updates another instance did not acknowledge in time",
+        ),
         timings: cacheTimings,
       });
       metrics.gauge(
         "counters_cache_trusted",
         "1 while Redis may be read (a confirmed generation), 0 otherwise",
         () => reader.trusted() ? 1 : 0,
+      );
+      metrics.gauge(
+        "counters_cache_memory_serving",
+        "1 while the in-process cache is caught up with live updates and served, 0 otherwise",
+        () => reader.servesFromMemory() ? 1 : 0,
       );
       const shutdown = new AbortController();
       const tokens = createVerifiedTokens(config.JWT_SECRET);
