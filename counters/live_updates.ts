@@ -14,7 +14,7 @@ export interface LiveUpdates {
 }
 
 /** The subject of one user's changes; outside the saga stream's subjects, so nothing stores them. */
-export function liveSubject(prefix: string, userId: string): string {
+function liveSubject(prefix: string, userId: string): string {
   return `${prefix}_live.counters.${userId}`;
 }
 

@@ -21,7 +21,7 @@ export interface DialogsRoutesDeps {
 }
 
 /** Longest message text, in characters (code points). */
-export const MAX_TEXT_CHARS = 4096;
+const MAX_TEXT_CHARS = 4096;
 
 const MessageText = z.string().superRefine((text, ctx) => {
   if (text.trim().length === 0) ctx.addIssue({ code: "custom", message: "text must not be empty" });

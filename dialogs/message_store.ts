@@ -122,15 +122,6 @@ export type ReplyResult =
   | { kind: "ignored"; status: MessageStatus; messageId: string }
   | { kind: "unknown" };
 
-/** Applies counters' outcome to the pending message (see applyCountedReplies). */
-export async function applyCountedReply(
-  sql: Sql,
-  data: EventData<"counters.message.counted">,
-  timeoutMs: number,
-): Promise<ReplyResult> {
-  return (await applyCountedReplies(sql, [data], timeoutMs))[0]!;
-}
-
 /**
  * Applies counters' outcomes to their pending messages in one transaction of two round trips: BEGIN
  * with the rows, the updates with COMMIT. One result per reply, in order; a reply given twice is

@@ -50,16 +50,6 @@ export function notFound(message: string): AppError {
   return new AppError(404, "not-found", message);
 }
 
-/** 409: the request conflicts with what was stored before. */
-export function conflict(message: string): AppError {
-  return new AppError(409, "conflict", message);
-}
-
-/** 413: the body is larger than the service accepts. */
-export function payloadTooLarge(message: string): AppError {
-  return new AppError(413, "payload-too-large", message);
-}
-
 const TITLES: Record<number, string> = {
   400: "Bad Request",
   401: "Unauthorized",
@@ -75,7 +65,7 @@ const TITLES: Record<number, string> = {
 };
 
 /** The title RFC 9457 suggests: the reason phrase of the status. */
-export function titleFor(status: number): string {
+function titleFor(status: number): string {
   return TITLES[status] ?? (status >= 500 ? "Server Error" : "Client Error");
 }
 
