@@ -26,6 +26,8 @@ const CountersBody = z.object({
     example: { "4b2a61f0-8d0e-4c1e-9f3a-2a5c7d9e1b00": 3 },
   }),
 }).openapi("Counters");
+/** The caller's unread counters as the API returns them. */
+export type CountersView = z.infer<typeof CountersBody>;
 
 const PeerCounter = z.object({
   peerId: z.uuid(),

@@ -13,60 +13,26 @@ import {
   sendMessage,
 } from "./message_store.ts";
 import { canSee, type MessageRow, toMessageView } from "./messages.ts";
+import {
+  Before,
+  DialogList,
+  IdempotencyHeader,
+  Limit,
+  MarkRead,
+  MessageList,
+  MessageParam,
+  MessageView,
+  PeerParam,
+  ReadCount,
+  SendAccepted,
+  SendMessage,
+} from "./schemas.ts";
 
 /** What the dialogs routes need. */
 export interface DialogsRoutesDeps {
   sql: Sql;
   jwtSecret: string;
 }
-
-/** Longest message text, in characters (code points). */
-const MAX_TEXT_CHARS = 4096;
-
-const MessageText = z.string().superRefine((text, ctx) => {
-  if (text.trim().length === 0) ctx.addIssue({ code: "custom", message: "text must not be empty" });
-  else if ([...text].length > MAX_TEXT_CHARS) {
-    ctx.addIssue({ code: "custom", message: `text must be at most ${MAX_TEXT_CHARS} characters` });
-  } else if (!text.isWellFormed()) {
-    // A lone surrogate cannot be stored as UTF-8; it would come back changed.
-    ctx.addIssue({ code: "custom", message: "text must be valid Unicode (no lone surrogates)" });
-  } else if (text.includes("\u0000")) {
-    ctx.addIssue({ code: "custom", message: "text must not contain NUL characters" });
-  }
-}).openapi({ example: "Hello!" });
-
-const SendBody = z.object({ text: MessageText }).openapi("SendMessage");
-
-const SendAccepted = z.object({
-  messageId: z.uuid(),
-  transactionId: z.uuid(),
-  status: z.enum(["pending", "committed", "failed"]),
-}).openapi("SendAccepted");
-
-const Message = z.object({
-  id: z.uuid(),
-  from: z.uuid(),
-  to: z.uuid(),
-  text: z.string(),
-  status: z.enum(["pending", "committed", "failed"]),
-  createdAt: z.string(),
-  readAt: z.string().nullable(),
-}).openapi("Message");
-
-const PeerParam = z.object({
-  peerId: z.uuid().openapi({ param: { name: "peerId", in: "path" } }),
-});
-
-const Limit = z.coerce.number().int().min(1).max(200).default(50).openapi({
-  param: { name: "limit", in: "query" },
-});
-
-const IdempotencyHeader = z.object({
-  "idempotency-key": z.string().min(1).max(255).regex(
-    /^[\x21-\x7E]+$/,
-    "must be printable ASCII without spaces",
-  ).optional().openapi({ param: { name: "idempotency-key", in: "header" } }),
-});
 
 const problemContent = { "application/problem+json": { schema: ProblemSchema } };
 const errors = {
@@ -82,7 +48,7 @@ const sendRoute = createRoute({
   request: {
     params: PeerParam,
     headers: IdempotencyHeader,
-    body: { required: true, content: { "application/json": { schema: SendBody } } },
+    body: { required: true, content: { "application/json": { schema: SendMessage } } },
   },
   responses: {
     202: { description: "Accepted", content: { "application/json": { schema: SendAccepted } } },
@@ -98,12 +64,10 @@ const messageRoute = createRoute({
   summary: "One message: for its sender always, for its recipient once committed",
   security: [{ bearer: [] }],
   request: {
-    params: z.object({
-      messageId: z.uuid().openapi({ param: { name: "messageId", in: "path" } }),
-    }),
+    params: MessageParam,
   },
   responses: {
-    200: { description: "The message", content: { "application/json": { schema: Message } } },
+    200: { description: "The message", content: { "application/json": { schema: MessageView } } },
     ...errors,
     404: { description: "No such message for the caller", content: problemContent },
   },
@@ -116,15 +80,12 @@ const listRoute = createRoute({
   security: [{ bearer: [] }],
   request: {
     params: PeerParam,
-    query: z.object({
-      limit: Limit,
-      before: z.uuid().optional().openapi({ param: { name: "before", in: "query" } }),
-    }),
+    query: z.object({ limit: Limit, before: Before }),
   },
   responses: {
     200: {
       description: "Messages",
-      content: { "application/json": { schema: z.object({ messages: z.array(Message) }) } },
+      content: { "application/json": { schema: MessageList } },
     },
     ...errors,
     404: { description: "`before` names no message of this dialog", content: problemContent },
@@ -140,13 +101,7 @@ const dialogsRoute = createRoute({
   responses: {
     200: {
       description: "Dialogs",
-      content: {
-        "application/json": {
-          schema: z.object({
-            dialogs: z.array(z.object({ peerId: z.uuid(), lastMessage: Message })),
-          }),
-        },
-      },
+      content: { "application/json": { schema: DialogList } },
     },
     ...errors,
   },
@@ -162,17 +117,13 @@ const readRoute = createRoute({
     params: PeerParam,
     body: {
       required: false,
-      content: {
-        "application/json": {
-          schema: z.object({ upTo: z.uuid().optional() }).openapi("MarkRead"),
-        },
-      },
+      content: { "application/json": { schema: MarkRead } },
     },
   },
   responses: {
     200: {
       description: "How many messages this call marked read",
-      content: { "application/json": { schema: z.object({ read: z.number().int() }) } },
+      content: { "application/json": { schema: ReadCount } },
     },
     ...errors,
     404: { description: "`upTo` names no message of this dialog", content: problemContent },

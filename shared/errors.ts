@@ -1,19 +1,12 @@
 /** The AppError family and its mapping to RFC 9457 problem+json bodies. */
+import type { z } from "zod";
+import type { FieldErrorSchema, ProblemSchema } from "./openapi.ts";
 
 /** One invalid field of a request, as listed in a validation problem. */
-export interface FieldError {
-  path: string;
-  message: string;
-}
+export type FieldError = z.infer<typeof FieldErrorSchema>;
 
 /** An RFC 9457 problem details body. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  errors?: FieldError[];
-}
+export type Problem = z.infer<typeof ProblemSchema>;
 
 /** An error that the HTTP layer answers with its own status and problem type. */
 export class AppError extends Error {
