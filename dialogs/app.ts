@@ -1,17 +1,10 @@
 /** The dialogs HTTP API: send a message, read its status, list a dialog and the caller's dialogs. */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { bearerAuth, createVerifiedTokens } from "../shared/auth.ts";
-import type { Sql } from "../shared/db.ts";
 import { AppError, badRequest, notFound } from "../shared/errors.ts";
 import type { AppEnv } from "../shared/http.ts";
 import { ProblemSchema } from "../shared/openapi.ts";
-import {
-  findMessage,
-  listDialog,
-  listDialogs,
-  markMessagesRead,
-  sendMessage,
-} from "./message_store.ts";
+import type { MessageStore } from "./message_store.ts";
 import { canSee, type MessageRow, toMessageView } from "./messages.ts";
 import {
   Before,
@@ -30,7 +23,8 @@ import {
 
 /** What the dialogs routes need. */
 export interface DialogsRoutesDeps {
-  sql: Sql;
+  /** The stored messages: postgresMessageStore(sql) in the service. */
+  store: MessageStore;
   jwtSecret: string;
 }
 
@@ -132,12 +126,12 @@ const readRoute = createRoute({
 
 /** The message `id` if `userId` may see it in the dialog with `peerId`; 404 otherwise. */
 async function messageInDialog(
-  sql: Sql,
+  store: MessageStore,
   userId: string,
   peerId: string,
   id: string,
 ): Promise<MessageRow> {
-  const row = await findMessage(sql, id);
+  const row = await store.findMessage(id);
   if (!row || !canSee(row, userId) || (row.sender_id !== peerId && row.recipient_id !== peerId)) {
     throw notFound(`no message ${id} in this dialog`);
   }
@@ -146,7 +140,7 @@ async function messageInDialog(
 
 /** Mounts the dialogs routes on `app`. */
 export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutesDeps): void {
-  const { sql } = deps;
+  const { store } = deps;
   app.use("/api/*", bearerAuth({ tokens: createVerifiedTokens(deps.jwtSecret) }));
 
   app.openapi(sendRoute, async (c) => {
@@ -159,7 +153,7 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
         { path: "peerId", message: "must differ from the caller" },
       ]);
     }
-    const { message, created } = await sendMessage(sql, {
+    const { message, created } = await store.sendMessage({
       senderId: userId,
       recipientId: peerId,
       text,
@@ -182,7 +176,7 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
 
   app.openapi(messageRoute, async (c) => {
     const { messageId } = c.req.valid("param");
-    const row = await findMessage(sql, messageId);
+    const row = await store.findMessage(messageId);
     if (!row || !canSee(row, c.get("userId"))) throw notFound(`no message ${messageId}`);
     return c.json(toMessageView(row), 200);
   });
@@ -191,8 +185,8 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
     const userId = c.get("userId");
     const peerId = c.req.valid("param").peerId.toLowerCase();
     const { limit, before } = c.req.valid("query");
-    const cursor = before ? await messageInDialog(sql, userId, peerId, before) : undefined;
-    const rows = await listDialog(sql, userId, peerId, { limit, before: cursor });
+    const cursor = before ? await messageInDialog(store, userId, peerId, before) : undefined;
+    const rows = await store.listDialog(userId, peerId, { limit, before: cursor });
     return c.json({ messages: rows.map(toMessageView) }, 200);
   });
 
@@ -200,8 +194,8 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
     const userId = c.get("userId");
     const peerId = c.req.valid("param").peerId.toLowerCase();
     const { upTo } = c.req.valid("json");
-    const cursor = upTo ? await messageInDialog(sql, userId, peerId, upTo) : undefined;
-    const result = await markMessagesRead(sql, {
+    const cursor = upTo ? await messageInDialog(store, userId, peerId, upTo) : undefined;
+    const result = await store.markMessagesRead({
       readerId: userId,
       peerId,
       upTo: cursor,
@@ -212,7 +206,7 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
 
   app.openapi(dialogsRoute, async (c) => {
     const { limit } = c.req.valid("query");
-    const dialogs = await listDialogs(sql, c.get("userId"), limit);
+    const dialogs = await store.listDialogs(c.get("userId"), limit);
     return c.json({
       dialogs: dialogs.map((d) => ({
         peerId: d.peerId,
