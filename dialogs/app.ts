@@ -3,7 +3,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { bearerAuth, createVerifiedTokens } from "../shared/auth.ts";
 import { AppError, badRequest, notFound } from "../shared/errors.ts";
 import type { AppEnv } from "../shared/http.ts";
-import { ProblemSchema } from "../shared/openapi.ts";
+import { COMMON_PROBLEMS, problemDoc } from "../shared/openapi.ts";
 import type { MessageStore } from "./message_store.ts";
 import { canSee, type MessageRow, toMessageView } from "./messages.ts";
 import {
@@ -28,12 +28,6 @@ export interface DialogsRoutesDeps {
   jwtSecret: string;
 }
 
-const problemContent = { "application/problem+json": { schema: ProblemSchema } };
-const errors = {
-  400: { description: "Invalid input", content: problemContent },
-  401: { description: "Missing or invalid token", content: problemContent },
-};
-
 const sendRoute = createRoute({
   method: "post",
   path: "/api/dialog/{peerId}/send",
@@ -46,9 +40,9 @@ const sendRoute = createRoute({
   },
   responses: {
     202: { description: "Accepted", content: { "application/json": { schema: SendAccepted } } },
-    ...errors,
-    413: { description: "Body over 64 KiB", content: problemContent },
-    422: { description: "Idempotency-Key reused for another request", content: problemContent },
+    ...COMMON_PROBLEMS,
+    413: problemDoc("Body over 64 KiB"),
+    422: problemDoc("Idempotency-Key reused for another request"),
   },
 });
 
@@ -62,8 +56,8 @@ const messageRoute = createRoute({
   },
   responses: {
     200: { description: "The message", content: { "application/json": { schema: MessageView } } },
-    ...errors,
-    404: { description: "No such message for the caller", content: problemContent },
+    ...COMMON_PROBLEMS,
+    404: problemDoc("No such message for the caller"),
   },
 });
 
@@ -81,8 +75,8 @@ const listRoute = createRoute({
       description: "Messages",
       content: { "application/json": { schema: MessageList } },
     },
-    ...errors,
-    404: { description: "`before` names no message of this dialog", content: problemContent },
+    ...COMMON_PROBLEMS,
+    404: problemDoc("`before` names no message of this dialog"),
   },
 });
 
@@ -97,7 +91,7 @@ const dialogsRoute = createRoute({
       description: "Dialogs",
       content: { "application/json": { schema: DialogList } },
     },
-    ...errors,
+    ...COMMON_PROBLEMS,
   },
 });
 
@@ -119,8 +113,8 @@ const readRoute = createRoute({
       description: "How many messages this call marked read",
       content: { "application/json": { schema: ReadCount } },
     },
-    ...errors,
-    404: { description: "`upTo` names no message of this dialog", content: problemContent },
+    ...COMMON_PROBLEMS,
+    404: problemDoc("`upTo` names no message of this dialog"),
   },
 });
 

@@ -12,3 +12,14 @@ export const ProblemSchema = z.object({
   detail: z.string(),
   errors: z.array(FieldErrorSchema).optional(),
 }).openapi("Problem");
+
+/** An error response of a route in the OpenAPI document: a problem+json body. */
+export function problemDoc(description: string) {
+  return { description, content: { "application/problem+json": { schema: ProblemSchema } } };
+}
+
+/** The error responses every authenticated route has. */
+export const COMMON_PROBLEMS = {
+  400: problemDoc("Invalid input"),
+  401: problemDoc("Missing or invalid token"),
+};
