@@ -4,7 +4,7 @@ import { cors } from "hono/cors";
 import { streamSSE } from "hono/streaming";
 import { bearerAuth, type VerifiedTokens } from "../shared/auth.ts";
 import type { AppEnv } from "../shared/http.ts";
-import { ProblemSchema } from "../shared/openapi.ts";
+import { COMMON_PROBLEMS } from "../shared/openapi.ts";
 import type { CoherentCounters } from "./coherence.ts";
 import { countersBody, countersJson, unreadFor, type UserCounters } from "./counters.ts";
 
@@ -26,17 +26,13 @@ const CountersBody = z.object({
     example: { "4b2a61f0-8d0e-4c1e-9f3a-2a5c7d9e1b00": 3 },
   }),
 }).openapi("Counters");
+/** The caller's unread counters as the API returns them. */
+export type CountersView = z.infer<typeof CountersBody>;
 
 const PeerCounter = z.object({
   peerId: z.uuid(),
   unread: z.number().int(),
 }).openapi("PeerCounter");
-
-const problemContent = { "application/problem+json": { schema: ProblemSchema } };
-const errors = {
-  400: { description: "Invalid input", content: problemContent },
-  401: { description: "Missing or invalid token", content: problemContent },
-};
 
 const getCounters = createRoute({
   method: "get",
@@ -45,7 +41,7 @@ const getCounters = createRoute({
   security: [{ bearer: [] }],
   responses: {
     200: { description: "Counters", content: { "application/json": { schema: CountersBody } } },
-    401: errors[401],
+    401: COMMON_PROBLEMS[401],
   },
 });
 
@@ -69,7 +65,7 @@ const streamCounters = createRoute({
       description: "An event stream",
       content: { "text/event-stream": { schema: z.string() } },
     },
-    401: errors[401],
+    401: COMMON_PROBLEMS[401],
   },
 });
 
@@ -83,7 +79,7 @@ const getPeerCounter = createRoute({
   },
   responses: {
     200: { description: "Counter", content: { "application/json": { schema: PeerCounter } } },
-    ...errors,
+    ...COMMON_PROBLEMS,
   },
 });
 

@@ -34,7 +34,7 @@ export interface LiveUpdates {
 }
 
 /** The subject of counter changes; outside the saga stream's subjects, so nothing stores them. */
-export function liveSubject(prefix: string): string {
+function liveSubject(prefix: string): string {
   return `${prefix}_live.changes`;
 }
 

@@ -1,78 +1,32 @@
 /** The dialogs HTTP API: send a message, read its status, list a dialog and the caller's dialogs. */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { bearerAuth, createVerifiedTokens } from "../shared/auth.ts";
-import type { Sql } from "../shared/db.ts";
 import { AppError, badRequest, notFound } from "../shared/errors.ts";
 import type { AppEnv } from "../shared/http.ts";
-import { ProblemSchema } from "../shared/openapi.ts";
-import {
-  findMessage,
-  listDialog,
-  listDialogs,
-  markMessagesRead,
-  sendMessage,
-} from "./message_store.ts";
+import { COMMON_PROBLEMS, problemDoc } from "../shared/openapi.ts";
+import type { MessageStore } from "./message_store.ts";
 import { canSee, type MessageRow, toMessageView } from "./messages.ts";
+import {
+  Before,
+  DialogList,
+  IdempotencyHeader,
+  Limit,
+  MarkRead,
+  MessageList,
+  MessageParam,
+  MessageView,
+  PeerParam,
+  ReadCount,
+  SendAccepted,
+  SendMessage,
+} from "./schemas.ts";
 
 /** What the dialogs routes need. */
 export interface DialogsRoutesDeps {
-  sql: Sql;
+  /** The stored messages: postgresMessageStore(sql) in the service. */
+  store: MessageStore;
   jwtSecret: string;
 }
-
-/** Longest message text, in characters (code points). */
-export const MAX_TEXT_CHARS = 4096;
-
-const MessageText = z.string().superRefine((text, ctx) => {
-  if (text.trim().length === 0) ctx.addIssue({ code: "custom", message: "text must not be empty" });
-  else if ([...text].length > MAX_TEXT_CHARS) {
-    ctx.addIssue({ code: "custom", message: `text must be at most ${MAX_TEXT_CHARS} characters` });
-  } else if (!text.isWellFormed()) {
-    // A lone surrogate cannot be stored as UTF-8; it would come back changed.
-    ctx.addIssue({ code: "custom", message: "text must be valid Unicode (no lone surrogates)" });
-  } else if (text.includes("\u0000")) {
-    ctx.addIssue({ code: "custom", message: "text must not contain NUL characters" });
-  }
-}).openapi({ example: "Hello!" });
-
-const SendBody = z.object({ text: MessageText }).openapi("SendMessage");
-
-const SendAccepted = z.object({
-  messageId: z.uuid(),
-  transactionId: z.uuid(),
-  status: z.enum(["pending", "committed", "failed"]),
-}).openapi("SendAccepted");
-
-const Message = z.object({
-  id: z.uuid(),
-  from: z.uuid(),
-  to: z.uuid(),
-  text: z.string(),
-  status: z.enum(["pending", "committed", "failed"]),
-  createdAt: z.string(),
-  readAt: z.string().nullable(),
-}).openapi("Message");
-
-const PeerParam = z.object({
-  peerId: z.uuid().openapi({ param: { name: "peerId", in: "path" } }),
-});
-
-const Limit = z.coerce.number().int().min(1).max(200).default(50).openapi({
-  param: { name: "limit", in: "query" },
-});
-
-const IdempotencyHeader = z.object({
-  "idempotency-key": z.string().min(1).max(255).regex(
-    /^[\x21-\x7E]+$/,
-    "must be printable ASCII without spaces",
-  ).optional().openapi({ param: { name: "idempotency-key", in: "header" } }),
-});
-
-const problemContent = { "application/problem+json": { schema: ProblemSchema } };
-const errors = {
-  400: { description: "Invalid input", content: problemContent },
-  401: { description: "Missing or invalid token", content: problemContent },
-};
 
 const sendRoute = createRoute({
   method: "post",
@@ -82,13 +36,13 @@ const sendRoute = createRoute({
   request: {
     params: PeerParam,
     headers: IdempotencyHeader,
-    body: { required: true, content: { "application/json": { schema: SendBody } } },
+    body: { required: true, content: { "application/json": { schema: SendMessage } } },
   },
   responses: {
     202: { description: "Accepted", content: { "application/json": { schema: SendAccepted } } },
-    ...errors,
-    413: { description: "Body over 64 KiB", content: problemContent },
-    422: { description: "Idempotency-Key reused for another request", content: problemContent },
+    ...COMMON_PROBLEMS,
+    413: problemDoc("Body over 64 KiB"),
+    422: problemDoc("Idempotency-Key reused for another request"),
   },
 });
 
@@ -98,14 +52,12 @@ const messageRoute = createRoute({
   summary: "One message: for its sender always, for its recipient once committed",
   security: [{ bearer: [] }],
   request: {
-    params: z.object({
-      messageId: z.uuid().openapi({ param: { name: "messageId", in: "path" } }),
-    }),
+    params: MessageParam,
   },
   responses: {
-    200: { description: "The message", content: { "application/json": { schema: Message } } },
-    ...errors,
-    404: { description: "No such message for the caller", content: problemContent },
+    200: { description: "The message", content: { "application/json": { schema: MessageView } } },
+    ...COMMON_PROBLEMS,
+    404: problemDoc("No such message for the caller"),
   },
 });
 
@@ -116,18 +68,15 @@ const listRoute = createRoute({
   security: [{ bearer: [] }],
   request: {
     params: PeerParam,
-    query: z.object({
-      limit: Limit,
-      before: z.uuid().optional().openapi({ param: { name: "before", in: "query" } }),
-    }),
+    query: z.object({ limit: Limit, before: Before }),
   },
   responses: {
     200: {
       description: "Messages",
-      content: { "application/json": { schema: z.object({ messages: z.array(Message) }) } },
+      content: { "application/json": { schema: MessageList } },
     },
-    ...errors,
-    404: { description: "`before` names no message of this dialog", content: problemContent },
+    ...COMMON_PROBLEMS,
+    404: problemDoc("`before` names no message of this dialog"),
   },
 });
 
@@ -140,15 +89,9 @@ const dialogsRoute = createRoute({
   responses: {
     200: {
       description: "Dialogs",
-      content: {
-        "application/json": {
-          schema: z.object({
-            dialogs: z.array(z.object({ peerId: z.uuid(), lastMessage: Message })),
-          }),
-        },
-      },
+      content: { "application/json": { schema: DialogList } },
     },
-    ...errors,
+    ...COMMON_PROBLEMS,
   },
 });
 
@@ -162,31 +105,27 @@ const readRoute = createRoute({
     params: PeerParam,
     body: {
       required: false,
-      content: {
-        "application/json": {
-          schema: z.object({ upTo: z.uuid().optional() }).openapi("MarkRead"),
-        },
-      },
+      content: { "application/json": { schema: MarkRead } },
     },
   },
   responses: {
     200: {
       description: "How many messages this call marked read",
-      content: { "application/json": { schema: z.object({ read: z.number().int() }) } },
+      content: { "application/json": { schema: ReadCount } },
     },
-    ...errors,
-    404: { description: "`upTo` names no message of this dialog", content: problemContent },
+    ...COMMON_PROBLEMS,
+    404: problemDoc("`upTo` names no message of this dialog"),
   },
 });
 
 /** The message `id` if `userId` may see it in the dialog with `peerId`; 404 otherwise. */
 async function messageInDialog(
-  sql: Sql,
+  store: MessageStore,
   userId: string,
   peerId: string,
   id: string,
 ): Promise<MessageRow> {
-  const row = await findMessage(sql, id);
+  const row = await store.findMessage(id);
   if (!row || !canSee(row, userId) || (row.sender_id !== peerId && row.recipient_id !== peerId)) {
     throw notFound(`no message ${id} in this dialog`);
   }
@@ -195,7 +134,7 @@ async function messageInDialog(
 
 /** Mounts the dialogs routes on `app`. */
 export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutesDeps): void {
-  const { sql } = deps;
+  const { store } = deps;
   app.use("/api/*", bearerAuth({ tokens: createVerifiedTokens(deps.jwtSecret) }));
 
   app.openapi(sendRoute, async (c) => {
@@ -208,7 +147,7 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
         { path: "peerId", message: "must differ from the caller" },
       ]);
     }
-    const { message, created } = await sendMessage(sql, {
+    const { message, created } = await store.sendMessage({
       senderId: userId,
       recipientId: peerId,
       text,
@@ -231,7 +170,7 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
 
   app.openapi(messageRoute, async (c) => {
     const { messageId } = c.req.valid("param");
-    const row = await findMessage(sql, messageId);
+    const row = await store.findMessage(messageId);
     if (!row || !canSee(row, c.get("userId"))) throw notFound(`no message ${messageId}`);
     return c.json(toMessageView(row), 200);
   });
@@ -240,8 +179,8 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
     const userId = c.get("userId");
     const peerId = c.req.valid("param").peerId.toLowerCase();
     const { limit, before } = c.req.valid("query");
-    const cursor = before ? await messageInDialog(sql, userId, peerId, before) : undefined;
-    const rows = await listDialog(sql, userId, peerId, { limit, before: cursor });
+    const cursor = before ? await messageInDialog(store, userId, peerId, before) : undefined;
+    const rows = await store.listDialog(userId, peerId, { limit, before: cursor });
     return c.json({ messages: rows.map(toMessageView) }, 200);
   });
 
@@ -249,8 +188,8 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
     const userId = c.get("userId");
     const peerId = c.req.valid("param").peerId.toLowerCase();
     const { upTo } = c.req.valid("json");
-    const cursor = upTo ? await messageInDialog(sql, userId, peerId, upTo) : undefined;
-    const result = await markMessagesRead(sql, {
+    const cursor = upTo ? await messageInDialog(store, userId, peerId, upTo) : undefined;
+    const result = await store.markMessagesRead({
       readerId: userId,
       peerId,
       upTo: cursor,
@@ -261,7 +200,7 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
 
   app.openapi(dialogsRoute, async (c) => {
     const { limit } = c.req.valid("query");
-    const dialogs = await listDialogs(sql, c.get("userId"), limit);
+    const dialogs = await store.listDialogs(c.get("userId"), limit);
     return c.json({
       dialogs: dialogs.map((d) => ({
         peerId: d.peerId,

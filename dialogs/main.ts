@@ -10,7 +10,7 @@ import {
 import { mountDialogsRoutes } from "./app.ts";
 import { type DialogsConfig, loadDialogsConfig } from "./config.ts";
 import { createDialogEventHandler } from "./dialog_events.ts";
-import { sweepTimedOutSends } from "./message_store.ts";
+import { postgresMessageStore, sweepTimedOutSends } from "./message_store.ts";
 import { mountWebApp } from "./web.ts";
 
 /** How often the sweeper looks for timed-out sends: a quarter of the timeout, at most every second. */
@@ -29,7 +29,7 @@ export function startDialogs(
     config,
     migrations: new URL("./migrations/", import.meta.url),
     setup: async ({ sql, metrics, app, log }) => {
-      mountDialogsRoutes(app, { sql, jwtSecret: config.JWT_SECRET });
+      mountDialogsRoutes(app, { store: postgresMessageStore(sql), jwtSecret: config.JWT_SECRET });
       await mountWebApp(app, {
         jwtSecret: config.JWT_SECRET,
         devLogin: config.DEV_LOGIN,

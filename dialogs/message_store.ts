@@ -21,6 +21,54 @@ export interface SendResult {
   created: boolean;
 }
 
+/** A page of a dialog: at most `limit` messages, older than `before` when given. */
+export interface DialogPage {
+  limit: number;
+  before?: MessageRow;
+}
+
+/** A dialog of the caller's list: the peer and the last message the caller may see. */
+export interface DialogSummary {
+  peerId: string;
+  lastMessage: MessageRow;
+}
+
+/** A mark-read request: the reader's committed messages from `peerId`, up to `upTo` (all without). */
+export interface ReadInput {
+  readerId: string;
+  peerId: string;
+  upTo?: MessageRow;
+  requestId?: string;
+}
+
+/**
+ * What the dialogs routes ask of the stored messages. postgresMessageStore is the service's;
+ * the route tests run against an in-memory one with the same behaviour.
+ */
+export interface MessageStore {
+  /** See sendMessage. */
+  sendMessage(input: SendInput): Promise<SendResult>;
+  /** See findMessage. */
+  findMessage(id: string): Promise<MessageRow | undefined>;
+  /** See listDialog. */
+  listDialog(userId: string, peerId: string, page: DialogPage): Promise<MessageRow[]>;
+  /** See listDialogs. */
+  listDialogs(userId: string, limit: number): Promise<DialogSummary[]>;
+  /** See markMessagesRead. */
+  markMessagesRead(input: ReadInput): Promise<ReadResult>;
+}
+
+/** The MessageStore over the dialogs database. */
+export function postgresMessageStore(sql: Sql): MessageStore {
+  return {
+    sendMessage: (input) => sendMessage(sql, input),
+    findMessage: (id) => findMessage(sql, id),
+    listDialog: (userId, peerId, page) => listDialog(sql, userId, peerId, page),
+    listDialogs: (userId, limit) => listDialogs(sql, userId, limit),
+    markMessagesRead: (input) => markMessagesRead(sql, input),
+  };
+}
+
 /**
  * Stores the message as pending and its "message sent" event in one transaction. With an
  * Idempotency-Key already used by this sender, returns that message and creates nothing.
@@ -68,7 +116,7 @@ export async function listDialog(
   sql: Sql,
   userId: string,
   peerId: string,
-  options: { limit: number; before?: MessageRow },
+  options: DialogPage,
 ): Promise<MessageRow[]> {
   const before = options.before;
   return await sql<MessageRow[]>`
@@ -92,7 +140,7 @@ export async function listDialogs(
   sql: Sql,
   userId: string,
   limit: number,
-): Promise<{ peerId: string; lastMessage: MessageRow }[]> {
+): Promise<DialogSummary[]> {
   const rows = await sql<(MessageRow & { peer_id: string })[]>`
     select * from (
       select distinct on (peer_id) *
@@ -121,15 +169,6 @@ export type ReplyResult =
   }
   | { kind: "ignored"; status: MessageStatus; messageId: string }
   | { kind: "unknown" };
-
-/** Applies counters' outcome to the pending message (see applyCountedReplies). */
-export async function applyCountedReply(
-  sql: Sql,
-  data: EventData<"counters.message.counted">,
-  timeoutMs: number,
-): Promise<ReplyResult> {
-  return (await applyCountedReplies(sql, [data], timeoutMs))[0]!;
-}
 
 /**
  * Applies counters' outcomes to their pending messages in one transaction of two round trips: BEGIN
@@ -226,7 +265,7 @@ export interface ReadResult {
  */
 export async function markMessagesRead(
   sql: Sql,
-  input: { readerId: string; peerId: string; upTo?: MessageRow; requestId?: string },
+  input: ReadInput,
 ): Promise<ReadResult> {
   const { readerId, peerId, upTo } = input;
   return await outboxTransaction(sql, async (tx, withCommit) => {

@@ -1,14 +1,18 @@
 import assert from "node:assert/strict";
 import type { Sql } from "../shared/db.ts";
 import type { EventData } from "../shared/events.ts";
+import type { MessageStatus } from "./messages.ts";
 import {
   applyCountedReplies,
+  type MessageStore,
+  postgresMessageStore,
   sendMessage,
   sweepTimedOutSends,
   type TimedOutSend,
   TIMEOUT_REASON,
 } from "./message_store.ts";
 import { integrationTest, migratedDatabase, type TestEnv } from "../testing/env.ts";
+import { memoryMessageStore } from "../testing/memory_store.ts";
 
 async function withDialogs(env: TestEnv, fn: (sql: Sql) => Promise<void>): Promise<void> {
   const sql = await migratedDatabase(env.dialogsDatabaseUrl, "dialogs");
@@ -213,3 +217,131 @@ Deno.test("sweepTimedOutSends() refuses a batch size that is not a positive inte
     /batchSize must be a positive integer, got 0/,
   );
 });
+
+// The contract of a MessageStore, run against Postgres and against the in-memory store the route
+// tests use, so the two cannot drift apart.
+
+/** A store under test and how to finish a message's saga in it. */
+interface StoreUnderTest {
+  store: MessageStore;
+  setStatus: (id: string, status: MessageStatus) => Promise<void>;
+}
+
+/** Sends `texts` from `senderId` to `recipientId` one after the other; the stored messages. */
+async function sendAll(
+  store: MessageStore,
+  senderId: string,
+  recipientId: string,
+  texts: string[],
+) {
+  const sent = [];
+  for (const text of texts) {
+    sent.push((await store.sendMessage({ senderId, recipientId, text })).message);
+  }
+  return sent;
+}
+
+const storeContract: [string, (t: StoreUnderTest) => Promise<void>][] = [
+  [
+    "sendMessage() with a used Idempotency-Key returns the first message and creates nothing",
+    async ({ store }) => {
+      const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
+      const send = (text: string) =>
+        store.sendMessage({ senderId: a, recipientId: b, text, idempotencyKey: "k" });
+      const first = await send("once");
+      const again = await send("other text");
+      assert.equal(first.created, true);
+      assert.equal(first.message.status, "pending");
+      assert.deepEqual(again, { message: first.message, created: false });
+      const other = await store.sendMessage({
+        senderId: b,
+        recipientId: a,
+        text: "once",
+        idempotencyKey: "k",
+      });
+      assert.equal(other.created, true, "another sender's key is another message");
+      assert.deepEqual(await store.findMessage(first.message.id.toUpperCase()), first.message);
+      assert.equal(await store.findMessage(crypto.randomUUID()), undefined);
+    },
+  ],
+  [
+    "listDialog() shows the sender every message and the recipient the committed, newest first, by pages",
+    async ({ store, setStatus }) => {
+      const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
+      const sent = await sendAll(store, a, b, ["m0", "m1", "m2", "m3"]);
+      await setStatus(sent[1]!.id, "committed");
+      await setStatus(sent[3]!.id, "committed");
+      const texts = (rows: { text: string }[]) => rows.map((r) => r.text);
+      assert.deepEqual(texts(await store.listDialog(a, b, { limit: 10 })), [
+        "m3",
+        "m2",
+        "m1",
+        "m0",
+      ]);
+      assert.deepEqual(texts(await store.listDialog(b, a, { limit: 10 })), ["m3", "m1"]);
+      const page = await store.listDialog(a, b, { limit: 2 });
+      assert.deepEqual(texts(page), ["m3", "m2"]);
+      const next = await store.listDialog(a, b, { limit: 2, before: page.at(-1) });
+      assert.deepEqual(texts(next), ["m1", "m0"]);
+    },
+  ],
+  [
+    "listDialogs() lists each peer once with the last message the caller may see, most recent first",
+    async ({ store, setStatus }) => {
+      const [me, p1, p2] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+      await store.sendMessage({ senderId: me, recipientId: p1, text: "to p1" });
+      await store.sendMessage({ senderId: me, recipientId: p2, text: "to p2" });
+      const back = await store.sendMessage({ senderId: p1, recipientId: me, text: "from p1" });
+      await store.sendMessage({ senderId: p2, recipientId: me, text: "pending from p2" });
+      const summary = async (limit: number) =>
+        (await store.listDialogs(me, limit)).map((d) => [d.peerId, d.lastMessage.text]);
+      assert.deepEqual(await summary(10), [[p2, "to p2"], [p1, "to p1"]]);
+      await setStatus(back.message.id, "committed");
+      assert.deepEqual(await summary(10), [[p1, "from p1"], [p2, "to p2"]]);
+      assert.deepEqual(await summary(1), [[p1, "from p1"]]);
+    },
+  ],
+  [
+    "markMessagesRead() reads the peer's committed unread messages up to upTo, each once",
+    async ({ store, setStatus }) => {
+      const [me, peer] = [crypto.randomUUID(), crypto.randomUUID()];
+      const sent = await sendAll(store, peer, me, ["r0", "r1", "r2", "pending"]);
+      for (const m of sent.slice(0, 3)) await setStatus(m.id, "committed");
+      const upTo = await store.findMessage(sent[1]!.id);
+      const first = await store.markMessagesRead({ readerId: me, peerId: peer, upTo });
+      assert.equal(first.read, 2);
+      assert.equal(typeof first.transactionId, "string");
+      assert.deepEqual(await store.markMessagesRead({ readerId: me, peerId: peer, upTo }), {
+        read: 0,
+      });
+      assert.equal((await store.markMessagesRead({ readerId: peer, peerId: me })).read, 0);
+      assert.equal((await store.markMessagesRead({ readerId: me, peerId: peer })).read, 1);
+      const listed = await store.listDialog(me, peer, { limit: 10 });
+      assert.deepEqual(listed.map((m) => [m.text, m.read_at !== null]), [
+        ["r2", true],
+        ["r1", true],
+        ["r0", true],
+      ]);
+    },
+  ],
+];
+
+for (const [name, check] of storeContract) {
+  Deno.test(`memoryMessageStore: ${name}`, async () => {
+    const store = memoryMessageStore();
+    await check({
+      store,
+      setStatus: (id, status) => Promise.resolve(store.setStatus(id, status)),
+    });
+  });
+  integrationTest(`postgresMessageStore: ${name}`, async (env) => {
+    await withDialogs(env, async (sql) => {
+      await check({
+        store: postgresMessageStore(sql),
+        setStatus: async (id, status) => {
+          await sql`update messages set status = ${status} where id = ${id}`;
+        },
+      });
+    });
+  });
+}

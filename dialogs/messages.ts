@@ -1,7 +1,7 @@
 /** Messages as the API shows them, who may see them, and the send saga's state machine. Pure. */
+import type { MessageStatus, MessageView } from "./schemas.ts";
 
-/** Where a message is in its saga. */
-export type MessageStatus = "pending" | "committed" | "failed";
+export type { MessageStatus, MessageView };
 
 /** A stored message. */
 export interface MessageRow {
@@ -13,17 +13,6 @@ export interface MessageRow {
   status: MessageStatus;
   created_at: Date;
   read_at: Date | null;
-}
-
-/** A message as the API returns it. */
-export interface MessageView {
-  id: string;
-  from: string;
-  to: string;
-  text: string;
-  status: MessageStatus;
-  createdAt: string;
-  readAt: string | null;
 }
 
 /** The API view of a stored message. */

@@ -3,7 +3,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { signToken } from "../shared/auth.ts";
 import { notFound } from "../shared/errors.ts";
 import type { AppEnv } from "../shared/http.ts";
-import { ProblemSchema } from "../shared/openapi.ts";
+import { problemDoc } from "../shared/openapi.ts";
 
 /** What the page needs. */
 export interface WebDeps {
@@ -31,14 +31,8 @@ const devLoginRoute = createRoute({
       description: "A token valid for a day",
       content: { "application/json": { schema: z.object({ token: z.string() }) } },
     },
-    400: {
-      description: "Invalid input",
-      content: { "application/problem+json": { schema: ProblemSchema } },
-    },
-    404: {
-      description: "DEV_LOGIN is off",
-      content: { "application/problem+json": { schema: ProblemSchema } },
-    },
+    400: problemDoc("Invalid input"),
+    404: problemDoc("DEV_LOGIN is off"),
   },
 });
 

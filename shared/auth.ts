@@ -30,11 +30,6 @@ export function signToken(
   return sign({ sub: userId, iat, exp: iat + ttlSeconds }, secret, "HS256");
 }
 
-/** Verifies a token and returns its subject; throws a 401 AppError otherwise. */
-export async function verifyToken(token: string, secret: string): Promise<string> {
-  return (await verifyTokenClaims(token, secret)).userId;
-}
-
 /** Verifies a token and returns its subject and expiry (seconds since the epoch, if any). */
 export async function verifyTokenClaims(token: string, secret: string): Promise<TokenClaims> {
   let payload: Record<string, unknown>;

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { sign } from "hono/jwt";
 import { AppError } from "./errors.ts";
-import { signToken, verifyToken } from "./auth.ts";
+import { signToken, verifyTokenClaims } from "./auth.ts";
 
 const SECRET = "unit-test-secret-0123456789";
 const USER = "6f1c1d5e-8a63-4c4e-9c51-2a0f4f5b7e10";
 
 async function rejects401(token: string, detail: RegExp) {
-  await assert.rejects(verifyToken(token, SECRET), (err: unknown) => {
+  await assert.rejects(verifyTokenClaims(token, SECRET), (err: unknown) => {
     assert.ok(err instanceof AppError);
     assert.equal(err.status, 401);
     assert.match(err.message, detail);
@@ -15,24 +15,26 @@ async function rejects401(token: string, detail: RegExp) {
   });
 }
 
-Deno.test("verifyToken() returns the sub of a valid token", async () => {
-  assert.equal(await verifyToken(await signToken(USER, SECRET), SECRET), USER);
+Deno.test("verifyTokenClaims() returns the sub of a valid token", async () => {
+  const claims = await verifyTokenClaims(await signToken(USER, SECRET), SECRET);
+  assert.equal(claims.userId, USER);
 });
 
-Deno.test("verifyToken() lower-cases an upper-case UUID subject", async () => {
-  assert.equal(await verifyToken(await signToken(USER.toUpperCase(), SECRET), SECRET), USER);
+Deno.test("verifyTokenClaims() lower-cases an upper-case UUID subject", async () => {
+  const claims = await verifyTokenClaims(await signToken(USER.toUpperCase(), SECRET), SECRET);
+  assert.equal(claims.userId, USER);
 });
 
-Deno.test("verifyToken() rejects an expired token", async () => {
+Deno.test("verifyTokenClaims() rejects an expired token", async () => {
   const token = await signToken(USER, SECRET, 60, Date.now() - 120_000);
   await rejects401(token, /expired/);
 });
 
-Deno.test("verifyToken() rejects a token signed with another secret", async () => {
+Deno.test("verifyTokenClaims() rejects a token signed with another secret", async () => {
   await rejects401(await signToken(USER, "another-secret-0123456789"), /invalid/);
 });
 
-Deno.test("verifyToken() rejects garbage and a sub that is not a UUID", async () => {
+Deno.test("verifyTokenClaims() rejects garbage and a sub that is not a UUID", async () => {
   await rejects401("not.a.jwt", /invalid/);
   await rejects401(await sign({ sub: "alice" }, SECRET, "HS256"), /sub/);
   await rejects401(await sign({ iat: 1 }, SECRET, "HS256"), /sub/);

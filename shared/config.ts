@@ -71,10 +71,3 @@ export function parseEnv<S extends z.ZodRawShape>(
   const shown = picked[name] === undefined ? "unset" : JSON.stringify(picked[name]);
   throw new ConfigError(`invalid environment variable ${name} (${shown}): ${issue.message}`);
 }
-
-/** Names of the variables in `shape` that have neither a default nor are optional. */
-export function requiredEnvNames(shape: z.ZodRawShape): string[] {
-  return Object.entries(shape)
-    .filter(([, schema]) => !(schema as z.ZodType).safeParse(undefined).success)
-    .map(([name]) => name);
-}

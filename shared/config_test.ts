@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
-import {
-  commonEnv,
-  ConfigError,
-  DEV_JWT_SECRET,
-  parseEnv,
-  port,
-  requiredEnvNames,
-} from "./config.ts";
+import { commonEnv, ConfigError, DEV_JWT_SECRET, parseEnv, port } from "./config.ts";
 import { z } from "zod";
+import { requiredEnvNames } from "../testing/config.ts";
 
 const shape = { ...commonEnv, PORT: port(8081) };
 

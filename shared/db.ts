@@ -18,9 +18,9 @@ export function openDatabase(url: string, options: { max?: number } = {}): Sql {
 }
 
 /** How long a statement of a pipelinedTransaction waits for a lock by default (lock_timeout). */
-export const DEFAULT_LOCK_TIMEOUT_MS = 2_000;
+const DEFAULT_LOCK_TIMEOUT_MS = 2_000;
 /** How long a statement of a pipelinedTransaction may run by default (statement_timeout). */
-export const DEFAULT_STATEMENT_TIMEOUT_MS = 5_000;
+const DEFAULT_STATEMENT_TIMEOUT_MS = 5_000;
 
 /** Options of pipelinedTransaction. */
 export interface TransactionOptions {

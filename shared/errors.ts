@@ -1,19 +1,12 @@
 /** The AppError family and its mapping to RFC 9457 problem+json bodies. */
+import type { z } from "zod";
+import type { FieldErrorSchema, ProblemSchema } from "./openapi.ts";
 
 /** One invalid field of a request, as listed in a validation problem. */
-export interface FieldError {
-  path: string;
-  message: string;
-}
+export type FieldError = z.infer<typeof FieldErrorSchema>;
 
 /** An RFC 9457 problem details body. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  errors?: FieldError[];
-}
+export type Problem = z.infer<typeof ProblemSchema>;
 
 /** An error that the HTTP layer answers with its own status and problem type. */
 export class AppError extends Error {
@@ -50,16 +43,6 @@ export function notFound(message: string): AppError {
   return new AppError(404, "not-found", message);
 }
 
-/** 409: the request conflicts with what was stored before. */
-export function conflict(message: string): AppError {
-  return new AppError(409, "conflict", message);
-}
-
-/** 413: the body is larger than the service accepts. */
-export function payloadTooLarge(message: string): AppError {
-  return new AppError(413, "payload-too-large", message);
-}
-
 const TITLES: Record<number, string> = {
   400: "Bad Request",
   401: "Unauthorized",
@@ -75,7 +58,7 @@ const TITLES: Record<number, string> = {
 };
 
 /** The title RFC 9457 suggests: the reason phrase of the status. */
-export function titleFor(status: number): string {
+function titleFor(status: number): string {
   return TITLES[status] ?? (status >= 500 ? "Server Error" : "Client Error");
 }
 

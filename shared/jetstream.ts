@@ -77,7 +77,7 @@ export function isJetStreamApiError(err: unknown, ...codes: number[]): err is Je
 }
 
 /** How long JetStream remembers a msgID to drop a duplicate publish. */
-export const DUPLICATE_WINDOW_NS = 2 * 60 * 1_000_000_000;
+const DUPLICATE_WINDOW_NS = 2 * 60 * 1_000_000_000;
 
 const DAY_NS = 24 * 60 * 60 * 1_000_000_000;
 

@@ -6,7 +6,7 @@ import { type Envelope, type EventType, HEADERS, subjectFor } from "./events.ts"
 import type { Logger } from "./log.ts";
 
 /** The LISTEN/NOTIFY channel that wakes the relay. */
-export const OUTBOX_CHANNEL = "outbox";
+const OUTBOX_CHANNEL = "outbox";
 
 /**
  * Writes `event` to the outbox in the caller's transaction; it is published after commit, on the
@@ -60,7 +60,7 @@ const localRelays = new WeakMap<Sql, Set<() => void>>();
  * send. Calls made while one is in flight coalesce into one more; a lost notification only costs
  * the relays' polling interval.
  */
-export function notifyOutbox(sql: Sql): void {
+function notifyOutbox(sql: Sql): void {
   for (const wake of localRelays.get(sql) ?? []) wake();
   let state = notifiers.get(sql);
   if (!state) notifiers.set(sql, state = { sending: false, again: false });

@@ -270,6 +270,8 @@ export async function bearer(userId: string, ttlSeconds = 3600): Promise<string>
 export async function call(
   url: string,
   init: { method?: string; auth?: string; body?: unknown; headers?: Record<string, string> } = {},
+  /** Who answers: the network, or an app's `request` in tests without a server. */
+  send: (url: string, init: RequestInit) => Response | Promise<Response> = fetch,
   // deno-lint-ignore no-explicit-any
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = { ...init.headers };
@@ -279,7 +281,7 @@ export async function call(
     body = typeof init.body === "string" ? init.body : JSON.stringify(init.body);
     headers["Content-Type"] ??= "application/json";
   }
-  const res = await fetch(url, { method: init.method ?? (body ? "POST" : "GET"), headers, body });
+  const res = await send(url, { method: init.method ?? (body ? "POST" : "GET"), headers, body });
   const text = await res.text();
   let parsed: unknown = text;
   try {

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { parse } from "yaml";
 import { countersEnv } from "../counters/config.ts";
 import { dialogsEnv } from "../dialogs/config.ts";
-import { parseEnv, requiredEnvNames } from "../shared/config.ts";
+import { parseEnv } from "../shared/config.ts";
+import { requiredEnvNames } from "../testing/config.ts";
 
 interface ComposeService {
   image?: string;

@@ -1,19 +1,16 @@
 /// <reference lib="dom" />
 /** The web page's client: sign in, dialogs with live unread badges, a dialog with send and read. */
+// Types only, from the schemas that validate and document the APIs: the bundle carries no zod.
+import type { CountersView } from "../../counters/app.ts";
+import type { Problem } from "../../shared/errors.ts";
+import type {
+  DialogList,
+  MessageList,
+  MessageStatus,
+  MessageView,
+  SendAccepted,
+} from "../schemas.ts";
 
-interface Message {
-  id: string;
-  from: string;
-  to: string;
-  text: string;
-  status: "pending" | "committed" | "failed";
-  createdAt: string;
-  readAt: string | null;
-}
-interface Counters {
-  total: number;
-  dialogs: Record<string, number>;
-}
 interface PageConfig {
   countersUrl: string;
   devLogin: boolean;
@@ -24,10 +21,10 @@ const state = {
   token: localStorage.getItem("token") ?? "",
   userId: "",
   config: { countersUrl: "", devLogin: false } as PageConfig,
-  counters: { total: 0, dialogs: {} } as Counters,
-  dialogs: [] as { peerId: string; lastMessage: Message }[],
+  counters: { total: 0, dialogs: {} } as CountersView,
+  dialogs: [] as DialogList["dialogs"],
   open: "" as string,
-  messages: [] as Message[],
+  messages: [] as MessageView[],
   stream: null as EventSource | null,
 };
 
@@ -59,7 +56,9 @@ async function api<T>(url: string, init: RequestInit = {}): Promise<T> {
     throw new Error("unauthorized");
   }
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body.detail ?? `request failed (${res.status})`);
+  if (!res.ok) {
+    throw new Error((body as Partial<Problem>).detail ?? `request failed (${res.status})`);
+  }
   return body as T;
 }
 
@@ -168,7 +167,7 @@ function renderCounters() {
 // ---- dialogs --------------------------------------------------------------------------------
 
 async function loadDialogs() {
-  const { dialogs } = await api<{ dialogs: typeof state.dialogs }>("/api/dialogs?limit=100");
+  const { dialogs } = await api<DialogList>("/api/dialogs?limit=100");
   state.dialogs = dialogs;
   const list = $("dialoglist");
   list.replaceChildren(...dialogs.map((d) => {
@@ -212,7 +211,7 @@ async function openDialog(peerId: string) {
 /** Loads the open dialog and marks what it shows as read; false when there was nothing to read. */
 async function loadMessages(): Promise<boolean> {
   const peer = state.open;
-  const { messages } = await api<{ messages: Message[] }>(`/api/dialog/${peer}/list?limit=100`);
+  const { messages } = await api<MessageList>(`/api/dialog/${peer}/list?limit=100`);
   if (peer !== state.open) return true;
   state.messages = messages.reverse();
   renderMessages();
@@ -225,7 +224,11 @@ async function loadMessages(): Promise<boolean> {
   return true;
 }
 
-const STATES = { pending: "sending…", committed: "delivered", failed: "failed" };
+const STATES: Record<MessageStatus, string> = {
+  pending: "sending…",
+  committed: "delivered",
+  failed: "failed",
+};
 
 function renderMessages() {
   const box = $("messages");
@@ -252,7 +255,7 @@ function renderMessages() {
 
 async function send(text: string) {
   const peer = state.open;
-  const sent = await api<{ messageId: string; status: Message["status"] }>(
+  const sent = await api<SendAccepted>(
     `/api/dialog/${peer}/send`,
     {
       method: "POST",
@@ -277,7 +280,7 @@ async function send(text: string) {
 /** The sender's own message moves pending → committed | failed; its status is asked for until then. */
 async function followStatus(id: string) {
   for (let delay = 150; delay < 60_000; delay = Math.min(delay * 1.5, 2_000)) {
-    const m = await api<Message>(`/api/messages/${id}`);
+    const m = await api<MessageView>(`/api/messages/${id}`);
     const held = state.messages.find((x) => x.id === id);
     if (held) held.status = m.status;
     renderMessages();
@@ -297,7 +300,7 @@ $("devgo").addEventListener("click", async () => {
     body: JSON.stringify({ userId }),
   });
   const body = await res.json();
-  if (!res.ok) return showSignIn(body.detail ?? "Sign-in failed.");
+  if (!res.ok) return showSignIn((body as Partial<Problem>).detail ?? "Sign-in failed.");
   await signIn(body.token);
 });
 $("random").addEventListener("click", () => {

@@ -22,7 +22,7 @@ export interface ComposeFacts {
 }
 
 /** Qualifies an image reference the way Docker does: `postgres:16` → `docker.io/library/postgres:16`. */
-export function qualifyImage(ref: string): string {
+function qualifyImage(ref: string): string {
   const [first, ...rest] = ref.split("/");
   if (rest.length > 0 && (first!.includes(".") || first!.includes(":") || first === "localhost")) {
     return ref;

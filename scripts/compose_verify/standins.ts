@@ -14,7 +14,7 @@ const STANDIN_FOLDERS: Record<string, string> = {
 };
 
 /** The name the base image gets in podman. */
-export const BASE_IMAGE = "localhost/compose-verify/debian:bookworm";
+const BASE_IMAGE = "localhost/compose-verify/debian:bookworm";
 
 /** Which stand-in folder builds `image`; throws for an image without a stand-in. */
 export function standinFolder(image: string): string {

@@ -1,0 +1,114 @@
+/** One bench run's world: its processes, databases, stream and key prefix, named for the run. */
+import postgres from "postgres";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Redis } from "ioredis";
+import { quoteIdent } from "../shared/db.ts";
+import { connectNats, streamNames } from "../shared/jetstream.ts";
+import { denoProcess, type ManagedProcess } from "../testing/processes.ts";
+
+const SECRET = "bench-secret-0123456789abcdef";
+
+/** Where one run lives: its processes, databases, stream and key prefix, each named for the run. */
+export interface BenchWorld {
+  /** The JWT secret the services verify tokens with. */
+  secret: string;
+  adminUrl: string;
+  natsUrl: string;
+  redisUrl: string;
+  dbUrl: (name: string) => string;
+  dbs: { dialogs: string; counters: string; pg: string };
+  prefix: string;
+  stream: string;
+  logs: string;
+  counters: ManagedProcess;
+  dialogs: ManagedProcess;
+  hello: ManagedProcess;
+  floor: ManagedProcess;
+  naive: ManagedProcess;
+  admin: postgres.Sql;
+}
+
+/** The run's names, from the environment's servers, and its processes, not started yet. */
+export async function planWorld(): Promise<BenchWorld> {
+  const id = crypto.randomUUID().replaceAll("-", "").slice(0, 10);
+  const adminUrl = Deno.env.get("TEST_DATABASE_URL") ??
+    "postgres://postgres@127.0.0.1:5432/postgres";
+  const natsUrl = Deno.env.get("TEST_NATS_URL") ?? "nats://127.0.0.1:4222";
+  const redisUrl = Deno.env.get("TEST_REDIS_URL") ?? "redis://127.0.0.1:6379";
+  const dbUrl = (name: string) =>
+    Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString();
+  const dbs = {
+    dialogs: `bench_${id}_dialogs`,
+    counters: `bench_${id}_counters`,
+    pg: `bench_${id}_pg`,
+  };
+  const prefix = `bench${id}`, stream = `BENCH${id}`;
+  const logs = await Deno.makeTempDir({ prefix: "bench-" });
+  // Every process of the run shares its stream, prefix and secret.
+  const proc = (name: string, script: string, env: Record<string, string>) =>
+    denoProcess({
+      name,
+      script,
+      logFile: `${logs}/${name}.log`,
+      env: {
+        LOG_LEVEL: "warn",
+        JWT_SECRET: SECRET,
+        NATS_URL: natsUrl,
+        NATS_STREAM: stream,
+        NATS_SUBJECT_PREFIX: prefix,
+        ...env,
+      },
+    });
+  return {
+    secret: SECRET,
+    adminUrl,
+    natsUrl,
+    redisUrl,
+    dbUrl,
+    dbs,
+    prefix,
+    stream,
+    logs,
+    counters: proc("counters", "counters/main.ts", {
+      DATABASE_URL: dbUrl(dbs.counters),
+      REDIS_URL: redisUrl,
+      REDIS_KEY_PREFIX: `${prefix}:`,
+      RECONCILE_INTERVAL_MS: "0",
+    }),
+    dialogs: proc("dialogs", "dialogs/main.ts", { DATABASE_URL: dbUrl(dbs.dialogs) }),
+    hello: proc("hello", "bench/hello_server.ts", {}),
+    floor: proc("floor", "bench/floor_server.ts", {}),
+    naive: proc("naive", "bench/naive_server.ts", { DATABASE_URL: dbUrl(dbs.dialogs) }),
+    admin: postgres(adminUrl, { max: 1, onnotice: () => {} }),
+  };
+}
+
+/** Starts every process; the naive server, which reads dialogs' database, once dialogs has made it. */
+export async function startWorld(world: BenchWorld): Promise<void> {
+  const { counters, dialogs, hello, floor, naive } = world;
+  await Promise.all([counters.start(), dialogs.start(), hello.start(), floor.start()]);
+  await naive.start();
+}
+
+/** Stops the processes and removes the run's databases, streams and Redis keys. */
+export async function tearDownWorld(world: BenchWorld): Promise<void> {
+  const { counters, dialogs, hello, floor, naive, admin, prefix } = world;
+  await Promise.all(
+    [counters, dialogs, hello, floor, naive].map((p) => p.terminate().catch(() => {})),
+  );
+  for (const db of Object.values(world.dbs)) {
+    await admin.unsafe(`drop database if exists ${quoteIdent(db)} with (force)`).catch(() => {});
+  }
+  await admin.end();
+  const nc = await connectNats(world.natsUrl, "bench-cleanup");
+  const jsm = await jetstreamManager(nc);
+  const names = streamNames(world.stream, prefix);
+  for (const s of [names.stream, names.deadLetterStream]) {
+    await jsm.streams.delete(s).catch(() => {});
+  }
+  await nc.close();
+  const redis = new Redis(world.redisUrl);
+  const keys = await redis.keys(`${prefix}:*`);
+  if (keys.length) await redis.del(...keys);
+  await redis.quit();
+}
