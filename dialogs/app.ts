@@ -3,7 +3,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { bearerAuth, createVerifiedTokens } from "../shared/auth.ts";
 import type { Sql } from "../shared/db.ts";
 import { AppError, badRequest, notFound } from "../shared/errors.ts";
-import type { AppEnv } from "../shared/http.ts";
+import type { AppEnv } from "../shared/http/app_env.ts";
 import { ProblemSchema } from "../shared/openapi.ts";
 import {
   findMessage,
