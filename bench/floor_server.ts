@@ -7,7 +7,7 @@
  */
 import { bearerToken, createVerifiedTokens } from "../shared/auth.ts";
 import { HEADERS } from "../shared/events.ts";
-import { requestIdFor } from "../shared/http.ts";
+import { requestIdFor } from "../shared/http/request_id.ts";
 import { countersJson, type UserCounters } from "../counters/counters.ts";
 import { pathOf } from "../counters/fast_read.ts";
 

@@ -3,7 +3,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
 import { streamSSE } from "hono/streaming";
 import { bearerAuth, type VerifiedTokens } from "../shared/auth.ts";
-import type { AppEnv } from "../shared/http.ts";
+import type { AppEnv } from "../shared/http/app_env.ts";
 import { COMMON_PROBLEMS } from "../shared/openapi.ts";
 import type { CoherentCounters } from "./coherence.ts";
 import { countersBody, countersJson, unreadFor, type UserCounters } from "./counters.ts";

@@ -8,7 +8,9 @@
  */
 import { bearerToken, type VerifiedTokens } from "../shared/auth.ts";
 import { HEADERS } from "../shared/events.ts";
-import { type FastPath, type RecordRequest, requestIdFor } from "../shared/http.ts";
+import type { FastPath } from "../shared/http/fast_path.ts";
+import { requestIdFor } from "../shared/http/request_id.ts";
+import type { RecordRequest } from "../shared/http/request_log.ts";
 import type { CoherentCounters } from "./coherence.ts";
 import { countersJson, type UserCounters } from "./counters.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createVerifiedTokens, signToken } from "../shared/auth.ts";
-import type { AnsweredRequest } from "../shared/http.ts";
+import type { AnsweredRequest } from "../shared/http/request_log.ts";
 import { bearer, call, integrationTest } from "../testing/env.ts";
 import type { CoherentCounters } from "./coherence.ts";
 import type { UserCounters } from "./counters.ts";

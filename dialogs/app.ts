@@ -2,7 +2,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { bearerAuth, createVerifiedTokens } from "../shared/auth.ts";
 import { AppError, badRequest, notFound } from "../shared/errors.ts";
-import type { AppEnv } from "../shared/http.ts";
+import type { AppEnv } from "../shared/http/app_env.ts";
 import { COMMON_PROBLEMS, problemDoc } from "../shared/openapi.ts";
 import type { MessageStore } from "./message_store.ts";
 import { canSee, type MessageRow, toMessageView } from "./messages.ts";

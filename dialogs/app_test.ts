@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { sign } from "hono/jwt";
 import { signToken } from "../shared/auth.ts";
-import { createBaseApp } from "../shared/http.ts";
+import { createBaseApp } from "../shared/http/base_app.ts";
 import { createLogger } from "../shared/log.ts";
 import { createMetrics } from "../shared/metrics.ts";
 import { bearer, call, TEST_JWT_SECRET } from "../testing/env.ts";

@@ -1,12 +1,23 @@
-/** The dialogs service's composition root: the messages API, the reply handler and the saga sweeper. */
+/**
+ * The dialogs service's composition root, in the order it starts: config, connections, migrations,
+ * the app with the messages API and the web page, the saga sweeper, consumer, relay, server.
+ */
+import { createBaseApp } from "../shared/http/base_app.ts";
+import { mountApiDocs } from "../shared/http/api_docs.ts";
+import { mountReadiness } from "../shared/http/readiness.ts";
 import { LATENCY_BUCKETS } from "../shared/metrics.ts";
 import { startPeriodic } from "../shared/periodic.ts";
 import {
-  runMain,
-  type RunningService,
-  type StartOptions,
-  startService,
-} from "../shared/service.ts";
+  closeConnections,
+  connectionChecks,
+  openConnections,
+} from "../shared/service/connections.ts";
+import { createServiceConsumer } from "../shared/service/consumer.ts";
+import { migrateService } from "../shared/service/migrations.ts";
+import { createServiceRelay } from "../shared/service/relay.ts";
+import { runMain, type RunningService, type StartOptions } from "../shared/service/run_main.ts";
+import { serveHttp } from "../shared/service/serve.ts";
+import { serviceLogger, serviceMetrics } from "../shared/service/telemetry.ts";
 import { mountDialogsRoutes } from "./app.ts";
 import { type DialogsConfig, loadDialogsConfig } from "./config.ts";
 import { createDialogEventHandler } from "./dialog_events.ts";
@@ -19,62 +30,89 @@ export function sweepIntervalMs(timeoutMs: number): number {
 }
 
 /** Starts dialogs with `config`; `options` are for tests. */
-export function startDialogs(
+export async function startDialogs(
   config: DialogsConfig,
-  options: Partial<Pick<StartOptions, "logSink" | "hostname" | "relay">> = {},
+  options: StartOptions = {},
 ): Promise<RunningService> {
-  return startService({
-    ...options,
-    name: "dialogs",
-    config,
-    migrations: new URL("./migrations/", import.meta.url),
-    setup: async ({ sql, metrics, app, log }) => {
-      mountDialogsRoutes(app, { store: postgresMessageStore(sql), jwtSecret: config.JWT_SECRET });
-      await mountWebApp(app, {
-        jwtSecret: config.JWT_SECRET,
-        devLogin: config.DEV_LOGIN,
-        countersUrl: config.COUNTERS_PUBLIC_URL,
-      });
-      if (config.DEV_LOGIN) log.warn("DEV_LOGIN is on: anyone can sign in as any user");
-      const sagaOutcomes = metrics.counter("saga_outcomes_total", "Finished send sagas by status");
-      const sagaLatency = metrics.histogram(
-        "saga_send_to_terminal_seconds",
-        "Time from send to committed or failed",
-        LATENCY_BUCKETS.concat([10, 30, 60]),
-      );
-      const sweeper = startPeriodic(
-        "saga timeout sweep",
-        sweepIntervalMs(config.SAGA_TIMEOUT_MS),
-        async () => {
-          await sweepTimedOutSends(sql, config.SAGA_TIMEOUT_MS, {
-            onBatch: (failed) => {
-              for (const m of failed) {
-                log.warn("send timed out; failed and cancelled", {
-                  requestId: m.request_id ?? undefined,
-                  messageId: m.id,
-                  transactionId: m.transaction_id,
-                });
-                sagaLatency.observe((Date.now() - m.created_at.getTime()) / 1000, {
-                  status: "failed",
-                });
-              }
-              sagaOutcomes.inc({ status: "timed_out" }, failed.length);
-            },
-          });
-        },
-        log,
-      );
-      return {
-        handler: createDialogEventHandler({
-          sql,
-          sagaOutcomes,
-          sagaLatency,
-          sagaTimeoutMs: config.SAGA_TIMEOUT_MS,
-        }),
-        close: () => sweeper.stop(),
-      };
-    },
+  const log = serviceLogger("dialogs", config, options.logSink);
+  const metrics = serviceMetrics();
+  const connections = await openConnections("dialogs", config, log);
+  const { sql } = connections;
+  await migrateService(sql, new URL("./migrations/", import.meta.url), log);
+
+  const app = createBaseApp({ service: "dialogs", log, metrics });
+  mountDialogsRoutes(app, { store: postgresMessageStore(sql), jwtSecret: config.JWT_SECRET });
+  await mountWebApp(app, {
+    jwtSecret: config.JWT_SECRET,
+    devLogin: config.DEV_LOGIN,
+    countersUrl: config.COUNTERS_PUBLIC_URL,
   });
+  if (config.DEV_LOGIN) log.warn("DEV_LOGIN is on: anyone can sign in as any user");
+  mountReadiness(app, connectionChecks(connections));
+  mountApiDocs(app, "dialogs API");
+
+  const sagaOutcomes = metrics.counter("saga_outcomes_total", "Finished send sagas by status");
+  const sagaLatency = metrics.histogram(
+    "saga_send_to_terminal_seconds",
+    "Time from send to committed or failed",
+    LATENCY_BUCKETS.concat([10, 30, 60]),
+  );
+  const sweeper = startPeriodic(
+    "saga timeout sweep",
+    sweepIntervalMs(config.SAGA_TIMEOUT_MS),
+    async () => {
+      await sweepTimedOutSends(sql, config.SAGA_TIMEOUT_MS, {
+        onBatch: (failed) => {
+          for (const m of failed) {
+            log.warn("send timed out; failed and cancelled", {
+              requestId: m.request_id ?? undefined,
+              messageId: m.id,
+              transactionId: m.transaction_id,
+            });
+            sagaLatency.observe((Date.now() - m.created_at.getTime()) / 1000, {
+              status: "failed",
+            });
+          }
+          sagaOutcomes.inc({ status: "timed_out" }, failed.length);
+        },
+      });
+    },
+    log,
+  );
+
+  const consumer = await createServiceConsumer({
+    service: "dialogs",
+    connections,
+    log,
+    metrics,
+    maxDeliveries: config.EVENT_RETRY_BUDGET,
+    handler: createDialogEventHandler({
+      sql,
+      sagaOutcomes,
+      sagaLatency,
+      sagaTimeoutMs: config.SAGA_TIMEOUT_MS,
+    }),
+  });
+  const relay = createServiceRelay({ connections, log, metrics });
+  if (options.relay !== false) await relay.start();
+  consumer.start();
+  const server = serveHttp(app.fetch, {
+    service: "dialogs",
+    config,
+    log,
+    hostname: options.hostname,
+  });
+
+  return {
+    port: server.addr.port,
+    async stop() {
+      await server.shutdown();
+      await consumer.stop();
+      await relay.stop();
+      await sweeper.stop();
+      await closeConnections(connections);
+    },
+  };
 }
 
 if (import.meta.main) await runMain("dialogs", loadDialogsConfig, startDialogs);

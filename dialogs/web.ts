@@ -2,7 +2,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { signToken } from "../shared/auth.ts";
 import { notFound } from "../shared/errors.ts";
-import type { AppEnv } from "../shared/http.ts";
+import type { AppEnv } from "../shared/http/app_env.ts";
 import { problemDoc } from "../shared/openapi.ts";
 
 /** What the page needs. */

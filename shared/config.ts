@@ -1,6 +1,7 @@
 /** Environment configuration validated with zod; a bad variable is reported in one line naming it. */
 import { z } from "zod";
 import { RETRY_BUDGET } from "./consumer.ts";
+import type { LogLevel } from "./log.ts";
 
 /** Thrown when the environment does not satisfy a service's schema. */
 export class ConfigError extends Error {
@@ -70,4 +71,18 @@ export function parseEnv<S extends z.ZodRawShape>(
   const name = String(issue.path[0] ?? "environment");
   const shown = picked[name] === undefined ? "unset" : JSON.stringify(picked[name]);
   throw new ConfigError(`invalid environment variable ${name} (${shown}): ${issue.message}`);
+}
+
+/** The configuration every service has (commonEnv plus its own database and port). */
+export interface ServiceConfig {
+  DATABASE_URL: string;
+  NATS_URL: string;
+  /** Unset: derived from NATS_SUBJECT_PREFIX (streamNames). */
+  NATS_STREAM?: string;
+  NATS_SUBJECT_PREFIX: string;
+  JWT_SECRET: string;
+  PORT: number;
+  LOG_LEVEL: LogLevel;
+  /** Deliveries of an event before one that still fails is dead-lettered. */
+  EVENT_RETRY_BUDGET: number;
 }

@@ -12,7 +12,7 @@ import { signToken } from "../shared/auth.ts";
 import { quoteIdent, type Sql } from "../shared/db.ts";
 import { connectNats, streamNames } from "../shared/jetstream.ts";
 import type { LogSink } from "../shared/log.ts";
-import type { RunningService } from "../shared/service.ts";
+import type { RunningService } from "../shared/service/run_main.ts";
 import { testServices } from "./services.ts";
 
 /** The JWT secret every test service uses. */

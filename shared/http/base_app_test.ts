@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { createRoute, z } from "@hono/zod-openapi";
-import { createBaseApp, MAX_BODY_BYTES, mountReadiness } from "./http.ts";
-import { createLogger } from "./log.ts";
-import { createMetrics } from "./metrics.ts";
+import { createBaseApp, MAX_BODY_BYTES } from "./base_app.ts";
+import { createLogger } from "../log.ts";
+import { createMetrics } from "../metrics.ts";
 
 function testApp() {
   const lines: string[] = [];
@@ -101,21 +101,6 @@ Deno.test("createBaseApp() answers an unexpected error with a bare 500 and logs 
   assert.ok(!JSON.stringify(body).includes("select"), "no SQL in the body");
   const logged = lines.map((l) => JSON.parse(l)).find((l) => l.msg === "unhandled error");
   assert.equal(logged?.requestId, "req-boom");
-});
-
-Deno.test("mountReadiness() answers 503 naming the failing dependency", async () => {
-  const { app } = testApp();
-  mountReadiness(app, {
-    postgres: () => Promise.resolve(),
-    redis: () => Promise.reject(new Error("connection refused")),
-    nats: () => new Promise(() => {}),
-  }, 100);
-  const res = await app.request("/health/ready");
-  const body = await expectProblem(res, 503);
-  assert.equal(body.checks.postgres, "ok");
-  assert.equal(body.checks.redis, "connection refused");
-  assert.match(body.checks.nats, /did not answer/);
-  assert.match(body.detail, /redis/);
 });
 
 Deno.test("createBaseApp() answers a lost database connection with 503 and Retry-After", async () => {
