@@ -51,6 +51,12 @@ integrationTest(
     assert.match(dialogsMetrics, /\nsaga_outcomes_total\{status="committed"\} 1\n/);
     assert.match(dialogsMetrics, /\nsaga_send_to_terminal_seconds_count\{status="committed"\} 1\n/);
     assert.match(dialogsMetrics, /\noutbox_backlog 0\n/);
+    // Once it serves from memory (every other instance knows it), reads are answered there.
+    await waitFor(async () =>
+      /\ncounters_cache_memory_serving 1\n/.test(
+        await fetch(`${s.counters.url}/metrics`).then((r) => r.text()),
+      ), { what: "counters serving from memory" });
+    assert.deepEqual(await counters(s.counters, b), { total: 1, dialogs: { [a]: 1 } });
     const countersMetrics = await fetch(`${s.counters.url}/metrics`).then((r) => r.text());
     assert.match(countersMetrics, /\nsaga_consumer_pending 0\n/);
     assert.match(countersMetrics, /\nsaga_consumer_ack_pending 0\n/);
