@@ -38,6 +38,8 @@ export interface ServiceConfig {
   NATS_URL: string;
   NATS_STREAM: string;
   NATS_SUBJECT_PREFIX: string;
+  /** Copies of each stream (1 unless told). */
+  NATS_STREAM_REPLICAS?: number;
   JWT_SECRET: string;
   PORT: number;
   LOG_LEVEL: LogLevel;
@@ -135,7 +137,7 @@ export async function startService(options: StartOptions): Promise<RunningServic
 
   const nc = await waitFor("nats", () => connectNats(config.NATS_URL, name));
   const names = streamNames(config.NATS_STREAM, config.NATS_SUBJECT_PREFIX);
-  await waitFor("jetstream", () => ensureStreams(nc, names));
+  await waitFor("jetstream", () => ensureStreams(nc, names, config.NATS_STREAM_REPLICAS));
   const consumerCfg = consumerConfig(names, name);
   await ensureConsumer(nc, names.stream, consumerCfg);
   const js = jetstream(nc);
