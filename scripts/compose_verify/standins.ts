@@ -10,6 +10,7 @@ const STANDIN_FOLDERS: Record<string, string> = {
   "docker.io/library/postgres": "postgres",
   "docker.io/library/redis": "redis",
   "docker.io/library/nats": "nats",
+  "docker.io/library/nginx": "nginx",
   "docker.io/denoland/deno": "deno",
 };
 
