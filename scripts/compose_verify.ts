@@ -136,8 +136,10 @@ try {
     const files = stack.files.map((f) => f.slice(root.length + 1)).join(" + ");
     console.log(`compose:verify: ${stack.name} stack (${files}), compose project ${stack.project}`);
     await composeUp(stack);
+    if (stack.name === "scaled") await natsCurrent(stack);
     await walkthrough(target(stack), runId);
     if (stack.name === "scaled") await restartKilled(stack);
+    await keepLogs(stack);
     await step(`${engine.compose.join(" ")} down -v`, async () => {
       await rememberContainers(stack);
       await compose(stack, ["down", "-v", "--remove-orphans"], { timeoutSeconds: 180 });
@@ -151,6 +153,7 @@ try {
   if (!(err as { reported?: boolean }).reported) console.log(`FAIL ${(err as Error).message}`);
   if (err instanceof CommandError && err.output && !interrupted) console.log(indent(err.output));
   if (current && !interrupted) await showUnhealthy(current);
+  if (current && !interrupted) await keepLogs(current);
 } finally {
   await teardown();
 }
@@ -247,6 +250,41 @@ async function sagaOn(stack: Stack, node: string): Promise<JszStream | undefined
   ], { timeoutSeconds: 60 });
   const jsz = JSON.parse(out.stdout) as { account_details?: { stream_detail?: JszStream[] }[] };
   return jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((s) => s.name === "SAGA");
+}
+
+/**
+ * Waits until every NATS node's /healthz answers 200: with the services' streams and consumers
+ * made (after the containers turned healthy), that is when each node is current with their leaders.
+ */
+async function natsCurrent(stack: Stack) {
+  await step("every NATS node current with the streams and consumers (/healthz)", async () => {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const answers = await Promise.all(
+        natsNodes(stack).map(async (node) => {
+          const out = await compose(stack, [
+            "exec",
+            "-T",
+            node,
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://127.0.0.1:8222/healthz",
+          ], { allowFailure: true, timeoutSeconds: 60 });
+          return { node, ok: out.code === 0, text: `${out.stdout}${out.stderr}`.trim() };
+        }),
+      );
+      if (answers.every((a) => a.ok)) {
+        return `${answers.map((a) => a.node).join(", ")} at ${elapsed()}`;
+      }
+      if (Date.now() > deadline) {
+        const bad = answers.filter((a) => !a.ok).map((a) => `${a.node}: ${a.text}`);
+        throw new Error(`not current after 60 s: ${bad.join("; ")}`);
+      }
+      await sleep(1000);
+    }
+  });
 }
 
 /**
@@ -415,6 +453,15 @@ async function showUnhealthy(stack: Stack) {
     }).catch(() => undefined);
     if (logs?.stdout.trim()) console.log(indent(logs.stdout));
   }
+}
+
+/** With COMPOSE_VERIFY_LOG set, every container's log goes into that file before `down`. */
+async function keepLogs(stack: Stack) {
+  if (!Deno.env.get("COMPOSE_VERIFY_LOG")) return;
+  await compose(stack, ["logs", "--no-color", "--timestamps"], {
+    allowFailure: true,
+    timeoutSeconds: 60,
+  }).catch(() => {});
 }
 
 /** Adds the full ids of `stack`'s containers (podman) to `runContainers`. */
