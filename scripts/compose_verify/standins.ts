@@ -3,7 +3,7 @@
  * bookworm base from debootstrap, then docker/standins/<name>/Dockerfile on it, tagged as the original.
  */
 import { run } from "./commands.ts";
-import { RUN_LABEL } from "./cleanup.ts";
+import { removeWorkDir, RUN_LABEL } from "./cleanup.ts";
 
 /** The stand-in folder under docker/standins/ for each image repository the project uses. */
 const STANDIN_FOLDERS: Record<string, string> = {
@@ -81,9 +81,18 @@ export async function buildBaseImage(work: string, runId: string): Promise<strin
   const rootfs = `${work}/rootfs`;
   const mirror = await hostDebianMirror();
   const proxy = await aptProxy();
-  await run("debootstrap", ["--variant=minbase", "bookworm", rootfs, mirror], {
-    env: proxy ? { http_proxy: proxy } : {},
-  });
+  // A mirror sometimes drops a download ("Couldn't download packages"): one more try from scratch.
+  for (let attempt = 1;; attempt++) {
+    try {
+      await run("debootstrap", ["--variant=minbase", "bookworm", rootfs, mirror], {
+        env: proxy ? { http_proxy: proxy } : {},
+      });
+      break;
+    } catch (err) {
+      if (attempt >= 2) throw err;
+      await removeWorkDir(rootfs);
+    }
+  }
   await run("sh", [
     "-c",
     'rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*',
