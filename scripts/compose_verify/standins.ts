@@ -89,7 +89,8 @@ export async function buildBaseImage(work: string, runId: string): Promise<strin
       });
       break;
     } catch (err) {
-      if (attempt >= 2) throw err;
+      // Not after a stop (SIGTERM, SIGKILL: Ctrl-C or a timeout).
+      if (attempt >= 2 || /exited with (137|143)$/.test((err as Error).message)) throw err;
       await removeWorkDir(rootfs);
     }
   }
