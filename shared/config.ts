@@ -18,13 +18,17 @@ const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
 /** Variables both services read, with their defaults. */
 export const commonEnv = {
-  NATS_URL: z.string().regex(/^(nats|tls|ws|wss):\/\/\S+$/, "must be a nats:// URL").default(
-    "nats://127.0.0.1:4222",
-  ),
+  NATS_URL: z.string().regex(
+    /^(nats|tls|ws|wss):\/\/[^\s,]+(,\s*(nats|tls|ws|wss):\/\/[^\s,]+)*$/,
+    "must be a nats:// URL, or several separated by commas",
+  ).default("nats://127.0.0.1:4222"),
   JWT_SECRET: z.string().min(16, "must be at least 16 characters").default(DEV_JWT_SECRET),
   /** Unset: derived from NATS_SUBJECT_PREFIX (see streamNames in jetstream.ts), `SAGA` for `saga`. */
   NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be letters, digits, _ or -")
     .optional(),
+  /** Copies of each stream a NATS cluster keeps (3 on a three-node cluster); 1 on a single server. */
+  NATS_STREAM_REPLICAS: z.coerce.number().int("must be an integer").min(1, "must be 1 to 5")
+    .max(5, "must be 1 to 5").default(1),
   NATS_SUBJECT_PREFIX: z.string().regex(
     /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/,
     "must be subject tokens of letters, digits, _ or - separated by dots",
@@ -80,6 +84,8 @@ export interface ServiceConfig {
   /** Unset: derived from NATS_SUBJECT_PREFIX (streamNames). */
   NATS_STREAM?: string;
   NATS_SUBJECT_PREFIX: string;
+  /** Copies of each stream (1 unless told). */
+  NATS_STREAM_REPLICAS?: number;
   JWT_SECRET: string;
   PORT: number;
   LOG_LEVEL: LogLevel;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { commonEnv, ConfigError, DEV_JWT_SECRET, parseEnv, port } from "./config.ts";
+import { natsServers } from "./jetstream.ts";
 import { z } from "zod";
 import { requiredEnvNames } from "../testing/config.ts";
 
@@ -9,6 +10,7 @@ Deno.test("parseEnv() fills every default from an empty environment", () => {
   const config = parseEnv(shape, {});
   assert.equal(config.NATS_URL, "nats://127.0.0.1:4222");
   assert.equal(config.NATS_STREAM, undefined, "derived from the prefix by streamNames()");
+  assert.equal(config.NATS_STREAM_REPLICAS, 1);
   assert.equal(config.NATS_SUBJECT_PREFIX, "saga");
   assert.equal(config.JWT_SECRET, DEV_JWT_SECRET);
   assert.equal(config.LOG_LEVEL, "info");
@@ -34,6 +36,13 @@ Deno.test("parseEnv() rejects a bad variable with one line naming it", () => {
       ["PORT", "70000"],
       ["LOG_LEVEL", "loud"],
       ["NATS_URL", "http://x"],
+      ["NATS_URL", "nats://a:4222,,nats://b:4222"],
+      ["NATS_URL", "nats://a:4222,http://b"],
+      ["NATS_URL", "nats://a:4222 nats://b:4222"],
+      ["NATS_STREAM_REPLICAS", "0"],
+      ["NATS_STREAM_REPLICAS", "6"],
+      ["NATS_STREAM_REPLICAS", "two"],
+      ["NATS_STREAM_REPLICAS", "1.5"],
       ["NATS_SUBJECT_PREFIX", "a..b"],
       ["NATS_SUBJECT_PREFIX", "a_dlq"],
       ["NATS_SUBJECT_PREFIX", "acme.saga_live"],
@@ -54,4 +63,18 @@ Deno.test("parseEnv() rejects a bad variable with one line naming it", () => {
 Deno.test("requiredEnvNames() lists only variables without a default", () => {
   assert.deepEqual(requiredEnvNames({ ...shape, SECRET: z.string() }), ["SECRET"]);
   assert.deepEqual(requiredEnvNames(shape), []);
+});
+
+Deno.test("parseEnv() takes NATS_URL as one server or a comma-separated list, and NATS_STREAM_REPLICAS 1 to 5", () => {
+  const list = "nats://nats:4222,nats://nats-2:4222, tls://nats-3:4222";
+  const config = parseEnv(shape, { NATS_URL: list, NATS_STREAM_REPLICAS: "3" });
+  assert.equal(config.NATS_URL, list);
+  assert.equal(config.NATS_STREAM_REPLICAS, 3);
+  assert.deepEqual(natsServers(config.NATS_URL), [
+    "nats://nats:4222",
+    "nats://nats-2:4222",
+    "tls://nats-3:4222",
+  ]);
+  assert.deepEqual(natsServers("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
+  assert.equal(parseEnv(shape, { NATS_STREAM_REPLICAS: "5" }).NATS_STREAM_REPLICAS, 5);
 });

@@ -81,10 +81,15 @@ const DUPLICATE_WINDOW_NS = 2 * 60 * 1_000_000_000;
 
 const DAY_NS = 24 * 60 * 60 * 1_000_000_000;
 
-/** Opens a NATS connection that reconnects forever; `url` may list a cluster's servers with commas. */
+/** The servers of `NATS_URL`: one URL, or several separated by commas (the nodes of a cluster). */
+export function natsServers(url: string): string[] {
+  return url.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+/** Opens a NATS connection that reconnects forever, to any of the servers in `url`. */
 export function connectNats(url: string, name: string): Promise<NatsConnection> {
   return connect({
-    servers: url.split(",").map((s) => s.trim()).filter(Boolean),
+    servers: natsServers(url),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
@@ -92,14 +97,22 @@ export function connectNats(url: string, name: string): Promise<NatsConnection> 
   });
 }
 
-/** Creates or updates the saga stream and its dead-letter stream. */
-export async function ensureStreams(nc: NatsConnection, names: StreamNames): Promise<void> {
+/**
+ * Creates or updates the saga stream and its dead-letter stream, each kept in `replicas` copies
+ * (`NATS_STREAM_REPLICAS`: 3 on a three-node cluster).
+ */
+export async function ensureStreams(
+  nc: NatsConnection,
+  names: StreamNames,
+  replicas = 1,
+): Promise<void> {
   const jsm = await jetstreamManager(nc);
   await ensureStream(jsm, {
     name: names.stream,
     subjects: [`${names.prefix}.>`],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
+    num_replicas: replicas,
     duplicate_window: DUPLICATE_WINDOW_NS,
     max_age: 7 * DAY_NS,
   });
@@ -108,6 +121,7 @@ export async function ensureStreams(nc: NatsConnection, names: StreamNames): Pro
     subjects: [`${names.prefix}_dlq.>`],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
+    num_replicas: replicas,
     duplicate_window: DUPLICATE_WINDOW_NS,
     max_age: 30 * DAY_NS,
   });

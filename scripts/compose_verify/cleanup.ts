@@ -74,3 +74,48 @@ export async function removeWorkDir(dir: string): Promise<void> {
   await run("rm", ["-rf", "--one-file-system", dir], { allowFailure: true });
   if (await Deno.stat(dir).then(() => true, () => false)) throw new Error(`${dir} is still there`);
 }
+
+/** The full ids of every container of compose `project` in podman. */
+export async function containerIds(project: string): Promise<string[]> {
+  const out = await run("podman", [
+    "ps",
+    "-a",
+    "-q",
+    "--no-trunc",
+    "--filter",
+    `label=com.docker.compose.project=${project}`,
+  ], { allowFailure: true });
+  return out.stdout.split("\n").filter(Boolean);
+}
+
+/**
+ * The conmon processes still running for `containers` (full ids). Podman 4.3 leaves one behind for
+ * every exec session made through its API (`compose exec`, health checks), even after the
+ * container is removed.
+ */
+export async function conmonsOf(containers: Set<string>): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const argv = await Deno.readTextFile(`/proc/${entry.name}/cmdline`)
+      .then((text) => text.split("\0"), () => [] as string[]);
+    if (!argv[0]?.endsWith("conmon")) continue;
+    const id = argv[argv.indexOf("-c") + 1];
+    if (argv.includes("-c") && id && containers.has(id)) pids.push(Number(entry.name));
+  }
+  return pids;
+}
+
+/** Stops (SIGKILL, by pid) the conmon processes left for `containers`; returns how many remain. */
+export async function stopConmons(containers: Set<string>): Promise<number> {
+  for (const pid of await conmonsOf(containers)) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* already gone */ }
+  }
+  for (let i = 0; i < 20; i++) {
+    if ((await conmonsOf(containers)).length === 0) return 0;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return (await conmonsOf(containers)).length;
+}

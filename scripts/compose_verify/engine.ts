@@ -81,17 +81,54 @@ async function hardLimit(name: string): Promise<number> {
 export async function ensurePodmanUlimits(file = "/etc/containers/containers.conf") {
   const files = Math.min(20000, await hardLimit("Max open files"));
   const procs = Math.min(32768, await hardLimit("Max processes"));
-  const setting = `default_ulimits = ["nofile=${files}:${files}", "nproc=${procs}:${procs}"]`;
+  return await ensureContainersConf(
+    file,
+    "containers",
+    "default_ulimits",
+    `["nofile=${files}:${files}", "nproc=${procs}:${procs}"]`,
+  );
+}
+
+/**
+ * crun refuses to start anything on a host whose cgroups are mounted in hybrid mode (v1
+ * controllers, plus cgroup2 at /sys/fs/cgroup/unified): "cgroups in hybrid mode not supported".
+ * runc runs there. On such a host, sets containers.conf's runtime to runc when none is set; answers
+ * whether it did. `mounts` is /proc/mounts' text.
+ */
+export async function ensurePodmanRuntime(
+  file = "/etc/containers/containers.conf",
+  mounts?: string,
+): Promise<boolean> {
+  mounts ??= await Deno.readTextFile("/proc/mounts").catch(() => "");
+  const types = new Map(
+    mounts.split("\n").map((line) => line.split(" ")).map((f) => [f[1] ?? "", f[2] ?? ""]),
+  );
+  const hybrid = types.get("/sys/fs/cgroup") !== "cgroup2" &&
+    types.get("/sys/fs/cgroup/unified") === "cgroup2";
+  if (!hybrid) return false;
+  if (!await succeeds("runc", ["--version"])) {
+    throw new Error("this host mounts cgroups in hybrid mode, where crun fails: install runc");
+  }
+  return await ensureContainersConf(file, "engine", "runtime", '"runc"');
+}
+
+/** Adds `key = value` to `[section]` of containers.conf unless the key is already set there. */
+async function ensureContainersConf(file: string, section: string, key: string, value: string) {
   let text = "";
   try {
     text = await Deno.readTextFile(file);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
-  if (/^\s*default_ulimits\s*=/m.test(text)) return false;
-  text = /^\[containers\]\s*$/m.test(text)
-    ? text.replace(/^\[containers\]\s*$/m, `[containers]\n${setting}`)
-    : `${text}${text && !text.endsWith("\n") ? "\n" : ""}[containers]\n${setting}\n`;
+  const header = new RegExp(`^\\[${section}\\]\\s*$`, "m");
+  const start = text.search(header);
+  const end = start < 0 ? -1 : text.slice(start + 1).search(/^\[/m);
+  const body = start < 0 ? "" : end < 0 ? text.slice(start) : text.slice(start, start + 1 + end);
+  if (new RegExp(`^\\s*${key}\\s*=`, "m").test(body)) return false;
+  const setting = `${key} = ${value}`;
+  text = start >= 0
+    ? text.replace(header, `[${section}]\n${setting}`)
+    : `${text}${text && !text.endsWith("\n") ? "\n" : ""}[${section}]\n${setting}\n`;
   await Deno.mkdir(file.replace(/\/[^/]*$/, ""), { recursive: true });
   await Deno.writeTextFile(file, text);
   return true;

@@ -3,13 +3,14 @@
  * bookworm base from debootstrap, then docker/standins/<name>/Dockerfile on it, tagged as the original.
  */
 import { run } from "./commands.ts";
-import { RUN_LABEL } from "./cleanup.ts";
+import { removeWorkDir, RUN_LABEL } from "./cleanup.ts";
 
 /** The stand-in folder under docker/standins/ for each image repository the project uses. */
 const STANDIN_FOLDERS: Record<string, string> = {
   "docker.io/library/postgres": "postgres",
   "docker.io/library/redis": "redis",
   "docker.io/library/nats": "nats",
+  "docker.io/library/nginx": "nginx",
   "docker.io/denoland/deno": "deno",
 };
 
@@ -80,9 +81,19 @@ export async function buildBaseImage(work: string, runId: string): Promise<strin
   const rootfs = `${work}/rootfs`;
   const mirror = await hostDebianMirror();
   const proxy = await aptProxy();
-  await run("debootstrap", ["--variant=minbase", "bookworm", rootfs, mirror], {
-    env: proxy ? { http_proxy: proxy } : {},
-  });
+  // A mirror sometimes drops a download ("Couldn't download packages"): one more try from scratch.
+  for (let attempt = 1;; attempt++) {
+    try {
+      await run("debootstrap", ["--variant=minbase", "bookworm", rootfs, mirror], {
+        env: proxy ? { http_proxy: proxy } : {},
+      });
+      break;
+    } catch (err) {
+      // Not after a stop (SIGTERM, SIGKILL: Ctrl-C or a timeout).
+      if (attempt >= 2 || /exited with (137|143)$/.test((err as Error).message)) throw err;
+      await removeWorkDir(rootfs);
+    }
+  }
   await run("sh", [
     "-c",
     'rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*',

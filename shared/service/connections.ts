@@ -41,7 +41,7 @@ export async function openConnections(
   const sql = openDatabase(config.DATABASE_URL);
   const nc = await waitFor("nats", () => connectNats(config.NATS_URL, service));
   const names = streamNames(config.NATS_STREAM, config.NATS_SUBJECT_PREFIX);
-  await waitFor("jetstream", () => ensureStreams(nc, names));
+  await waitFor("jetstream", () => ensureStreams(nc, names, config.NATS_STREAM_REPLICAS));
   return { sql, nc, js: jetstream(nc), names };
 }
 
