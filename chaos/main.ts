@@ -322,6 +322,7 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       users: users.slice(0, 16),
       messageIds: [...load.accepted.keys()].slice(0, 50),
     });
+    for (const example of fuzz.examples) log(`chaos: fuzz: ${example.slice(0, 300)}`);
     const crashed = [...dialogs, ...counters].filter((p) => !p.running).map((p) => p.name);
     if (crashed.length) log(`chaos: crashed during fuzzing: ${crashed.join(", ")}`);
     // Valid sends among the fuzz requests start sagas too; the invariant is checked after them.
@@ -580,6 +581,11 @@ async function fireFuzz(
   const ctx = await fuzzContext(SECRET, input.users, input.messageIds);
   const requests = fuzzRequests(options.seed, options.fuzz, ctx);
   let serverErrors = 0, next = 0;
+  const examples: string[] = [];
+  const note = (what: string) => {
+    serverErrors++;
+    if (examples.length < 5) examples.push(what);
+  };
   await Promise.all(Array.from({ length: 16 }, async () => {
     for (let i = next++; i < requests.length; i = next++) {
       const req = requests[i]!;
@@ -591,14 +597,14 @@ async function fireFuzz(
           body: req.body as BodyInit | undefined,
           signal: AbortSignal.timeout(10_000),
         });
-        await res.body?.cancel();
-        if (res.status >= 500) serverErrors++;
-      } catch {
-        serverErrors++; // no answer at all
+        const body = await res.text();
+        if (res.status >= 500) note(`${req.method} ${req.path} answered ${res.status}: ${body}`);
+      } catch (err) {
+        note(`${req.method} ${req.path} got no answer: ${err}`); // no answer at all
       }
     }
   }));
-  return { requests: requests.length, serverErrors };
+  return { requests: requests.length, serverErrors, examples };
 }
 
 /** The report as a table. */

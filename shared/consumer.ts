@@ -119,10 +119,11 @@ export class EventConsumer {
         // The server's default ack wait is 30 s when the consumer sets none.
         const ackWaitMs = ((await consumer.info(true)).config.ack_wait ?? 30e9) / 1_000_000;
         this.#startHeartbeat(this.#opts.workingEveryMs ?? Math.max(100, ackWaitMs / 3));
-        // Short pulls: after a NATS restart the client notices missing heartbeats within seconds.
+        // Short pulls: after a NATS node dies or a consumer leader changes, the client notices the
+        // missing heartbeats (every half of `expires`) and pulls again within about two seconds.
         const messages = await consumer.consume({
           max_messages: this.#opts.maxMessages ?? 16,
-          expires: 5_000,
+          expires: 2_000,
         });
         this.#close = () => messages.close();
         if (!this.#running) await messages.close();
@@ -149,7 +150,7 @@ export class EventConsumer {
       } catch (err) {
         if (!this.#running) break;
         log.warn("consumer loop failed; restarting", { err, stream, durable });
-        await new Promise((r) => setTimeout(r, 1_000));
+        await new Promise((r) => setTimeout(r, 250));
       }
     }
   }

@@ -196,8 +196,10 @@ export class OutboxRelay {
         this.#opts.log.warn("outbox relay failed; will retry", { err, failures });
       }
       if (failures === 0 && (published >= this.#opts.batchSize || this.#notified)) continue;
+      // A failed publish (a NATS node down, a stream leader being elected) is tried again soon:
+      // replies later than SAGA_TIMEOUT_MS fail their messages, and a repeat is deduplicated.
       const delay = failures > 0
-        ? Math.min(this.#opts.pollIntervalMs * 2 ** failures, 10_000)
+        ? Math.min(250 * 2 ** (failures - 1), 5_000)
         : this.#opts.pollIntervalMs;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, delay);
@@ -263,7 +265,7 @@ export class OutboxRelay {
         return js.publish(subject, JSON.stringify(row.payload), {
           msgID: row.id,
           headers: h,
-          timeout: 5_000,
+          timeout: 2_000,
         });
       }));
     } catch (err) {
