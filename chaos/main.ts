@@ -597,8 +597,10 @@ async function fireFuzz(
           body: req.body as BodyInit | undefined,
           signal: AbortSignal.timeout(10_000),
         });
-        const body = await res.text();
-        if (res.status >= 500) note(`${req.method} ${req.path} answered ${res.status}: ${body}`);
+        // A live stream's body never ends: only a 5xx body is read, for the report.
+        if (res.status >= 500) {
+          note(`${req.method} ${req.path} answered ${res.status}: ${await res.text()}`);
+        } else await res.body?.cancel();
       } catch (err) {
         note(`${req.method} ${req.path} got no answer: ${err}`); // no answer at all
       }
