@@ -120,10 +120,10 @@ export class EventConsumer {
         const ackWaitMs = ((await consumer.info(true)).config.ack_wait ?? 30e9) / 1_000_000;
         this.#startHeartbeat(this.#opts.workingEveryMs ?? Math.max(100, ackWaitMs / 3));
         // Short pulls: after a NATS node dies or a consumer leader changes, the client notices the
-        // missing heartbeats (every half of `expires`) and pulls again within about two seconds.
+        // missing heartbeats (every half of `expires`) and pulls again within about a second.
         const messages = await consumer.consume({
           max_messages: this.#opts.maxMessages ?? 16,
-          expires: 2_000,
+          expires: 1_000,
         });
         this.#close = () => messages.close();
         if (!this.#running) await messages.close();

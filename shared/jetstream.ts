@@ -188,7 +188,7 @@ async function overlapError(
 }
 
 /** How long a delivered, unacknowledged message stays with its instance before redelivery. */
-export const ACK_WAIT_MS = 3_000;
+export const ACK_WAIT_MS = 2_000;
 
 /** The durable pull consumer through which `service` receives the other service's events. */
 export function consumerConfig(

@@ -141,7 +141,7 @@ export class OutboxRelay {
     if (!options.prefix) throw new Error("OutboxRelay needs the subject prefix");
     this.#opts = {
       batchSize: 100,
-      leaseMs: 3_000,
+      leaseMs: 2_000,
       pollIntervalMs: 1_000,
       retentionMs: 60 * 60_000,
       ...options,
@@ -199,7 +199,7 @@ export class OutboxRelay {
       // A failed publish (a NATS node down, a stream leader being elected) is tried again soon:
       // replies later than SAGA_TIMEOUT_MS fail their messages, and a repeat is deduplicated.
       const delay = failures > 0
-        ? Math.min(250 * 2 ** (failures - 1), 5_000)
+        ? Math.min(250 * 2 ** (failures - 1), 1_000)
         : this.#opts.pollIntervalMs;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, delay);
