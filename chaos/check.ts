@@ -90,7 +90,10 @@ export async function fuzzInstances(
           body: req.body as BodyInit | undefined,
           signal: AbortSignal.timeout(10_000),
         });
-        const body = await res.text();
+        // An opened live stream has answered with its headers; its body never ends.
+        const stream = res.headers.get("content-type")?.startsWith("text/event-stream");
+        const body = stream ? "" : await res.text();
+        if (stream) await res.body?.cancel();
         if (res.status >= 500) note(`${req.method} ${req.path} answered ${res.status}: ${body}`);
       } catch (err) {
         note(`${req.method} ${req.path} got no answer: ${err}`); // no answer at all
