@@ -5,6 +5,7 @@ import { Redis } from "ioredis";
 import { quoteIdent } from "../shared/db.ts";
 import { connectNats, streamNames } from "../shared/jetstream.ts";
 import { denoProcess, type ManagedProcess } from "../testing/processes.ts";
+import { type Deployment, serviceEnv, sharedEnv } from "../testing/services_env.ts";
 
 const SECRET = "bench-secret-0123456789abcdef";
 
@@ -45,20 +46,16 @@ export async function planWorld(): Promise<BenchWorld> {
   const prefix = `bench${id}`, stream = `BENCH${id}`;
   const logs = await Deno.makeTempDir({ prefix: "bench-" });
   // Every process of the run shares its stream, prefix and secret.
+  const deployment: Deployment = {
+    natsUrl,
+    stream,
+    prefix,
+    secret: SECRET,
+    databaseUrls: { dialogs: dbUrl(dbs.dialogs), counters: dbUrl(dbs.counters) },
+    redisUrl,
+  };
   const proc = (name: string, script: string, env: Record<string, string>) =>
-    denoProcess({
-      name,
-      script,
-      logFile: `${logs}/${name}.log`,
-      env: {
-        LOG_LEVEL: "warn",
-        JWT_SECRET: SECRET,
-        NATS_URL: natsUrl,
-        NATS_STREAM: stream,
-        NATS_SUBJECT_PREFIX: prefix,
-        ...env,
-      },
-    });
+    denoProcess({ name, script, logFile: `${logs}/${name}.log`, env });
   return {
     secret: SECRET,
     adminUrl,
@@ -69,16 +66,14 @@ export async function planWorld(): Promise<BenchWorld> {
     prefix,
     stream,
     logs,
-    counters: proc("counters", "counters/main.ts", {
-      DATABASE_URL: dbUrl(dbs.counters),
-      REDIS_URL: redisUrl,
-      REDIS_KEY_PREFIX: `${prefix}:`,
-      RECONCILE_INTERVAL_MS: "0",
+    counters: proc("counters", "counters/main.ts", serviceEnv("counters", deployment)),
+    dialogs: proc("dialogs", "dialogs/main.ts", serviceEnv("dialogs", deployment)),
+    hello: proc("hello", "bench/hello_server.ts", sharedEnv(deployment)),
+    floor: proc("floor", "bench/floor_server.ts", sharedEnv(deployment)),
+    naive: proc("naive", "bench/naive_server.ts", {
+      ...sharedEnv(deployment),
+      DATABASE_URL: dbUrl(dbs.dialogs),
     }),
-    dialogs: proc("dialogs", "dialogs/main.ts", { DATABASE_URL: dbUrl(dbs.dialogs) }),
-    hello: proc("hello", "bench/hello_server.ts", {}),
-    floor: proc("floor", "bench/floor_server.ts", {}),
-    naive: proc("naive", "bench/naive_server.ts", { DATABASE_URL: dbUrl(dbs.dialogs) }),
     admin: postgres(adminUrl, { max: 1, onnotice: () => {} }),
   };
 }

@@ -1,6 +1,8 @@
 /** The short chaos run inside `deno task test`: real processes, every kind of fault, invariant holds. */
 import assert from "node:assert/strict";
-import { isOk, parseChaosArgs, renderReport } from "../chaos/main.ts";
+import postgres from "postgres";
+import { parseChaosArgs } from "../chaos/main.ts";
+import { isOk, renderReport } from "../chaos/report.ts";
 
 Deno.test({
   name:
@@ -44,6 +46,145 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "chaos stopped by SIGINT under load exits 130 and leaves no process, folder or database behind",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "-q",
+        "chaos",
+        ...["--sends", "2000", "--rate", "20", "--users", "4", "--instances", "1"],
+        ...["--fault-every", "1", "--fuzz", "1"],
+      ],
+      cwd: new URL("../", import.meta.url).pathname,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let stdout = "";
+    const drained = Promise.all([
+      child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+        new WritableStream({ write: (chunk) => void (stdout += chunk) }),
+      ),
+      child.stderr.pipeTo(new WritableStream()),
+    ]);
+    let status: Deno.CommandStatus | undefined;
+    let started: Proc[];
+    try {
+      // The services are up once the run names their ports; then let a fault or two happen.
+      const deadline = Date.now() + 90_000;
+      while (!/chaos: dialogs-1 :\d+/.test(stdout)) {
+        assert.ok(Date.now() < deadline, `the services never came up:\n${stdout}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // The runner, nats-server, redis-server, dialogs-1 and counters-1 below `deno task`.
+      started = descendants(child.pid);
+      assert.ok(started.length >= 5, `the run's processes: ${JSON.stringify(started)}`);
+      await new Promise((r) => setTimeout(r, 1_500));
+      started.push(...descendants(child.pid).filter((p) => !started.some((q) => q.pid === p.pid)));
+      child.kill("SIGINT");
+      status = await child.status;
+    } finally {
+      // A failed assertion above leaves the run running: stop it the way the test means to.
+      if (!status) {
+        child.kill("SIGINT");
+        await child.status;
+      }
+      await drained;
+    }
+    assert.equal(status.code, 130, stdout);
+    const dir = /logs in (\S+)/.exec(stdout)![1]!;
+    const id = /chaos-([0-9a-f]+)-/.exec(dir)![1]!;
+    const left = [
+      ...started.filter(alive),
+      ...processesOfRun(dir, `chaos${id}`), // started by a fault after the list above was taken
+    ];
+    assert.deepEqual(left, [], `still running after the run:\n${stdout}`);
+    await assert.rejects(Deno.stat(dir), Deno.errors.NotFound);
+    const admin = postgres(
+      Deno.env.get("TEST_DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/postgres",
+      { max: 1, onnotice: () => {} },
+    );
+    try {
+      const dbs =
+        await admin`select datname from pg_database where datname like ${`chaos_${id}_%`}`;
+      assert.deepEqual(dbs.map((d) => d.datname), []);
+    } finally {
+      await admin.end();
+    }
+  },
+});
+
+/** A live process: its pid and when it started, so that a reused pid is not taken for it. */
+interface Proc {
+  pid: number;
+  startTime: string;
+}
+
+function stat(pid: number): { ppid: number; state: string; startTime: string } | undefined {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return { state: fields[0]!, ppid: Number(fields[1]), startTime: fields[19]! };
+  } catch {
+    return undefined;
+  }
+}
+
+function pids(): number[] {
+  return [...Deno.readDirSync("/proc")].map((e) => Number(e.name)).filter(Number.isInteger);
+}
+
+/** Every process below `root`, found by walking the parent pids in /proc. */
+function descendants(root: number): Proc[] {
+  const found = new Map<number, Proc>();
+  const parents = new Set([root]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const pid of pids()) {
+      const s = stat(pid);
+      if (s && parents.has(s.ppid) && !found.has(pid)) {
+        found.set(pid, { pid, startTime: s.startTime });
+        parents.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...found.values()];
+}
+
+function alive(p: Proc): boolean {
+  const s = stat(p.pid);
+  return s !== undefined && s.state !== "Z" && s.startTime === p.startTime;
+}
+
+/**
+ * Live processes of the run in `dir`: nats-server names the folder on its command line, redis-server
+ * works in it (it rewrites its command line), the services have the run's subject prefix in their
+ * environment.
+ */
+function processesOfRun(dir: string, prefix: string): Proc[] {
+  const read = (path: string, link = false) => {
+    try {
+      return link ? Deno.readLinkSync(path) : Deno.readTextFileSync(path);
+    } catch {
+      return "";
+    }
+  };
+  return pids().flatMap((pid) => {
+    const s = stat(pid);
+    const ours = read(`/proc/${pid}/cmdline`).includes(dir) ||
+      read(`/proc/${pid}/cwd`, true).startsWith(dir) ||
+      read(`/proc/${pid}/environ`).includes(`NATS_SUBJECT_PREFIX=${prefix}\0`);
+    return s && s.state !== "Z" && ours ? [{ pid, startTime: s.startTime }] : [];
+  });
+}
 
 Deno.test("parseChaosArgs() reads flags over the defaults and refuses unknown or bad ones", () => {
   const options = parseChaosArgs(["--sends", "10", "--fault-every", "0.5"]);

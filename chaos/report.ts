@@ -1,0 +1,107 @@
+/** A chaos run's report: its figures, the verdict and the table it prints. */
+
+/** What a run measured; `ok` when every figure that must be 0 is (see renderReport). */
+export interface ChaosReport {
+  seed: number;
+  seconds: number;
+  instances: number;
+  natsNodes: number;
+  sagaTimeoutMs: number;
+  sendsAccepted: number;
+  committed: number;
+  failed: number;
+  /** Failed by the saga timeout: with SAGA_TIMEOUT_MS ≥ 8 s only a fault makes a saga that slow. */
+  timedOut: number;
+  reads: number;
+  counterReads: number;
+  gaveUp: number;
+  rejected: number;
+  faults: Record<string, number>;
+  /** Every fault with the second of the run it was injected at. */
+  timeline: TimedFault[];
+  /** Sends failed by the saga timeout, by the last fault injected before each was sent. */
+  timedOutAfter: Record<string, number>;
+  /** Read-your-saga violations, by the last fault injected before each was seen. */
+  violationsAfter: Record<string, number>;
+  fuzzRequests: number;
+  fuzzServerErrors: number;
+  /** Pairs wrong anywhere: in the tables or as served by any instance. */
+  drift: number;
+  /** Pairs wrong in the counters tables. */
+  driftTables: number;
+  /** (instance, user, peer) served wrong. */
+  driftServed: number;
+  lost: number;
+  countedTwice: number;
+  /** Read-your-saga probe: counter reads right after a commit, and those missing the message. */
+  probeChecks: number;
+  probeViolations: number;
+  quiet: boolean;
+  ok: boolean;
+}
+
+/** A fault and the second of the run it was injected at. */
+export interface TimedFault {
+  at: number;
+  kind: string;
+}
+
+/**
+ * How many of `times` (ms since epoch) came after each kind of fault, by the last one injected before
+ * each: a hint for whoever reads the report, not a verdict.
+ */
+export function countByLastFault(
+  times: number[],
+  timeline: TimedFault[],
+  startedAt: number,
+): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const time of times) {
+    const at = (time - startedAt) / 1000;
+    const kind = timeline.findLast((f) => f.at <= at)?.kind ?? "no fault yet";
+    counts[kind] = (counts[kind] ?? 0) + 1;
+  }
+  return counts;
+}
+
+/** Every figure that must be 0 is, quiet was reached and nothing crashed. */
+export function isOk(r: ChaosReport): boolean {
+  return r.quiet && r.drift === 0 && r.driftTables === 0 && r.driftServed === 0 && r.lost === 0 &&
+    r.countedTwice === 0 && r.probeViolations === 0 && r.timedOut === 0 &&
+    r.fuzzServerErrors === 0;
+}
+
+/** The report as a table. */
+export function renderReport(r: ChaosReport): string {
+  const rows: [string, string | number][] = [
+    ["instances of each service", r.instances],
+    ["NATS nodes", r.natsNodes],
+    ["SAGA_TIMEOUT_MS", r.sagaTimeoutMs],
+    ["sends accepted (202)", r.sendsAccepted],
+    ["committed", r.committed],
+    ["failed (refused or timed out)", r.failed],
+    ["reads (mark read)", r.reads],
+    ["counter reads (GET /api/counters)", r.counterReads],
+    ["requests given up after retries", r.gaveUp],
+    ["requests rejected (4xx)", r.rejected],
+    ...Object.entries(r.faults).map(([k, v]) => [`fault: ${k}`, v] as [string, number]),
+    ["fuzz requests (random and malformed)", r.fuzzRequests],
+    ["fuzz answers 5xx or crashed processes", r.fuzzServerErrors],
+    ["quiet reached", r.quiet ? "yes" : "NO"],
+    ["read-your-saga probe reads", r.probeChecks],
+    ["read-your-saga violations", r.probeViolations],
+    ["failed by the saga timeout (a crash or fault)", r.timedOut],
+    ["drift in the tables (pairs)", r.driftTables],
+    ["drift as served (instance, pair)", r.driftServed],
+    ["drift (pairs wrong in Postgres or as served)", r.drift],
+    ["lost (accepted, neither committed nor failed)", r.lost],
+    ["counted twice (pairs over the truth)", r.countedTwice],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return [
+    `| ${"what".padEnd(width)} | value |`,
+    `| ${"-".repeat(width)} | ----- |`,
+    ...rows.map(([k, v]) => `| ${k.padEnd(width)} | ${String(v).padStart(5)} |`),
+    `chaos: ${r.ok ? "PASS" : "FAIL"} in ${r.seconds} s (seed ${r.seed})`,
+  ].join("\n");
+}
