@@ -6,8 +6,8 @@ import {
   sendMessage,
   sweepTimedOutSends,
   type TimedOutSend,
-  TIMEOUT_REASON,
 } from "./message_store.ts";
+import { TIMEOUT_REASON } from "./saga.ts";
 import { integrationTest, migratedDatabase, type TestEnv } from "../testing/env.ts";
 
 async function withDialogs(env: TestEnv, fn: (sql: Sql) => Promise<void>): Promise<void> {
