@@ -30,19 +30,29 @@ export type MessageDecision =
  * The saga's state machine on dialogs' side. Only a pending message changes, and only once. A count
  * reported after the timeout never commits it: the message fails and its count is cancelled, as
  * when the sweeper fails it. A refusal fails it without a cancel, since counters counted nothing.
+ * Each command says which statuses it acts on, so one acting on finished messages can join.
  */
 export function decide(message: SagaMessage, command: MessageCommand): MessageDecision {
-  if (message.status !== "pending") return { ignored: "finished" };
-  // Late as the sweeper counts it: older than the timeout, strictly.
-  const late = message.ageMs > command.timeoutMs;
-  const timedOut = { status: "failed", reason: TIMEOUT_REASON, cancel: true } as const;
   switch (command.type) {
     case "reply":
+      if (message.status !== "pending") return { ignored: "finished" };
       if (command.outcome === "failed") {
         return { status: "failed", reason: command.reason ?? null, cancel: false };
       }
-      return late ? timedOut : { status: "committed", reason: null, cancel: false };
+      return isLate(message, command.timeoutMs)
+        ? timedOut()
+        : { status: "committed", reason: null, cancel: false };
     case "timeout":
-      return late ? timedOut : { ignored: "not due" };
+      if (message.status !== "pending") return { ignored: "finished" };
+      return isLate(message, command.timeoutMs) ? timedOut() : { ignored: "not due" };
   }
+}
+
+/** Late as the sweeper counts it: older than the timeout, strictly. */
+function isLate(message: SagaMessage, timeoutMs: number): boolean {
+  return message.ageMs > timeoutMs;
+}
+
+function timedOut(): MessageDecision {
+  return { status: "failed", reason: TIMEOUT_REASON, cancel: true };
 }
