@@ -4,7 +4,7 @@
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import postgres from "postgres";
-import { TIMEOUT_REASON } from "../dialogs/message_store.ts";
+import { TIMEOUT_REASON } from "../dialogs/saga.ts";
 import { connectNats } from "../shared/jetstream.ts";
 import { verifyCounters, verifyServed } from "../scripts/verify.ts";
 import { fuzzContext, fuzzRequests } from "../testing/fuzz.ts";

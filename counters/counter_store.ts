@@ -1,80 +1,171 @@
-/** Postgres access for counters: ledger-guarded changes to the counters and reading a user's counters. */
-import type { Sql, Tx } from "../shared/db.ts";
-import { pipelinedTransaction } from "../shared/db.ts";
+/**
+ * Postgres access for counters: the saga's ledger (load an entry, let saga.ts decide, write what it
+ * says), the counters it changes, and reading a user's counters.
+ */
+import { pipelinedTransaction, type Sql, type Tx } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
+import { enqueueEvents, notifyOutbox } from "../shared/outbox.ts";
 import type { UserCounters } from "./counters.ts";
+import {
+  type CountedReply,
+  decide,
+  type LedgerDecision,
+  type LedgerEntry,
+  type LedgerEvent,
+} from "./saga.ts";
 
-/** What applying a "message sent" did. */
-export interface IncrementResult {
-  /** False when the ledger already had this transaction (a redelivery or a send after its cancel). */
-  applied: boolean;
-  outcome: "counted" | "failed";
-  reason?: string;
+/** An event for the ledger: its saga transaction, whose counter it concerns, and what happened. */
+export interface LedgerChange {
+  transactionId: string;
+  userId: string;
+  peerId: string;
+  messageId?: string;
+  requestId?: string;
+  event: LedgerEvent;
 }
 
-type Outcome = "counted" | "failed" | "cancelled" | "read";
-
-/** A ledger row as the saga handlers read it. */
-export interface LedgerRow {
-  message_id: string | null;
-  outcome: Outcome;
-  reason: string | null;
-  reply_event_id: string | null;
-  delta: number;
+/**
+ * Applies `changes` in one transaction of two round trips: BEGIN with the users' locks and the
+ * transactions' ledger entries; then what decide() says for each, in order (entries, counters,
+ * versions, replies), with the COMMIT. A transaction given twice meets its own new entry the second
+ * time. Changes of one counter add up before the clamp at zero, so batch only changes that agree in
+ * sign (sends); cancels and reads go one at a time.
+ */
+export async function applyToLedger(
+  sql: Sql,
+  changes: LedgerChange[],
+): Promise<LedgerDecision[]> {
+  const decisions = await pipelinedTransaction(sql, async (tx, withCommit) => {
+    const [, entries] = await Promise.all([
+      lockUsers(tx, changes.map((c) => c.userId)),
+      loadLedgerEntries(tx, changes.map((c) => c.transactionId)),
+    ]);
+    const written = new Map<string, { change: LedgerChange; entry: LedgerEntry }>();
+    const decisions = changes.map((change) => {
+      const key = change.transactionId.toLowerCase();
+      const decision = decide(entries.get(key), change.event);
+      if (decision.entry) {
+        entries.set(key, decision.entry);
+        written.set(key, { change, entry: decision.entry });
+      }
+      return decision;
+    });
+    const counts = decisions.flatMap((d, i) =>
+      d.delta === 0
+        ? []
+        : [{ userId: changes[i]!.userId, peerId: changes[i]!.peerId, delta: d.delta }]
+    );
+    const replies = decisions.flatMap((d, i) =>
+      d.reply ? [countedReply(changes[i]!, d.reply)] : []
+    );
+    withCommit(writeLedgerEntries(tx, [...written.values()]));
+    withCommit(addToCounters(tx, counts));
+    withCommit(bumpVersions(tx, counts.map((c) => c.userId)));
+    withCommit(enqueueEvents(tx, replies));
+    return decisions;
+  });
+  if (decisions.some((d) => d.reply)) notifyOutbox(sql);
+  return decisions;
 }
 
 /** Namespace of the per-user advisory locks (the second key is the user id's hash). */
-export const USER_LOCK_NAMESPACE = 7_206_118;
+const USER_LOCK_NAMESPACE = 7_206_118;
 
 /**
- * Serialises every change of one user's counters: saga handlers and the reconciler take this lock
- * first, so the reconciler never sees a ledger row without its counter change or the reverse.
- * Like every postgres.js statement, it is sent when first awaited, so it can travel with the next.
+ * Serialises every change of these users' counters: the saga and the reconciler take this lock
+ * before they load, so each decides on the ledger and counters as they are, and the reconciler
+ * never sees a ledger entry without its counter change or the reverse. Taken in sorted order, so
+ * two batches sharing users never deadlock. Sent at once, not when awaited: the statements made
+ * after it travel with it and run under it.
  */
-export function lockUser(tx: Tx | Sql, userId: string): PromiseLike<unknown> {
-  return tx`select pg_advisory_xact_lock(${USER_LOCK_NAMESPACE}, hashtext(${userId}))`;
+export function lockUsers(tx: Tx, userIds: string[]): PromiseLike<unknown> {
+  const users = [...new Set(userIds.map((u) => u.toLowerCase()))].sort();
+  return tx`select pg_advisory_xact_lock(${USER_LOCK_NAMESPACE}, hashtext(u))
+            from unnest(${users}::text[]) as u`.execute();
 }
 
-/**
- * Adds `delta` to one counter (never below zero) and bumps the user's version; both statements are
- * sent at once, in one round trip.
- */
-export function addToCounter(
-  tx: Tx | Sql,
-  userId: string,
-  peerId: string,
-  delta: number,
-): Promise<unknown> {
-  return Promise.all([
-    tx`
-      insert into unread_counters (user_id, peer_id, unread)
-      values (${userId}, ${peerId}, ${Math.max(0, delta)})
-      on conflict (user_id, peer_id)
-      do update set unread = greatest(0, unread_counters.unread + ${delta}), updated_at = now()`,
-    bumpVersion(tx, userId),
-  ]);
+/** The ledger entries of these transactions, by lower-case transaction id. */
+async function loadLedgerEntries(tx: Tx, transactionIds: string[]) {
+  const rows = await tx<(LedgerEntry & { transaction_id: string })[]>`
+    select transaction_id, outcome, delta, reason, reply_event_id as "replyId" from ledger
+    where transaction_id = any(${transactionIds}::uuid[])`;
+  return new Map(rows.map(({ transaction_id, ...entry }) => [transaction_id, entry]));
 }
 
-/** Increments the user's counter version (the cache and the live stream order changes by it). */
-export function bumpVersion(tx: Tx | Sql, userId: string): PromiseLike<unknown> {
+/** Inserts new ledger entries and updates changed ones, in one statement. */
+function writeLedgerEntries(
+  tx: Tx,
+  written: { change: LedgerChange; entry: LedgerEntry }[],
+): PromiseLike<unknown> {
+  if (written.length === 0) return Promise.resolve();
+  const column = <T>(f: (w: { change: LedgerChange; entry: LedgerEntry }) => T) => written.map(f);
   return tx`
-    insert into counter_versions (user_id, version) values (${userId}, 1)
+    insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta, reason,
+                        reply_event_id)
+    select t, case when o = 'read' then 'read' else 'send' end, u, p, m, o, d, r, y
+    from unnest(${column((w) => w.change.transactionId)}::uuid[],
+                ${column((w) => w.change.userId)}::uuid[], ${
+    column((w) => w.change.peerId)
+  }::uuid[],
+                ${column((w) => w.change.messageId ?? null)}::uuid[],
+                ${column((w) => w.entry.outcome)}::text[], ${column((w) => w.entry.delta)}::int[],
+                ${column((w) => w.entry.reason)}::text[], ${column((w) => w.entry.replyId)}::uuid[])
+      as x(t, u, p, m, o, d, r, y)
+    on conflict (transaction_id) do update
+    set outcome = excluded.outcome, delta = excluded.delta, reason = excluded.reason,
+        reply_event_id = excluded.reply_event_id, updated_at = now()`;
+}
+
+/**
+ * Adds each delta to its counter, never below zero, in one statement; deltas for one counter add
+ * up first.
+ */
+export function addToCounters(
+  tx: Tx,
+  changes: { userId: string; peerId: string; delta: number }[],
+): PromiseLike<unknown> {
+  const byPair = new Map<string, { user: string; peer: string; delta: number }>();
+  for (const c of changes) {
+    const [user, peer] = [c.userId.toLowerCase(), c.peerId.toLowerCase()];
+    const pair = byPair.get(`${user}|${peer}`) ?? { user, peer, delta: 0 };
+    pair.delta += c.delta;
+    byPair.set(`${user}|${peer}`, pair);
+  }
+  const pairs = [...byPair.values()];
+  if (pairs.length === 0) return Promise.resolve();
+  // A new row starts at the delta (clamped); an existing one takes its own delta from `change`.
+  return tx`
+    with change as (
+      select * from unnest(${pairs.map((p) => p.user)}::uuid[], ${pairs.map((p) => p.peer)}::uuid[],
+                           ${pairs.map((p) => p.delta)}::int[]) as c(user_id, peer_id, delta)
+    )
+    insert into unread_counters as t (user_id, peer_id, unread)
+    select user_id, peer_id, greatest(0, delta) from change
+    on conflict (user_id, peer_id) do update
+    set unread = greatest(0, t.unread + (select delta from change c
+                                         where c.user_id = excluded.user_id
+                                           and c.peer_id = excluded.peer_id)),
+        updated_at = now()`;
+}
+
+/** Increments each user's counter version (the caches and live streams order changes by it). */
+export function bumpVersions(tx: Tx, userIds: string[]): PromiseLike<unknown> {
+  const users = [...new Set(userIds.map((u) => u.toLowerCase()))];
+  if (users.length === 0) return Promise.resolve();
+  return tx`
+    insert into counter_versions (user_id, version)
+    select u, 1 from unnest(${users}::uuid[]) as u
     on conflict (user_id) do update set version = counter_versions.version + 1`;
 }
 
 /** The reply to a "message sent": its outcome, under the id the ledger remembers for it. */
-export function countedReply(
-  data: EventData<"dialogs.message.sent">,
-  result: { outcome: "counted" | "failed"; reason?: string },
-  replyId: string,
-  requestId?: string,
-) {
+function countedReply(change: LedgerChange, reply: CountedReply) {
   return createEvent("counters.message.counted", {
-    transactionId: data.transactionId,
-    messageId: data.messageId,
-    outcome: result.outcome,
-    ...(result.reason ? { reason: result.reason } : {}),
-  }, { id: replyId, requestId });
+    transactionId: change.transactionId,
+    messageId: change.messageId!,
+    outcome: reply.outcome,
+    ...(reply.reason ? { reason: reply.reason } : {}),
+  }, { id: reply.replyId, requestId: change.requestId });
 }
 
 /** What applying a cancel did: `undone` when it took back an increment. */
@@ -88,30 +179,19 @@ export async function applyMessageCancelled(
   sql: Sql,
   data: EventData<"dialogs.message.cancelled">,
 ): Promise<CancelResult> {
-  return await pipelinedTransaction(sql, async (tx, withCommit) => {
-    const reason = `cancelled: ${data.reason}`;
-    const [, inserted] = await Promise.all([
-      lockUser(tx, data.recipientId),
-      tx`
-        insert into ledger (transaction_id, kind, user_id, peer_id, message_id, outcome, delta,
-                            reason)
-        values (${data.transactionId}, 'send', ${data.recipientId}, ${data.senderId},
-                ${data.messageId}, 'cancelled', 0, ${reason})
-        on conflict (transaction_id) do nothing
-        returning transaction_id`,
-    ]);
-    if (inserted.length > 0) return "remembered";
-    const [row] = await tx<LedgerRow[]>`
-      select message_id, outcome, reason, reply_event_id, delta from ledger
-      where transaction_id = ${data.transactionId} for update`;
-    if (row!.outcome !== "counted") return "nothing";
-    withCommit(
-      tx`update ledger set outcome = 'cancelled', delta = 0, reason = ${reason}, updated_at = now()
-         where transaction_id = ${data.transactionId}`,
-    );
-    withCommit(addToCounter(tx, data.recipientId, data.senderId, -1));
-    return "undone";
-  });
+  const [decision] = await applyToLedger(sql, [{
+    transactionId: data.transactionId,
+    userId: data.recipientId,
+    peerId: data.senderId,
+    messageId: data.messageId,
+    event: { type: "cancelled", reason: data.reason },
+  }]);
+  const step = decision!.step;
+  return step === "undo the count"
+    ? "undone"
+    : step === "remember the cancel"
+    ? "remembered"
+    : "nothing";
 }
 
 /** Applies a read once: the reader's counter for the peer goes down by the number read. */
@@ -119,27 +199,13 @@ export async function applyMessagesRead(
   sql: Sql,
   data: EventData<"dialogs.messages.read">,
 ): Promise<boolean> {
-  return await pipelinedTransaction(sql, async (tx, withCommit) => {
-    const [, inserted] = await Promise.all([
-      lockUser(tx, data.readerId),
-      tx`
-        insert into ledger (transaction_id, kind, user_id, peer_id, outcome, delta)
-        values (${data.transactionId}, 'read', ${data.readerId}, ${data.peerId}, 'read',
-                ${-data.count})
-        on conflict (transaction_id) do nothing
-        returning transaction_id`,
-    ]);
-    if (inserted.length === 0) return false;
-    withCommit(addToCounter(tx, data.readerId, data.peerId, -data.count));
-    return true;
-  });
-}
-
-/** A one-line reason naming the constraint, without SQL or values. */
-export function describeRefusal(err: unknown): string {
-  const e = err as { constraint_name?: string; code?: string };
-  const what = e.constraint_name ? `constraint ${e.constraint_name}` : `error ${e.code}`;
-  return `the counters database refused the update (${what})`;
+  const [decision] = await applyToLedger(sql, [{
+    transactionId: data.transactionId,
+    userId: data.readerId,
+    peerId: data.peerId,
+    event: { type: "read", count: data.count },
+  }]);
+  return decision!.step === "read";
 }
 
 /** A user's counters and version, read in one statement so both come from one snapshot. */

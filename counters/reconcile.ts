@@ -4,7 +4,7 @@
  */
 import { pipelinedTransaction, type Sql } from "../shared/db.ts";
 import type { Drift } from "./drift.ts";
-import { bumpVersion, lockUser } from "./counter_store.ts";
+import { addToCounters, bumpVersions, lockUsers } from "./counter_store.ts";
 
 /** Pairs whose counter differs from their ledger, read in one snapshot. */
 export async function findLedgerDrift(sql: Sql, limit = 1_000): Promise<Drift[]> {
@@ -23,7 +23,7 @@ export async function findLedgerDrift(sql: Sql, limit = 1_000): Promise<Drift[]>
 export async function repairPair(sql: Sql, userId: string, peerId: string): Promise<Drift | null> {
   return await pipelinedTransaction(sql, async (tx, withCommit) => {
     const [, [row]] = await Promise.all([
-      lockUser(tx, userId),
+      lockUsers(tx, [userId]),
       tx<{ expected: number; actual: number }[]>`
       select
         greatest(0, coalesce((select sum(delta) from ledger
@@ -32,12 +32,9 @@ export async function repairPair(sql: Sql, userId: string, peerId: string): Prom
                   where user_id = ${userId} and peer_id = ${peerId}), 0) as actual`,
     ]);
     if (row!.expected === row!.actual) return null;
-    withCommit(tx`
-      insert into unread_counters (user_id, peer_id, unread) values (${userId}, ${peerId}, ${
-      row!.expected
-    })
-      on conflict (user_id, peer_id) do update set unread = excluded.unread, updated_at = now()`);
-    withCommit(bumpVersion(tx, userId));
+    // Under the lock `actual` is what the counter holds, so adding the difference sets it.
+    withCommit(addToCounters(tx, [{ userId, peerId, delta: row!.expected - row!.actual }]));
+    withCommit(bumpVersions(tx, [userId]));
     return { userId, peerId, expected: row!.expected, actual: row!.actual };
   });
 }

@@ -1,8 +1,9 @@
 /** Postgres access for dialogs: sending (message + outbox event in one transaction), reading, replies. */
-import type { Sql } from "../shared/db.ts";
-import { createEvent, type Envelope, type EventData } from "../shared/events.ts";
+import type { Sql, Tx } from "../shared/db.ts";
+import { createEvent, type EventData } from "../shared/events.ts";
 import { enqueueEvent, enqueueEvents, outboxTransaction } from "../shared/outbox.ts";
-import { decideReply, type MessageRow, type MessageStatus } from "./messages.ts";
+import type { MessageRow, MessageStatus } from "./messages.ts";
+import { decide, type MessageCommand, type MessageDecision, TIMEOUT_REASON } from "./saga.ts";
 
 const COLUMNS = "id, transaction_id, sender_id, recipient_id, text, status, created_at, read_at";
 
@@ -174,8 +175,8 @@ export type ReplyResult =
  * Applies counters' outcomes to their pending messages in one transaction of two round trips: BEGIN
  * with the rows, the updates with COMMIT. One result per reply, in order; a reply given twice is
  * applied once, a finished message is left as it is. A count reported more than `timeoutMs` after
- * the message was created fails the message and writes its cancel (decideReply), in this
- * transaction, so no late reply ever commits a message whenever the sweeper runs.
+ * the message was created fails the message and writes its cancel (saga.ts), in this transaction,
+ * so no late reply ever commits a message whenever the sweeper runs.
  */
 export async function applyCountedReplies(
   sql: Sql,
@@ -183,67 +184,84 @@ export async function applyCountedReplies(
   timeoutMs: number,
 ): Promise<ReplyResult[]> {
   return await outboxTransaction(sql, async (tx, withCommit) => {
-    // Locked in id order, so two batches sharing messages cannot deadlock. "now" is Postgres'
+    // Locked in id order, so two batches sharing messages cannot deadlock. The age is by Postgres'
     // clock, the one created_at and the sweeper use.
-    const rows = await tx<(PendingRow & { now: Date })[]>`
-      select id, transaction_id, status, created_at, sender_id, recipient_id, request_id,
-             clock_timestamp() as now
+    const rows = await tx<SagaRow[]>`
+      select ${tx.unsafe(SAGA_COLUMNS)},
+             (extract(epoch from clock_timestamp() - created_at) * 1000)::float8 as age_ms
       from messages
       where transaction_id = any(${replies.map((r) => r.transactionId)}::uuid[])
       order by id for update`;
     const byTransaction = new Map(rows.map((r) => [r.transaction_id, r]));
-    const updates: { id: string; status: MessageStatus; reason: string | null }[] = [];
-    const cancels: Envelope[] = [];
+    const finished: Finished[] = [];
     const results = replies.map((data): ReplyResult => {
       const row = byTransaction.get(data.transactionId.toLowerCase());
       if (!row) return { kind: "unknown" };
-      const next = decideReply(row.status, data.outcome, {
-        createdAt: row.created_at,
-        now: row.now,
-        timeoutMs,
-      });
-      if (next === null) return { kind: "ignored", status: row.status, messageId: row.id };
-      row.status = next.status;
-      updates.push({
-        id: row.id,
-        status: next.status,
-        reason: next.cancel ? TIMEOUT_REASON : data.reason ?? null,
-      });
-      if (next.cancel) cancels.push(cancelEvent(row));
+      const { outcome, reason } = data;
+      const decision = decideOn(row, { type: "reply", outcome, reason, timeoutMs }, finished);
+      if ("ignored" in decision) return { kind: "ignored", status: row.status, messageId: row.id };
       return {
         kind: "applied",
-        status: next.status,
+        status: decision.status,
         messageId: row.id,
         createdAt: row.created_at,
-        timedOut: next.cancel,
+        timedOut: decision.cancel,
       };
     });
-    if (updates.length > 0) {
-      withCommit(tx`
-        update messages m
-        set status = u.status, finished_at = now(), failure_reason = u.reason
-        from unnest(${updates.map((u) => u.id)}::uuid[], ${updates.map((u) => u.status)}::text[],
-                    ${updates.map((u) => u.reason)}::text[]) as u(id, status, reason)
-        where m.id = u.id`);
-    }
-    if (cancels.length > 0) withCommit(enqueueEvents(tx, cancels));
+    writeFinished(tx, finished).forEach(withCommit);
     return results;
   });
 }
 
-/** A pending message as the saga's timeout handling needs it. */
-interface PendingRow {
+/** A message as the saga loads it: what the decision needs and what a cancel names. */
+interface SagaRow {
   id: string;
   transaction_id: string;
   status: MessageStatus;
   created_at: Date;
+  age_ms: number;
   sender_id: string;
   recipient_id: string;
   request_id: string | null;
 }
 
+const SAGA_COLUMNS = "id, transaction_id, status, created_at, sender_id, recipient_id, request_id";
+
+/** A message the saga finished in this transaction, with the decision that finished it. */
+type Finished = { row: SagaRow; status: MessageStatus; reason: string | null; cancel: boolean };
+
+/**
+ * Decides `command` for the loaded row; a finishing decision is collected in `finished` and
+ * applied to the row in memory, so a later command for it in the same batch meets the new status.
+ */
+function decideOn(row: SagaRow, command: MessageCommand, finished: Finished[]): MessageDecision {
+  const decision = decide({ status: row.status, ageMs: row.age_ms }, command);
+  if (!("ignored" in decision)) {
+    row.status = decision.status;
+    finished.push({ row, ...decision });
+  }
+  return decision;
+}
+
+/** The statements that write the finished messages and their cancels (for withCommit). */
+function writeFinished(tx: Tx, finished: Finished[]): PromiseLike<unknown>[] {
+  if (finished.length === 0) return [];
+  const cancels = finished.filter((f) => f.cancel).map((f) => cancelEvent(f.row));
+  return [
+    tx`
+      update messages m
+      set status = u.status, finished_at = now(), failure_reason = u.reason
+      from unnest(${finished.map((f) => f.row.id)}::uuid[], ${
+      finished.map((f) => f.status)
+    }::text[],
+                  ${finished.map((f) => f.reason)}::text[]) as u(id, status, reason)
+      where m.id = u.id`,
+    enqueueEvents(tx, cancels),
+  ];
+}
+
 /** The cancel of a send that timed out: counters takes its count back, or never counts it. */
-function cancelEvent(row: Omit<PendingRow, "status" | "created_at">) {
+function cancelEvent(row: SagaRow) {
   return createEvent("dialogs.message.cancelled", {
     transactionId: row.transaction_id,
     messageId: row.id,
@@ -306,13 +324,11 @@ export interface TimedOutSend {
   recipient_id: string;
 }
 
-/** Why the sweeper failed a send. */
-export const TIMEOUT_REASON = "the saga timed out";
-
 /**
  * Fails sends pending for longer than `timeoutMs` (at most `limit`) and writes a cancel event for
- * each, in one transaction. SKIP LOCKED lets several instances sweep at once; a reply being applied
- * holds the row, so a message is either committed by its reply or failed here, never both.
+ * each, in one transaction of two round trips: BEGIN with the rows, the updates with COMMIT. SKIP
+ * LOCKED lets several instances sweep at once; a reply being applied holds the row, so a message is
+ * either committed by its reply or failed here, never both.
  */
 export async function failTimedOutSends(
   sql: Sql,
@@ -320,20 +336,19 @@ export async function failTimedOutSends(
   limit = SWEEP_BATCH_SIZE,
 ): Promise<TimedOutSend[]> {
   return await outboxTransaction(sql, async (tx, withCommit) => {
-    const rows = await tx<TimedOutSend[]>`
-      update messages m
-      set status = 'failed', failure_reason = ${TIMEOUT_REASON}, finished_at = now()
-      from (
-        select id from messages
-        where status = 'pending' and created_at < now() - make_interval(secs => ${timeoutMs / 1000})
-        order by created_at
-        limit ${limit}
-        for update skip locked
-      ) expired
-      where m.id = expired.id
-      returning m.id, m.created_at, m.transaction_id, m.sender_id, m.recipient_id, m.request_id`;
-    if (rows.length > 0) withCommit(enqueueEvents(tx, rows.map(cancelEvent)));
-    return rows;
+    // The query only finds the candidates (messages_pending serves it); the decision rules.
+    const rows = await tx<SagaRow[]>`
+      select ${tx.unsafe(SAGA_COLUMNS)},
+             (extract(epoch from now() - created_at) * 1000)::float8 as age_ms
+      from messages
+      where status = 'pending' and created_at < now() - make_interval(secs => ${timeoutMs / 1000})
+      order by created_at
+      limit ${limit}
+      for update skip locked`;
+    const finished: Finished[] = [];
+    for (const row of rows) decideOn(row, { type: "timeout", timeoutMs }, finished);
+    writeFinished(tx, finished).forEach(withCommit);
+    return finished.map((f) => f.row);
   });
 }
 

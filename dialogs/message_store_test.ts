@@ -9,8 +9,8 @@ import {
   sendMessage,
   sweepTimedOutSends,
   type TimedOutSend,
-  TIMEOUT_REASON,
 } from "./message_store.ts";
+import { TIMEOUT_REASON } from "./saga.ts";
 import { integrationTest, migratedDatabase, type TestEnv } from "../testing/env.ts";
 import { memoryMessageStore } from "../testing/memory_store.ts";
 

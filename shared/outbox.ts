@@ -60,7 +60,7 @@ const localRelays = new WeakMap<Sql, Set<() => void>>();
  * send. Calls made while one is in flight coalesce into one more; a lost notification only costs
  * the relays' polling interval.
  */
-function notifyOutbox(sql: Sql): void {
+export function notifyOutbox(sql: Sql): void {
   for (const wake of localRelays.get(sql) ?? []) wake();
   let state = notifiers.get(sql);
   if (!state) notifiers.set(sql, state = { sending: false, again: false });
