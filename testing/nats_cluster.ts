@@ -91,10 +91,11 @@ export async function startNatsCluster(options: NatsClusterOptions): Promise<Nat
     async streamLeader(stream, timeoutMs = 15_000) {
       const nc = await connectNats(cluster.url, "nats-cluster-leader");
       try {
-        const jsm = await jetstreamManager(nc, { timeout: 2_000 });
         const deadline = Date.now() + timeoutMs;
         while (Date.now() < deadline) {
           try {
+            // Even the account info may time out while an election is under way.
+            const jsm = await jetstreamManager(nc, { timeout: 2_000 });
             const info = await jsm.streams.info(stream);
             const leader = info.cluster?.leader;
             const node = nodes.find((n) => n.serverName === leader);
