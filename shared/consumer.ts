@@ -28,6 +28,17 @@ export type EventHandler = (event: Envelope, ctx: HandlerContext) => Promise<voi
 /** Deliveries of one event before a failing one is dead-lettered (about 6.5 min of backoff). */
 export const RETRY_BUDGET = 20;
 
+/** How long one delivery may be handled by default; every handler transaction times out far sooner. */
+export const HANDLER_TIMEOUT_MS = 30_000;
+
+/** The error a delivery that took longer than its handler timeout failed with. */
+export class HandlerTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`the handler did not finish within ${ms} ms`);
+    this.name = "HandlerTimeoutError";
+  }
+}
+
 /** Outcome counts, for metrics. */
 export type ConsumeOutcome = "processed" | "retried" | "dead_lettered";
 
@@ -50,6 +61,12 @@ export interface EventConsumerOptions {
    * consumer's ack_wait, so a live instance keeps its message and a killed one's is redelivered.
    */
   workingEveryMs?: number;
+  /**
+   * How long one delivery may be handled before it counts as failed (HANDLER_TIMEOUT_MS by
+   * default): a handler stuck on a promise that never settles would otherwise be kept in progress
+   * for ever, and its event would never reach the retry budget.
+   */
+  handlerTimeoutMs?: number;
   /** Called once per delivery with its outcome, the event (when it parsed) and the delivery count. */
   onOutcome?: (outcome: ConsumeOutcome, event: Envelope | undefined, deliveryCount: number) => void;
 }
@@ -176,7 +193,10 @@ export class EventConsumer {
       return;
     }
     try {
-      await handler(event, { log: mlog, requestId, deliveryCount: m.info.deliveryCount });
+      await withDeadline(
+        handler(event, { log: mlog, requestId, deliveryCount: m.info.deliveryCount }),
+        this.#opts.handlerTimeoutMs ?? HANDLER_TIMEOUT_MS,
+      );
       // A plain ack, not ackAck: waiting for the server's confirmation costs a round trip per event,
       // and an ack that is lost only brings a redelivery, which the idempotent handlers absorb.
       m.ack();
@@ -227,4 +247,14 @@ export class EventConsumer {
     // No reason argument: nats-server 2.9 does not understand "+TERM <reason>" and would ignore it.
     m.term();
   }
+}
+
+/** `work`, or a HandlerTimeoutError after `ms`; the work goes on, but its result no longer counts. */
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HandlerTimeoutError(ms)), ms);
+  });
+  work.catch(() => {}); // a failure after the deadline has nobody left to tell
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }

@@ -23,7 +23,9 @@ import { integrationTest, type TestEnv, waitFor } from "../testing/env.ts";
 async function setup(
   env: TestEnv,
   handler: (e: Envelope, ctx: HandlerContext) => Promise<void>,
-  options: Pick<EventConsumerOptions, "maxDeliveries" | "onOutcome"> & { ackWaitMs?: number } = {},
+  options:
+    & Pick<EventConsumerOptions, "maxDeliveries" | "onOutcome" | "handlerTimeoutMs">
+    & { ackWaitMs?: number } = {},
 ) {
   const nc = await env.nats();
   const names = streamNames(env.stream, env.prefix);
@@ -41,6 +43,7 @@ async function setup(
     handler,
     maxDeliveries: options.maxDeliveries,
     onOutcome: options.onOutcome,
+    handlerTimeoutMs: options.handlerTimeoutMs,
   });
   const publish = (subject: string, data: string | Uint8Array, msgID?: string) => {
     const h = natsHeaders();
@@ -286,3 +289,44 @@ Deno.test("EventConsumer refuses a retry budget below one delivery", () => {
     /maxDeliveries must be at least 1, got 0/,
   );
 });
+
+integrationTest(
+  "EventConsumer: a handler that never finishes counts as a failed delivery after its timeout, " +
+    "so the event is redelivered and reaches the dead letters at the budget, and nothing waits on it",
+  async (env) => {
+    const stuck = messageSentEvent(), other = messageSentEvent();
+    const deliveries: string[] = [];
+    const outcomes: string[] = [];
+    const { consumer, publish, names, nc } = await setup(
+      env,
+      (e) => {
+        deliveries.push(e.id);
+        // The stuck event's handler waits on a promise that never settles.
+        return e.id === stuck.id ? new Promise<void>(() => {}) : Promise.resolve();
+      },
+      {
+        handlerTimeoutMs: 300,
+        maxDeliveries: 2,
+        onOutcome: (outcome, e) => void (e?.id === stuck.id && outcomes.push(outcome)),
+      },
+    );
+    consumer.start();
+    try {
+      const subject = subjectFor(env.prefix, "dialogs.message.sent");
+      await publish(subject, JSON.stringify(stuck), stuck.id);
+      await publish(subject, JSON.stringify(other), other.id);
+      await waitFor(() => deliveries.includes(other.id), { what: "the other event, meanwhile" });
+      await waitFor(() => outcomes.includes("dead_lettered"), {
+        what: "the stuck event dead-lettered",
+      });
+      assert.deepEqual(outcomes, ["retried", "dead_lettered"]);
+      assert.equal(deliveries.filter((id) => id === stuck.id).length, 2, "delivered twice");
+      const jsm = await jetstreamManager(nc);
+      const dead = await jsm.streams.getMessage(names.deadLetterStream, { seq: 1 });
+      assert.ok(dead, "in the dead letters");
+      assert.match(dead.header.get("Dead-Letter-Reason"), /did not finish within 300 ms/);
+    } finally {
+      await consumer.stop();
+    }
+  },
+);
