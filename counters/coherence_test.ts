@@ -4,7 +4,7 @@ import type { Sql } from "../shared/db.ts";
 import { createLogger } from "../shared/log.ts";
 import type { Counter } from "../shared/metrics.ts";
 import { integrationTest, migratedDatabase, type TestEnv, waitFor } from "../testing/env.ts";
-import { findBinary, freePort, type ManagedProcess, managedProcess } from "../testing/processes.ts";
+import { startPrivateRedis } from "../testing/redis_server.ts";
 import {
   type CoherenceTimings,
   type CoherentCounters,
@@ -124,47 +124,13 @@ async function settled(
   }, { what: "every instance on one confirmed generation" });
 }
 
-/** A redis-server of the test's own, on a free port, keeping snapshots in its own folder. */
-async function privateRedis(): Promise<
-  { url: string; proc: ManagedProcess; stop(): Promise<void> }
-> {
-  const dir = await Deno.makeTempDir({ prefix: "coherence-redis-" });
-  const port = freePort();
-  const proc = managedProcess({
-    name: "redis",
-    port,
-    command: await findBinary("redis-server"),
-    args: [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--dir",
-      dir,
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-    ],
-    logFile: `${dir}/redis.log`,
-  });
-  await proc.start();
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    proc,
-    async stop() {
-      await proc.kill();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
 /**
  * Two counters instances (A and B) on the test's database and a private redis-server, with an
  * admin client to that server; `close` stops all of it.
  */
 async function twoInstancesOnPrivateRedis(env: TestEnv) {
-  const server = await privateRedis();
+  const dir = await Deno.makeTempDir({ prefix: "coherence-redis-" });
+  const server = await startPrivateRedis(dir);
   const sql = await countersDb(env);
   const caches = [0, 1].map(() => openRedisCache({ url: server.url, keyPrefix: "c:" }));
   const [a, b] = caches.map((redis) => instance(env, sql, redis));
@@ -181,7 +147,8 @@ async function twoInstancesOnPrivateRedis(env: TestEnv) {
       await a!.counters.close();
       await b!.counters.close();
       for (const cache of caches) await cache.close();
-      await server.stop();
+      await server.kill();
+      await Deno.remove(dir, { recursive: true });
     },
   };
 }
@@ -270,13 +237,12 @@ integrationTest(
       await setPostgres(sql, me, peer, 1);
       const stamp = await settled(sql, admin, "c:", [a.counters, b.counters]);
       assert.deepEqual(await b.counters.read(me), at(peer, 1));
-      await admin.save(); // the snapshot holds version 1 and the generation's stamp
+      const snapshot = await server.saveSnapshot(); // version 1 and the generation's stamp
       await setPostgres(sql, me, peer, 2);
       await a.counters.changed([me]);
       assert.deepEqual(await b.counters.read(me), at(peer, 2), "Redis has version 2");
 
-      await server.proc.kill();
-      await server.proc.start(); // back from the snapshot: version 1 under the same stamp
+      await server.restartFromSnapshot(snapshot); // version 1 again, under the same stamp
       admin.disconnect();
       const probe = new Redis(server.url, { maxRetriesPerRequest: 1 });
       const restored = await probe.get(`c:${entryKey(stamp, me)}`).finally(() =>
@@ -305,15 +271,14 @@ integrationTest(
 integrationTest(
   "coherence: a Redis refusing writes marks the cache unsafe; the change waits out the lease and no instance serves the old entry",
   async (env) => {
-    const { sql, a, b, admin, close } = await twoInstancesOnPrivateRedis(env);
+    const { server, sql, a, b, close } = await twoInstancesOnPrivateRedis(env);
     const leaseMs = 1_000; // the default
     try {
       const me = crypto.randomUUID(), peer = crypto.randomUUID();
       await setPostgres(sql, me, peer, 1);
       await waitFor(() => a.counters.trusted() && b.counters.trusted(), { what: "Redis trusted" });
       assert.deepEqual(await b.counters.read(me), at(peer, 1));
-      await admin.config("SET", "maxmemory-policy", "noeviction");
-      await admin.config("SET", "maxmemory", "1");
+      await server.refuseWrites();
 
       await setPostgres(sql, me, peer, 2);
       const started = performance.now();
@@ -333,7 +298,7 @@ integrationTest(
       assert.ok(performance.now() - again < leaseMs, "no second wait");
       assert.equal(a.stats.generations.write_failed, 1);
 
-      await admin.config("SET", "maxmemory", "0");
+      await server.acceptWrites();
       await waitFor(() => a.counters.trusted() && b.counters.trusted(), {
         what: "Redis stamped anew once it takes writes",
       });
