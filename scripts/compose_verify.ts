@@ -236,9 +236,14 @@ function natsNodes(stack: Stack): string[] {
   return stack.facts.services.filter((s) => /^nats(-\d+)?$/.test(s));
 }
 
-/** The stream SAGA as NATS node `node` of `stack` sees it. */
-async function sagaOn(stack: Stack, node: string): Promise<JszStream | undefined> {
-  const out = await compose(stack, [
+/** GET `path` of NATS node `node`'s monitoring port, from inside its container. */
+function natsMonitor(
+  stack: Stack,
+  node: string,
+  path: string,
+  options: { allowFailure?: boolean },
+) {
+  return compose(stack, [
     "exec",
     "-T",
     node,
@@ -246,8 +251,13 @@ async function sagaOn(stack: Stack, node: string): Promise<JszStream | undefined
     "-q",
     "-O",
     "-",
-    "http://127.0.0.1:8222/jsz?streams=true",
-  ], { timeoutSeconds: 60 });
+    `http://127.0.0.1:8222${path}`,
+  ], { ...options, timeoutSeconds: 60 });
+}
+
+/** The stream SAGA as NATS node `node` of `stack` sees it. */
+async function sagaOn(stack: Stack, node: string): Promise<JszStream | undefined> {
+  const out = await natsMonitor(stack, node, "/jsz?streams=true", {});
   const jsz = JSON.parse(out.stdout) as { account_details?: { stream_detail?: JszStream[] }[] };
   return jsz.account_details?.flatMap((a) => a.stream_detail ?? []).find((s) => s.name === "SAGA");
 }
@@ -262,16 +272,7 @@ async function natsCurrent(stack: Stack) {
     for (;;) {
       const answers = await Promise.all(
         natsNodes(stack).map(async (node) => {
-          const out = await compose(stack, [
-            "exec",
-            "-T",
-            node,
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "http://127.0.0.1:8222/healthz",
-          ], { allowFailure: true, timeoutSeconds: 60 });
+          const out = await natsMonitor(stack, node, "/healthz", { allowFailure: true });
           return { node, ok: out.code === 0, text: `${out.stdout}${out.stderr}`.trim() };
         }),
       );

@@ -1,7 +1,14 @@
 /** `deno task verify` against real databases: exit 0 without drift, 1 with it. */
 import assert from "node:assert/strict";
 import { openRedisCache } from "../counters/redis_cache.ts";
-import { bearer, call, integrationTest, TEST_JWT_SECRET, waitFor } from "../testing/env.ts";
+import { integrationTest, type Service, TEST_JWT_SECRET, waitFor } from "../testing/env.ts";
+import { send, waitForStatus } from "../testing/clients.ts";
+
+/** Sends a message from `a` to `b` and waits until it is committed. */
+async function sendCommitted(dialogs: Service, a: string, b: string) {
+  const sent = await send(dialogs, a, b, "count me");
+  await waitForStatus(dialogs, a, sent.body.messageId, "committed");
+}
 
 async function runVerify(
   dialogsUrl: string,
@@ -30,16 +37,7 @@ integrationTest(
     const dialogs = await env.startDialogs();
     await env.startCounters();
     const a = crypto.randomUUID(), b = crypto.randomUUID();
-    const sent = await call(`${dialogs.url}/api/dialog/${b}/send`, {
-      auth: await bearer(a),
-      body: { text: "count me" },
-    });
-    await waitFor(async () => {
-      const r = await call(`${dialogs.url}/api/messages/${sent.body.messageId}`, {
-        auth: await bearer(a),
-      });
-      return r.body.status === "committed";
-    });
+    await sendCommitted(dialogs, a, b);
     const clean = await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl);
     assert.equal(clean.code, 0, clean.stdout + clean.stderr);
     assert.match(clean.stdout, /no drift/);
@@ -67,16 +65,7 @@ integrationTest(
     const dialogs = await env.startDialogs();
     const first = await env.startCounters();
     const a = crypto.randomUUID(), b = crypto.randomUUID();
-    const sent = await call(`${dialogs.url}/api/dialog/${b}/send`, {
-      auth: await bearer(a),
-      body: { text: "count me" },
-    });
-    await waitFor(async () => {
-      const r = await call(`${dialogs.url}/api/messages/${sent.body.messageId}`, {
-        auth: await bearer(a),
-      });
-      return r.body.status === "committed";
-    });
+    await sendCommitted(dialogs, a, b);
     const secret = { JWT_SECRET: TEST_JWT_SECRET };
     const clean = await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl, {
       ...secret,
