@@ -235,18 +235,28 @@ function cleanReport(): ChaosReport {
   };
 }
 
-Deno.test("isOk() fails a run with any read-your-saga violation, served drift or timed-out send", () => {
+Deno.test("isOk() fails a run with any read-your-saga violation, served drift or send timed out by an instance crash", () => {
   const clean = cleanReport();
   assert.equal(isOk(clean), true);
   assert.equal(isOk({ ...clean, probeViolations: 1 }), false);
   assert.equal(isOk({ ...clean, driftServed: 1 }), false);
-  assert.equal(isOk({ ...clean, timedOut: 1, failed: 1, committed: 2 }), false);
+  const oneTimedOut = { ...clean, timedOut: 1, failed: 1, committed: 2 };
+  assert.equal(
+    isOk({ ...oneTimedOut, timedOutAfter: { "kill -9 counters-1": 1 } }),
+    false,
+    "a send failed by an instance crash fails the run",
+  );
+  assert.equal(
+    isOk({ ...oneTimedOut, timedOutAfter: { "kill -9 the NATS node leading the stream": 1 } }),
+    true,
+    "one failed by a JetStream election after a NATS node kill is reported apart",
+  );
   assert.equal(isOk({ ...clean, quiet: false }), false);
 });
 
 Deno.test("renderReport() flags a failing run", () => {
   const text = renderReport({ ...cleanReport(), committed: 2, lost: 1 });
 
-  assert.match(text, /\| lost \(accepted, neither committed nor failed\) \|\s+1 \|/);
+  assert.match(text, /\| lost \(accepted, neither committed nor failed\)\s+\|\s+1 \|/);
   assert.match(text, /chaos: FAIL/);
 });
