@@ -57,8 +57,10 @@ export async function waitForQuiet(
 /** What fuzzing found. */
 export interface FuzzResult {
   requests: number;
-  /** Answers 5xx, requests with no answer and instances that crashed. */
+  /** Answers 5xx (but the 503s below), requests with no answer and instances that crashed. */
   serverErrors: number;
+  /** 503 problems saying a dependency is unavailable for a moment: retry, nothing changed. */
+  retryLater: number;
 }
 
 /**
@@ -73,7 +75,7 @@ export async function fuzzInstances(
   const ctx = await fuzzContext(world.secret, input.users, input.messageIds);
   const requests = fuzzRequests(input.seed, input.count, ctx);
   const bases = instanceUrls(world);
-  let serverErrors = 0, next = 0;
+  let serverErrors = 0, retryLater = 0, next = 0;
   const examples: string[] = [];
   const note = (what: string) => {
     serverErrors++;
@@ -94,7 +96,15 @@ export async function fuzzInstances(
         const stream = res.headers.get("content-type")?.startsWith("text/event-stream");
         const body = stream ? "" : await res.text();
         if (stream) await res.body?.cancel();
-        if (res.status >= 500) note(`${req.method} ${req.path} answered ${res.status}: ${body}`);
+        // A 503 problem saying the database (or a dependency) is unavailable for a moment is the
+        // contract's answer when a request meets a connection a fault broke: it changed nothing
+        // and says to retry. Counted apart; any other 5xx is a failure.
+        if (res.status === 503 && /problems\/(unavailable|not-ready)"/.test(body)) {
+          retryLater++;
+          if (examples.length < 5) examples.push(`${req.method} ${req.path} answered 503: ${body}`);
+        } else if (res.status >= 500) {
+          note(`${req.method} ${req.path} answered ${res.status}: ${body}`);
+        }
       } catch (err) {
         note(`${req.method} ${req.path} got no answer: ${err}`); // no answer at all
       }
@@ -103,7 +113,7 @@ export async function fuzzInstances(
   for (const example of examples) log(`chaos: fuzz: ${example.slice(0, 300)}`);
   const crashed = instances(world).filter((p) => !p.running).map((p) => p.name);
   if (crashed.length) log(`chaos: crashed during fuzzing: ${crashed.join(", ")}`);
-  return { requests: requests.length, serverErrors: serverErrors + crashed.length };
+  return { requests: requests.length, serverErrors: serverErrors + crashed.length, retryLater };
 }
 
 /** The invariant's figures: how the accepted sends ended and which counters are wrong. */

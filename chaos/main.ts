@@ -292,6 +292,7 @@ function chaosReport(
     probeViolations: probe.violations,
     fuzzRequests: fuzz.requests,
     fuzzServerErrors: fuzz.serverErrors,
+    fuzzRetryLater: fuzz.retryLater,
     quiet,
     ok: false,
   };

@@ -25,6 +25,8 @@ export interface ChaosReport {
   violationsAfter: Record<string, number>;
   fuzzRequests: number;
   fuzzServerErrors: number;
+  /** Fuzz answers 503 "unavailable for a moment, retry": a connection a fault broke, met later. */
+  fuzzRetryLater: number;
   /** Pairs wrong anywhere: in the tables or as served by any instance. */
   drift: number;
   /** Pairs wrong in the counters tables. */
@@ -101,6 +103,7 @@ export function renderReport(r: ChaosReport): string {
     ...Object.entries(r.faults).map(([k, v]) => [`fault: ${k}`, v] as [string, number]),
     ["fuzz requests (random and malformed)", r.fuzzRequests],
     ["fuzz answers 5xx or crashed processes", r.fuzzServerErrors],
+    ["fuzz answers 503 'retry' (a broken DB connection)", r.fuzzRetryLater],
     ["quiet reached", r.quiet ? "yes" : "NO"],
     ["read-your-saga probe reads", r.probeChecks],
     ["read-your-saga violations", r.probeViolations],

@@ -223,6 +223,7 @@ function cleanReport(): ChaosReport {
     violationsAfter: {},
     fuzzRequests: 0,
     fuzzServerErrors: 0,
+    fuzzRetryLater: 0,
     drift: 0,
     driftTables: 0,
     driftServed: 0,
