@@ -10,12 +10,85 @@ export const MessageSent = z.object({
   sentAt: z.iso.datetime({ offset: true }),
 });
 
-/** counters → dialogs: the outcome of counting a sent message. */
+/** counters → dialogs: the outcome of counting a sent message; a counted group message has a `seq`. */
 export const MessageCounted = z.object({
   transactionId: z.uuid(),
   messageId: z.uuid(),
   outcome: z.enum(["counted", "failed"]),
   reason: z.string().max(500).optional(),
+  seq: z.number().int().positive().optional(),
+});
+
+/**
+ * dialogs → counters: a group message was stored as pending and must be counted (given the next
+ * `seq` of its group). `mentions` names members other than the sender, each once, and is empty
+ * when `mentionsAll` (which covers every member) is set.
+ */
+export const GroupMessageSent = z.object({
+  transactionId: z.uuid(),
+  messageId: z.uuid(),
+  groupId: z.uuid(),
+  senderId: z.uuid(),
+  mentions: z.array(z.uuid()).max(10_000),
+  mentionsAll: z.boolean(),
+  sentAt: z.iso.datetime({ offset: true }),
+});
+
+/** dialogs → counters: a pending group send timed out and was failed; its seq, if any, is void. */
+export const GroupMessageCancelled = z.object({
+  transactionId: z.uuid(),
+  messageId: z.uuid(),
+  groupId: z.uuid(),
+  senderId: z.uuid(),
+  reason: z.string().max(500),
+});
+
+/**
+ * dialogs → counters: the sender deleted a committed dialog message the recipient had not read;
+ * the recipient's count drops by one, once (the transaction is the delete's own).
+ */
+export const MessageDeleted = z.object({
+  transactionId: z.uuid(),
+  messageId: z.uuid(),
+  senderId: z.uuid(),
+  recipientId: z.uuid(),
+  deletedAt: z.iso.datetime({ offset: true }),
+});
+
+/** dialogs → counters: the sender deleted a committed group message; `seq` is its place. */
+export const GroupMessageDeleted = z.object({
+  messageId: z.uuid(),
+  groupId: z.uuid(),
+  senderId: z.uuid(),
+  seq: z.number().int().positive(),
+  deletedAt: z.iso.datetime({ offset: true }),
+});
+
+/**
+ * One member's state in a group as dialogs holds it. `version` goes up with every change of this
+ * (group, user) pair, so counters keeps the newest whatever order events arrive in.
+ */
+export const MemberState = z.object({
+  userId: z.uuid(),
+  member: z.boolean(),
+  joinedSeq: z.number().int().min(0),
+  readSeq: z.number().int().min(0),
+  muted: z.boolean(),
+  version: z.number().int().positive(),
+});
+
+/** dialogs → counters: members joined, left, read or muted a group (at most 1,000 per event). */
+export const GroupMembersChanged = z.object({
+  groupId: z.uuid(),
+  members: z.array(MemberState).min(1).max(1_000),
+});
+
+/** dialogs → counters: a user muted or unmuted a dialog; `version` as for MemberState. */
+export const DialogMuted = z.object({
+  userId: z.uuid(),
+  peerId: z.uuid(),
+  muted: z.boolean(),
+  version: z.number().int().positive(),
 });
 
 /** dialogs → counters: a pending send timed out and was failed; undo its increment if counted. */
@@ -41,6 +114,12 @@ export const EVENT_SCHEMAS = {
   "dialogs.message.sent": MessageSent,
   "dialogs.message.cancelled": MessageCancelled,
   "dialogs.messages.read": MessagesRead,
+  "dialogs.message.deleted": MessageDeleted,
+  "dialogs.dialog.muted": DialogMuted,
+  "dialogs.group.message.sent": GroupMessageSent,
+  "dialogs.group.message.cancelled": GroupMessageCancelled,
+  "dialogs.group.message.deleted": GroupMessageDeleted,
+  "dialogs.group.members.changed": GroupMembersChanged,
   "counters.message.counted": MessageCounted,
 } as const;
 
