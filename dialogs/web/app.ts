@@ -320,8 +320,9 @@ async function previewOf(entry: ChatEntry): Promise<string> {
 }
 
 function previewText(entry: ChatEntry, m: MessageView | GroupMessageView): string {
-  if (m.from === state.userId) return `you: ${m.text}`;
-  return "groupId" in entry ? `${short(m.from)}: ${m.text}` : m.text;
+  const text = m.text.replace(MENTION, (_, who: string) => `@${short(who.toLowerCase())}`);
+  if (m.from === state.userId) return `you: ${text}`;
+  return "groupId" in entry ? `${short(m.from)}: ${text}` : text;
 }
 
 async function loadChats() {
