@@ -78,6 +78,11 @@ async function waitHidden(page: Page, selector: string) {
   }, selector);
 }
 
+/** Leaves the open chat (the Back button shows on narrow screens only). */
+async function back(page: Page) {
+  await page.evaluate(() => document.getElementById("back")?.click());
+}
+
 /** Calls a dialogs route as `userId`, as a second device of that user would. */
 async function call(
   dialogs: Service,
@@ -154,7 +159,7 @@ integrationTest(
       await env.sql(
         "counters",
       )`alter table unread_counters add constraint unread_max check (unread <= 0)`;
-      await pageB.evaluate(() => document.getElementById("back")?.click());
+      await back(pageB);
       await pageA.fill("#text", "Refused");
       await pageA.click("#compose button");
       await pageA.waitForSelector(".msg.mine.failed >> text=Refused");
@@ -198,7 +203,7 @@ integrationTest(
       await pageB.click("#newdialog button");
       await pageB.click("#mutebtn");
       await waitText(pageB, "#mutebtn", "Unmute");
-      await pageB.click("#back");
+      await back(pageB);
 
       await pageA.fill("#peer", b);
       await pageA.click("#newdialog button");
@@ -225,7 +230,7 @@ integrationTest(
       assert.equal(await pageB.locator('.msg:has-text("two")').count(), 0, "gone for the peer");
       await pageB.click("#mutebtn");
       await waitText(pageB, "#mutebtn", "Mute");
-      await pageB.click("#back");
+      await back(pageB);
       await sendText(pageA, "three");
       await pageB.waitForFunction(() => document.getElementById("total")?.textContent === "1");
       assert.equal(
@@ -285,7 +290,7 @@ integrationTest(
       await pageC.waitForFunction(() => document.getElementById("total")?.textContent === "0");
       await pageC.click("#mutebtn");
       await waitText(pageC, "#mutebtn", "Unmute");
-      await pageC.click("#back");
+      await back(pageC);
       await sendText(pageA, "third");
       await waitText(pageC, `${row("group", group)} .badge.count`, "1");
       assert.match(
@@ -308,7 +313,7 @@ integrationTest(
       await pageB.click("#newdialog button");
       await pageB.click("#mutebtn");
       await waitText(pageB, "#mutebtn", "Unmute");
-      await pageB.click("#back");
+      await back(pageB);
       await call(dialogs, c, "POST", `/api/dialog/${b}/send`, { text: "lunch?" });
       const design = await call(dialogs, c, "POST", "/api/groups", {
         title: "Design",
