@@ -220,28 +220,40 @@ function openStream() {
  * times, briefly.
  */
 let catchingUp = false;
+let changedMeanwhile = false;
 async function catchUp() {
-  if (catchingUp) return;
+  if (catchingUp) {
+    changedMeanwhile = true;
+    return;
+  }
   catchingUp = true;
   try {
-    for (let delay = 100; delay <= 3_200; delay *= 2) {
-      await loadChats();
-      const listed = new Set(state.chats.map((e) => entryChat(e).id));
-      const counted = [
-        ...Object.keys(state.counters.dialogs),
-        ...Object.keys(state.counters.groups ?? {}),
-      ];
-      const missing = counted.some((id) => !listed.has(id));
-      let unshown = false;
-      if (state.open) {
-        await loadMessages();
-        if (unreadOf(state.open) > 0) unshown = (await markRead()) === 0;
-      }
-      if (!missing && !unshown) return;
-      await sleep(delay);
-    }
+    do {
+      changedMeanwhile = false;
+      await catchUpOnce();
+    } while (changedMeanwhile);
   } finally {
     catchingUp = false;
+  }
+}
+
+/** One catch-up: the list, the open chat and its read, asked again briefly while behind. */
+async function catchUpOnce() {
+  for (let delay = 100; delay <= 3_200; delay *= 2) {
+    await loadChats();
+    const listed = new Set(state.chats.map((e) => entryChat(e).id));
+    const counted = [
+      ...Object.keys(state.counters.dialogs),
+      ...Object.keys(state.counters.groups ?? {}),
+    ];
+    const missing = counted.some((id) => !listed.has(id));
+    let unshown = false;
+    if (state.open) {
+      await loadMessages();
+      if (unreadOf(state.open) > 0) unshown = (await markRead()) === 0;
+    }
+    if (!missing && !unshown) return;
+    await sleep(delay);
   }
 }
 
