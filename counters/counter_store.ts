@@ -5,7 +5,7 @@
 import { pipelinedTransaction, type Sql, type Tx } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
 import { enqueueEvents, notifyOutbox } from "../shared/outbox.ts";
-import type { UserCounters } from "./counters.ts";
+import type { GroupCounters, Membership, UserCounters } from "./counters.ts";
 import {
   type CountedReply,
   decide,
@@ -213,14 +213,76 @@ export async function loadUserCounters(sql: Sql, userId: string): Promise<UserCo
   return (await loadManyUserCounters(sql, [userId]))[0]!;
 }
 
-/** loadUserCounters for several users in one statement; in the order of `userIds`. */
+/**
+ * loadUserCounters for several users in one statement; in the order of `userIds`. Each user's
+ * state: dialog counts, muted dialogs, and per group the user is a member of its positions with
+ * the user's own messages and the messages naming the user, not deleted, after the position.
+ * `muted` and `groups` are left out when empty.
+ */
 export async function loadManyUserCounters(sql: Sql, userIds: string[]): Promise<UserCounters[]> {
-  const rows = await sql<{ version: string; dialogs: Record<string, number> }[]>`
+  const rows = await sql<{
+    version: string;
+    dialogs: Record<string, number>;
+    muted: string[];
+    groups: Record<string, Membership>;
+  }[]>`
     select
       coalesce((select version from counter_versions v where v.user_id = u), 0) as version,
       coalesce((select json_object_agg(peer_id, unread) from unread_counters c
-                where c.user_id = u and unread > 0), '{}'::json) as dialogs
+                where c.user_id = u and unread > 0), '{}'::json) as dialogs,
+      coalesce((select json_agg(peer_id order by peer_id) from dialog_mutes d
+                where d.user_id = u and d.muted), '[]'::json) as muted,
+      coalesce((select json_object_agg(m.group_id, json_build_object(
+                  'joinedSeq', m.joined_seq, 'readSeq', m.read_seq, 'muted', m.muted,
+                  'own', coalesce((select json_agg(g.seq order by g.seq) from group_messages g
+                                   where g.group_id = m.group_id and g.sender_id = u
+                                     and g.seq > greatest(m.joined_seq, m.read_seq)
+                                     and not g.deleted), '[]'::json),
+                  'mentions', coalesce((select json_agg(x.seq order by x.seq)
+                                        from group_mentions x
+                                        join group_messages g
+                                          on g.group_id = x.group_id and g.seq = x.seq
+                                        where x.user_id = u and x.group_id = m.group_id
+                                          and x.seq > greatest(m.joined_seq, m.read_seq)
+                                          and not g.deleted), '[]'::json)))
+                from group_members m where m.user_id = u and m.member), '{}'::json) as groups
     from unnest(${userIds}::uuid[]) with ordinality as x(u, n)
     order by n`;
-  return rows.map((row) => ({ version: Number(row.version), dialogs: row.dialogs }));
+  return rows.map((row) => ({
+    version: Number(row.version),
+    dialogs: row.dialogs,
+    ...(row.muted.length > 0 ? { muted: row.muted } : {}),
+    ...(Object.keys(row.groups).length > 0 ? { groups: row.groups } : {}),
+  }));
+}
+
+/**
+ * The states of these groups in one statement, in the order of `groupIds`: version, newest seq,
+ * the seqs that count for no one (deleted or cancelled) and those mentioning `all`. A group
+ * counters never counted a message of is `{version 0, lastSeq 0, [], []}`.
+ */
+export async function loadManyGroupCounters(
+  sql: Sql,
+  groupIds: string[],
+): Promise<GroupCounters[]> {
+  const rows = await sql<
+    { version: string; last_seq: string; deleted: number[]; mentions_all: number[] }[]
+  >`
+    select
+      coalesce(c.version, 0) as version,
+      coalesce(c.last_seq, 0) as last_seq,
+      coalesce((select json_agg(g.seq order by g.seq) from group_messages g
+                where g.group_id = x.g and g.deleted), '[]'::json) as deleted,
+      coalesce((select json_agg(g.seq order by g.seq) from group_messages g
+                where g.group_id = x.g and g.mentions_all and not g.deleted), '[]'::json)
+        as mentions_all
+    from unnest(${groupIds}::uuid[]) with ordinality as x(g, n)
+    left join group_counters c on c.group_id = x.g
+    order by n`;
+  return rows.map((row) => ({
+    version: Number(row.version),
+    lastSeq: Number(row.last_seq),
+    deleted: row.deleted,
+    mentionsAll: row.mentions_all,
+  }));
 }
