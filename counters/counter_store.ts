@@ -170,14 +170,14 @@ function insertGroupMessages(
   if (messages.length === 0) return Promise.resolve();
   const mentions = messages.flatMap((m) => m.mentions.map((u) => ({ ...m, userId: u })));
   const column = <T>(f: (m: ReturnType<typeof groupMessage>) => T) => messages.map(f);
+  // Booleans travel as text (see applyGroupMembersChanged).
   return Promise.all([
     tx`
       insert into group_messages (group_id, seq, message_id, sender_id, mentions_all)
       select * from unnest(${column((m) => m.groupId)}::uuid[], ${column((m) => m.seq)}::bigint[],
-                           ${column((m) => m.messageId)}::uuid[], ${
-      column((m) => m.senderId)
-    }::uuid[],
-                           ${column((m) => m.mentionsAll)}::boolean[])`.execute(),
+                           ${column((m) => m.messageId)}::uuid[],
+                           ${column((m) => m.senderId)}::uuid[],
+                           ${column((m) => String(m.mentionsAll))}::text[]::boolean[])`.execute(),
     mentions.length === 0 ? Promise.resolve() : tx`
       insert into group_mentions (user_id, group_id, seq)
       select * from unnest(${mentions.map((m) => m.userId)}::uuid[],
@@ -482,6 +482,7 @@ export async function applyGroupMembersChanged(
   }
   const members = [...newest.values()].sort((a, b) => a.userId.localeCompare(b.userId));
   const column = <T>(f: (m: (typeof members)[number]) => T) => members.map(f);
+  // Booleans travel as text: postgres.js sends a boolean array as a single boolean.
   const leaves = members.some((m) => !m.member);
   return await pipelinedTransaction(sql, async (tx) => {
     const [, changed] = await Promise.all([
@@ -489,12 +490,11 @@ export async function applyGroupMembersChanged(
          for update`.execute(),
       tx<{ user_id: string }[]>`
         with incoming as (
-          select * from unnest(${column((m) => m.userId)}::uuid[], ${
-        column((m) => m.member)
-      }::boolean[],
+          select * from unnest(${column((m) => m.userId)}::uuid[],
+                               ${column((m) => String(m.member))}::text[]::boolean[],
                                ${column((m) => m.joinedSeq)}::bigint[],
                                ${column((m) => m.readSeq)}::bigint[],
-                               ${column((m) => m.muted)}::boolean[],
+                               ${column((m) => String(m.muted))}::text[]::boolean[],
                                ${column((m) => m.version)}::bigint[])
             as i(user_id, member, joined_seq, read_seq, muted, version)
         ), kept as (

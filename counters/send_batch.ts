@@ -31,7 +31,7 @@ export interface IncrementResult {
 /** Counts one sent message for its recipient (see the module doc). */
 export async function applyMessageSent(
   sql: Sql,
-  data: EventData<"dialogs.message.sent">,
+  data: SendToCount["data"],
   requestId?: string,
 ): Promise<IncrementResult> {
   return (await applyMessagesSent(sql, [{ data, requestId }]))[0]!;
