@@ -264,7 +264,11 @@ export async function applyCountedReplies(
       if (!row) return { kind: "unknown" };
       const { outcome, reason } = data;
       if (row.group_id && row.status === "pending" && outcome === "counted" && !data.seq) {
-        return { kind: "invalid", messageId: row.id, reason: "a counted group message needs a seq" };
+        return {
+          kind: "invalid",
+          messageId: row.id,
+          reason: "a counted group message needs a seq",
+        };
       }
       const decision = decideOn(row, { type: "reply", outcome, reason, timeoutMs }, finished);
       if ("ignored" in decision) return { kind: "ignored", status: row.status, messageId: row.id };

@@ -105,8 +105,9 @@ export const GroupReadCount = z.object({ read: z.number().int(), readSeq: z.numb
 
 /** A group's title: 1 to 200 characters. */
 const GroupTitle = z.string().superRefine((title, ctx) => {
-  if (title.trim().length === 0) ctx.addIssue({ code: "custom", message: "title must not be empty" });
-  else if ([...title].length > 200) {
+  if (title.trim().length === 0) {
+    ctx.addIssue({ code: "custom", message: "title must not be empty" });
+  } else if ([...title].length > 200) {
     ctx.addIssue({ code: "custom", message: "title must be at most 200 characters" });
   } else if (!title.isWellFormed() || title.includes("\u0000")) {
     ctx.addIssue({ code: "custom", message: "title must be valid Unicode without NUL" });
