@@ -298,10 +298,11 @@ export function memoryMessageStore(): MemoryMessageStore {
       const target = input.upTo ? input.upTo.seq ?? 0 : group.last_committed_seq;
       if (target <= me.read_seq) return resolved({ read: 0, readSeq: me.read_seq });
       const from = Math.max(me.joined_seq, me.read_seq);
-      const read = messages.filter((m) =>
-        m.group_id === groupId && m.status === "committed" && m.sender_id !== reader &&
-        m.seq !== null && m.seq > from && m.seq <= target
-      ).length;
+      const read =
+        messages.filter((m) =>
+          m.group_id === groupId && m.status === "committed" && m.sender_id !== reader &&
+          m.seq !== null && m.seq > from && m.seq <= target
+        ).length;
       me.read_seq = target;
       me.version++;
       return resolved({ read, readSeq: target });
