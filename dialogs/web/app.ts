@@ -5,40 +5,35 @@
  * creation.
  */
 // Types only, from the schemas that validate and document the APIs: the bundle carries no zod.
+import type { z } from "@hono/zod-openapi";
 import type { CountersBody } from "../../counters/counters.ts";
 import type { Problem } from "../../shared/errors.ts";
-import type { MessageView, SendAccepted } from "../schemas.ts";
+import type {
+  AnyMessageView,
+  DialogList,
+  GroupMessageList,
+  GroupMessageView,
+  GroupReadCount,
+  GroupView as GroupCreated,
+  GroupWithMe,
+  MessageList,
+  MessageStatus,
+  MessageView,
+  ReadCount,
+  SendAccepted,
+} from "../schemas.ts";
 
 interface PageConfig {
   countersUrl: string;
   devLogin: boolean;
 }
 
-// ---- the group shapes of the contract ("Groups, mentions, mute and delete") -----------------
-
-/** A group message as `GET /api/groups/{id}/list` returns it. */
-interface GroupMessageView {
-  id: string;
-  from: string;
-  groupId: string;
-  text: string;
-  status: string;
-  seq: number | null;
-  mentions: string[];
-  createdAt: string;
-}
-/** A group as `GET /api/groups/{id}` returns it. */
-interface GroupView {
-  id: string;
-  title: string;
-  memberCount: number;
-  createdAt: string;
-  me: { joinedSeq: number; readSeq: number; muted: boolean };
-}
+/** A group with the caller's place in it (`GET /api/groups/{id}`). */
+type GroupView = z.infer<typeof GroupWithMe>;
 /** One entry of `GET /api/dialogs`: a dialog or a group, with its last message. */
-type ChatEntry =
-  | { peerId: string; lastMessage: MessageView }
-  | { groupId: string; title: string; lastMessage: GroupMessageView | null };
+type ChatEntry = DialogList["dialogs"][number];
+/** A page of a dialog or of a group, newest first. */
+type AnyList = MessageList | z.infer<typeof GroupMessageList>;
 
 /** A conversation: a dialog with a peer or a group. */
 interface Chat {
@@ -46,7 +41,7 @@ interface Chat {
   id: string;
 }
 /** A message as the page shows it: from the API, or a send that never reached it. */
-type Shown = (MessageView | GroupMessageView) & { reason?: string; local?: boolean };
+type Shown = AnyMessageView & { reason?: string; local?: boolean };
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const state = {
@@ -314,15 +309,13 @@ async function toggleMute() {
 
 /** "you: …" or "<sender>: …" for groups; the last message that did not fail. */
 async function previewOf(entry: ChatEntry): Promise<string> {
-  let last: MessageView | GroupMessageView | null | undefined = entry.lastMessage;
+  let last: AnyMessageView | null | undefined = entry.lastMessage;
   if (!last) return "";
   if (last.status === "failed" || last.status === "deleted") {
     const failedId = last.id;
     const held = state.previews.get(failedId);
     if (held !== undefined) return held;
-    const { messages } = await api<{ messages: (MessageView | GroupMessageView)[] }>(
-      `${chatBase(entryChat(entry))}/list?limit=50`,
-    );
+    const { messages } = await api<AnyList>(`${chatBase(entryChat(entry))}/list?limit=50`);
     last = messages.find((m) => m.status !== "failed" && m.status !== "deleted");
     const text = last ? previewText(entry, last) : "";
     state.previews.set(failedId, text);
@@ -331,14 +324,14 @@ async function previewOf(entry: ChatEntry): Promise<string> {
   return previewText(entry, last);
 }
 
-function previewText(entry: ChatEntry, m: MessageView | GroupMessageView): string {
+function previewText(entry: ChatEntry, m: AnyMessageView): string {
   const text = m.text.replace(MENTION, (_, who: string) => `@${short(who.toLowerCase())}`);
   if (m.from === state.userId) return `you: ${text}`;
   return "groupId" in entry ? `${short(m.from)}: ${text}` : text;
 }
 
 async function loadChats() {
-  const { dialogs } = await api<{ dialogs: ChatEntry[] }>("/api/dialogs?limit=100");
+  const { dialogs } = await api<DialogList>("/api/dialogs?limit=100");
   const previews = await Promise.all(dialogs.map((e) => previewOf(e).catch(() => "")));
   state.chats = dialogs;
   $("dialoglist").replaceChildren(...dialogs.map((e, i) => chatRow(e, previews[i]!)));
@@ -422,7 +415,7 @@ async function loadGroup(groupId: string) {
 async function loadMessages() {
   const chat = state.open;
   if (!chat) return;
-  const { messages } = await api<{ messages: Shown[] }>(`${chatBase(chat)}/list?limit=100`);
+  const { messages } = await api<AnyList>(`${chatBase(chat)}/list?limit=100`);
   if (!state.open || !isOpen(chat)) return;
   state.messages = messages.reverse();
   if (chat.kind === "group") {
@@ -446,7 +439,8 @@ async function markRead(): Promise<number> {
     ? theirs.findLast((m) => !(m as MessageView).readAt)
     : theirs.findLast((m) => ((m as GroupMessageView).seq ?? 0) > (state.group?.me.readSeq ?? 0));
   if (!newest) return 0;
-  const done = await api<{ read: number; readSeq?: number }>(`${chatBase(chat)}/read`, {
+  type Read = z.infer<typeof ReadCount> & Partial<z.infer<typeof GroupReadCount>>;
+  const done = await api<Read>(`${chatBase(chat)}/read`, {
     method: "POST",
     body: JSON.stringify({ upTo: newest.id }),
   });
@@ -600,10 +594,10 @@ async function send(text: string) {
   await loadChats();
 }
 
-function shownMessage(chat: Chat, id: string, text: string, status: string): Shown {
+function shownMessage(chat: Chat, id: string, text: string, status: MessageStatus): Shown {
   const base = { id, from: state.userId, text, createdAt: new Date().toISOString() };
   return chat.kind === "dialog"
-    ? { ...base, to: chat.id, status: status as MessageView["status"], readAt: null }
+    ? { ...base, to: chat.id, status, readAt: null }
     : { ...base, groupId: chat.id, status, seq: null, mentions: mentionsIn(text) };
 }
 
@@ -671,9 +665,9 @@ async function createGroup() {
   if (!title) return showListError("A group needs a title.");
   if (bad.length) return showListError(`Not a user id (UUID): ${bad.join(", ")}`);
   const members = [...new Set(ids.map((id) => id.toLowerCase()))];
-  let group: { id: string };
+  let group: z.infer<typeof GroupCreated>;
   try {
-    group = await api<{ id: string }>("/api/groups", {
+    group = await api<z.infer<typeof GroupCreated>>("/api/groups", {
       method: "POST",
       body: JSON.stringify({ title, members }),
     });
