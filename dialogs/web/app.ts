@@ -325,7 +325,10 @@ async function previewOf(entry: ChatEntry): Promise<string> {
 }
 
 function previewText(entry: ChatEntry, m: AnyMessageView): string {
-  const text = m.text.replace(MENTION, (_, who: string) => `@${short(who.toLowerCase())}`);
+  const text = m.text.replace(MENTION, (_, who: string) => {
+    const id = who.toLowerCase();
+    return id === state.userId ? "@you" : `@${short(id)}`;
+  });
   if (m.from === state.userId) return `you: ${text}`;
   return "groupId" in entry ? `${short(m.from)}: ${text}` : text;
 }
@@ -362,7 +365,7 @@ function chatRow(entry: ChatEntry, preview: string): HTMLLIElement {
   text.append(name, last);
   const badges = document.createElement("div");
   badges.className = "row-badges";
-  badges.innerHTML = '<span class="bell" title="Muted" hidden>🔕</span>' +
+  badges.innerHTML = '<span class="bell tag" title="Left out of the total" hidden>muted</span>' +
     '<span class="badge at" title="Mentions of you" hidden></span>' +
     '<span class="badge count" hidden></span>';
   li.append(text, badges);
