@@ -378,6 +378,7 @@ function chatRow(entry: ChatEntry, preview: string): HTMLLIElement {
 async function openChat(chat: Chat) {
   state.open = { kind: chat.kind, id: chat.id.toLowerCase() };
   state.messages = [];
+  readsDelay = READS_FIRST_MS;
   state.group = null;
   $("app").classList.add("in-dialog");
   $("dialogtitle").textContent = chat.kind === "dialog" ? `with ${short(state.open.id)}` : "group";
@@ -592,6 +593,7 @@ async function send(text: string) {
     return;
   }
   state.messages.push(shownMessage(chat, sent.messageId, text, sent.status));
+  readsDelay = READS_FIRST_MS;
   renderMessages();
   await followStatus(sent.messageId);
   await loadChats();
@@ -616,19 +618,25 @@ async function followStatus(id: string) {
   }
 }
 
+const READS_FIRST_MS = 2_500;
+let readsDelay = READS_FIRST_MS;
+
 /**
  * A read changes no counter of the sender's, so no event says so: while the open dialog has own
- * messages not yet read, it is asked for again every few seconds, to show "read".
+ * messages not yet read, it is asked for again, every 2.5 s at first and less often (up to every
+ * 20 s) while nothing changes; opening a chat or sending starts again at 2.5 s.
  */
 async function watchReads() {
   for (;;) {
-    await sleep(2_500);
-    const chat = state.open;
-    const waiting = chat?.kind === "dialog" && !document.hidden &&
-      state.messages.some((m) =>
+    await sleep(readsDelay);
+    const unread = () =>
+      state.messages.filter((m) =>
         m.from === state.userId && m.status === "committed" && !(m as MessageView).readAt
-      );
-    if (waiting) await loadMessages().catch(() => {});
+      ).length;
+    const before = unread();
+    if (state.open?.kind !== "dialog" || document.hidden || before === 0) continue;
+    await loadMessages().catch(() => {});
+    readsDelay = unread() < before ? READS_FIRST_MS : Math.min(readsDelay * 1.5, 20_000);
   }
 }
 
