@@ -16,6 +16,9 @@ integrationTest(
     assert.deepEqual((await call(`${c.url}/api/counters`, { auth: await bearer(me) })).body, {
       total: 0,
       dialogs: {},
+      groups: {},
+      mentions: 0,
+      muted: [],
     });
     const peer = crypto.randomUUID();
     assert.deepEqual(
@@ -35,9 +38,15 @@ integrationTest("counters API: reads Postgres on a cache miss and fills the cach
   await sql`insert into unread_counters (user_id, peer_id, unread) values (${me}, ${peer}, 4)`;
   await sql`insert into counter_versions (user_id, version) values (${me}, 4)`;
   const res = await call(`${c.url}/api/counters`, { auth: await bearer(me) });
-  assert.deepEqual(res.body, { total: 4, dialogs: { [peer]: 4 } });
+  assert.deepEqual(res.body, {
+    total: 4,
+    dialogs: { [peer]: 4 },
+    groups: {},
+    mentions: 0,
+    muted: [],
+  });
   const cached = await env.cachedEntry(me);
-  assert.equal(cached, `4|{"${peer}":4}`);
+  assert.equal(cached, `4|{"dialogs":{"${peer}":4}}`);
 });
 
 integrationTest(
@@ -54,7 +63,13 @@ integrationTest(
         "counters",
       )`insert into unread_counters (user_id, peer_id, unread) values (${me}, ${peer}, 2)`;
       const res = await call(`${url}/api/counters`, { auth: await bearer(me) });
-      assert.deepEqual(res.body, { total: 2, dialogs: { [peer]: 2 } });
+      assert.deepEqual(res.body, {
+        total: 2,
+        dialogs: { [peer]: 2 },
+        groups: {},
+        mentions: 0,
+        muted: [],
+      });
       const ready = await call(`${url}/health/ready`);
       assert.equal(ready.status, 503);
       assert.equal(ready.body.checks.postgres, "ok");

@@ -22,6 +22,7 @@ import { runMain, type RunningService, type StartOptions } from "../shared/servi
 import { serveHttp } from "../shared/service/serve.ts";
 import { serviceLogger, serviceMetrics } from "../shared/service/telemetry.ts";
 import { mountCountersRoutes } from "./app.ts";
+import { userKey } from "./cache_keys.ts";
 import { type CoherenceTimings, createCoherentCounters } from "./coherence.ts";
 import { type CountersConfig, loadCountersConfig } from "./config.ts";
 import { createCounterEventHandler, refreshBeforeReplies } from "./counter_events.ts";
@@ -99,13 +100,14 @@ export async function startCounters(
   mountApiDocs(app, "counters API");
 
   const repairs = metrics.counter("counters_reconcile_repairs_total", "Counters repaired");
-  const afterChange = (userIds: string[]) => reader.changed(userIds);
+  // Keys of the changed states: `user:<id>`, `group:<id>` (counters/cache_keys.ts).
+  const afterChange = (keys: string[]) => reader.changed(keys);
   const reconciliation = config.RECONCILE_INTERVAL_MS > 0
     ? startPeriodic("reconciliation", config.RECONCILE_INTERVAL_MS, async () => {
       const repaired = await reconcileOnce(sql);
       for (const r of repaired) log.warn("counter repaired", { ...r });
       repairs.inc({}, repaired.length);
-      await afterChange([...new Set(repaired.map((r) => r.userId))]);
+      await afterChange([...new Set(repaired.map((r) => userKey(r.userId)))]);
     }, log)
     : undefined;
 
