@@ -190,8 +190,13 @@ export function mountCountersRoutes(
       try {
         await follow.started;
         while (!stream.aborted && !deps.shutdown.aborted) {
-          const tick = new Promise<"tick">((r) => setTimeout(() => r("tick"), deps.heartbeatMs));
-          if (await Promise.race([tick, ended]) !== "tick") break;
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const tick = new Promise<"tick">((r) =>
+            timer = setTimeout(() => r("tick"), deps.heartbeatMs)
+          );
+          const next = await Promise.race([tick, ended]);
+          clearTimeout(timer);
+          if (next !== "tick") break;
           await stream.write(": heartbeat\n\n");
         }
         if (expired && !stream.aborted) await stream.write(": token expired\n\n");
