@@ -8,15 +8,8 @@ import type { GroupCounters, UserCounters } from "./counters.ts";
 /** A state one cache key holds; its version only goes up. */
 export type CachedState = UserCounters | GroupCounters;
 
-/** The cache key of a user's state. */
-export function userKey(userId: string): string {
-  return `user:${userId}`;
-}
-
-/** The cache key of a group's state. */
-export function groupKey(groupId: string): string {
-  return `group:${groupId}`;
-}
+// The keys' spelling is counters' store's, which names the keys each change touched.
+export { groupKey, userKey } from "./counter_store.ts";
 
 /** A cache key taken apart: which kind of state, and whose. */
 export interface ParsedKey {

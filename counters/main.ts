@@ -22,10 +22,10 @@ import { runMain, type RunningService, type StartOptions } from "../shared/servi
 import { serveHttp } from "../shared/service/serve.ts";
 import { serviceLogger, serviceMetrics } from "../shared/service/telemetry.ts";
 import { mountCountersRoutes } from "./app.ts";
-import { userKey } from "./cache_keys.ts";
 import { type CoherenceTimings, createCoherentCounters } from "./coherence.ts";
 import { type CountersConfig, loadCountersConfig } from "./config.ts";
 import { createCounterEventHandler, refreshBeforeReplies } from "./counter_events.ts";
+import { userKey } from "./counter_store.ts";
 import { fastCountersRead } from "./fast_read.ts";
 import { createLiveUpdates } from "./live_updates.ts";
 import { createLocalCache } from "./local_cache.ts";
