@@ -306,6 +306,18 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     if (row && row.wait_ms > 0) await new Promise((r) => setTimeout(r, row.wait_ms));
   }
 
+  /** Offers a state to this process' cache under its key. */
+  function keepLocal(key: string, state: CachedState, epoch?: number) {
+    const { kind, id } = parseKey(key);
+    local.offer(kind, id, state, epoch);
+  }
+
+  /** This process' entry of a key (the read path's lookups by user id skip making the key). */
+  function heldLocal(key: string): CachedState | undefined {
+    const { kind, id } = parseKey(key);
+    return local.get(kind, id);
+  }
+
   // --- Loads from Postgres ----------------------------------------------------------------------
   const loaders = deps.loaders ?? POSTGRES_LOADERS;
   const inFlight = new Map<string, Promise<CachedState>>();
@@ -336,7 +348,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
         const epoch = local.epoch;
         const states = await loadStates(missing);
         const entries = missing.map((key, i) => ({ key, state: states[i]! }));
-        for (const { key, state } of entries) local.offer(key, state, epoch);
+        for (const { key, state } of entries) keepLocal(key, state, epoch);
         // A fill that fails leaves nothing stale behind: the key was missing, and a newer
         // version's writer checks its own write.
         if (stamp !== null && stamp === trustedStamp()) {
@@ -359,7 +371,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
    */
   async function readStates(keys: string[]): Promise<CachedState[]> {
     const usable = localUsable();
-    const found = keys.map((key) => usable ? local.get(key) : undefined);
+    const found = keys.map((key) => usable ? heldLocal(key) : undefined);
     // Positions in `keys` of the states not found yet.
     let misses = [...found.keys()].filter((i) => found[i] === undefined);
     if (misses.length < keys.length) {
@@ -375,7 +387,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
         const fromRedis = await redis.getMany(stamp, misses.map((i) => keys[i]!));
         for (const [j, state] of fromRedis.entries()) {
           if (state === null) continue;
-          local.offer(keys[misses[j]!]!, state, epoch);
+          keepLocal(keys[misses[j]!]!, state, epoch);
           found[misses[j]!] = state;
         }
         const stillMissing = misses.filter((i) => found[i] === undefined);
@@ -432,7 +444,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     trust = null;
     if (connected) void confirm();
   });
-  live.onChange((key, state) => local.offer(key, state));
+  live.onChange((key, state) => keepLocal(key, state));
   if (deps.nc) {
     (async () => {
       for await (const status of deps.nc!.status()) {
@@ -453,8 +465,8 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   // confirmation only lets the entry expire.
   const refreshDue = new Set<string>();
   let refreshing = false;
-  local.onRefreshDue((key) => {
-    refreshDue.add(key);
+  local.onRefreshDue((kind, id) => {
+    refreshDue.add(`${kind}:${id}`);
     if (!refreshing) {
       refreshing = true;
       setTimeout(refreshBatches, 0);
@@ -474,7 +486,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
         if (stamp === null) throw new Error("no confirmed cache generation");
         const found = await redis.getMany(stamp, keys);
         for (const [i, state] of found.entries()) {
-          if (state) local.offer(keys[i]!, state, epoch);
+          if (state) keepLocal(keys[i]!, state, epoch);
         }
         cacheLookups.inc({ result: "refreshed" }, keys.length);
       } catch (err) {
@@ -492,11 +504,11 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   /** The user and all its groups from this process' cache, or undefined; never waits. */
   function cached(userId: string): ComposedCounters | undefined {
     if (!localUsable()) return undefined;
-    const user = local.get(userKey(userId)) as UserCounters | undefined;
+    const user = local.get("user", userId) as UserCounters | undefined;
     if (user === undefined) return undefined;
     let groups: Record<string, GroupCounters> | undefined;
     for (const groupId in user.groups) {
-      const group = local.get(groupKey(groupId)) as GroupCounters | undefined;
+      const group = local.get("group", groupId) as GroupCounters | undefined;
       if (group === undefined) return undefined;
       (groups ??= {})[groupId] = group;
     }
@@ -527,7 +539,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
       const epoch = local.epoch;
       const states = await loadStates(unique);
       const entries: CacheEntry[] = unique.map((key, i) => ({ key, state: states[i]! }));
-      for (const { key, state } of entries) local.offer(key, state, epoch);
+      for (const { key, state } of entries) keepLocal(key, state, epoch);
       const stamp = await usableStamp();
       if (stamp === null) {
         await markUnsafe("redis_unavailable");

@@ -368,7 +368,7 @@ integrationTest(
     const { counters, close } = await oneInstance(env, { local });
     try {
       const me = crypto.randomUUID();
-      local.offer(userKey(me), { version: 1, dialogs: {} });
+      local.offer("user", me, { version: 1, dialogs: {} });
       await waitFor(() => counters.cached(me)?.user, {
         what: "every other instance knows this one",
       });
@@ -436,7 +436,7 @@ integrationTest(
         users.map((userId) => ({ key: userKey(userId), state: version })),
       );
       const gone = crypto.randomUUID(); // never in Redis
-      for (const u of [...users, gone]) local.offer(userKey(u), version);
+      for (const u of [...users, gone]) local.offer("user", u, version);
       t = 600;
       for (const u of [...users, gone]) assert.ok(counters.cached(u)?.user);
       await waitFor(() => stats.lookups.refreshed === 451, { what: "all 451 users refreshed" });
@@ -607,7 +607,7 @@ integrationTest(
 
       // A member whose group is not in memory is not served from memory.
       const other = crypto.randomUUID(), otherGroup = crypto.randomUUID(); // neither read yet
-      localB.offer(userKey(other), {
+      localB.offer("user", other, {
         version: 1,
         dialogs: {},
         groups: {
