@@ -4,7 +4,6 @@
  */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
-import { streamSSE } from "hono/streaming";
 import { bearerAuth, type VerifiedTokens } from "../shared/auth.ts";
 import type { AppEnv } from "../shared/http/app_env.ts";
 import { notFound } from "../shared/errors.ts";
@@ -12,6 +11,7 @@ import { COMMON_PROBLEMS, problemDoc } from "../shared/openapi.ts";
 import type { CoherentCounters } from "./coherence.ts";
 import { countersBody, groupCount, unreadFor } from "./counters.ts";
 import { followCounters } from "./live_stream.ts";
+import { createSseStreams } from "./sse_streams.ts";
 
 /** What the counters routes need. */
 export interface CountersRoutesDeps {
@@ -131,13 +131,20 @@ const getPeerCounter = createRoute({
   },
 });
 
+/** What an event stream's response says of itself. */
+const SSE_HEADERS = {
+  "Content-Type": "text/event-stream",
+  "Cache-Control": "no-cache",
+  "Connection": "keep-alive",
+} as const;
+
 /** Mounts the counters routes on `app`; returns how many live streams are open, for metrics. */
 export function mountCountersRoutes(
   app: OpenAPIHono<AppEnv>,
   deps: CountersRoutesDeps,
 ): { openStreams: () => number } {
   const { reader } = deps;
-  let openStreams = 0;
+  const streams = createSseStreams({ heartbeatMs: deps.heartbeatMs, shutdown: deps.shutdown });
   // The web page on dialogs' origin reads counters and the stream from the browser.
   const corsHeaders = cors({
     origin: deps.corsOrigins,
@@ -156,58 +163,32 @@ export function mountCountersRoutes(
   });
 
   // Registered before /{peerId} so "stream" is not taken for a peer id.
-  app.openapi(streamCounters, (c) => {
-    const userId = c.get("userId");
-    const expiresAt = c.get("tokenExpiresAt");
+  app.openapi(streamCounters, async (c) => {
     // Hono answers HEAD by running GET and discarding the body, which would leave a stream open.
     if (c.req.method === "HEAD") {
       return c.body(null, 200, { "Content-Type": "text/event-stream" });
     }
-    return streamSSE(c, async (stream) => {
-      // The follow hands over one event at a time, each with a higher composed version.
-      const follow = followCounters(reader, userId, async ({ version, json }) => {
-        if (stream.aborted) return;
-        await stream.writeSSE({ event: "counters", id: String(version), data: json });
-      });
-      openStreams++;
-      let expired = false;
-      const expiry = new AbortController();
-      let endShutdown = () => {};
-      const ended = new Promise<void>((resolve) => {
-        stream.onAbort(resolve);
-        endShutdown = resolve;
-        deps.shutdown.addEventListener("abort", endShutdown, { once: true });
-        // A group state that cannot be read ends the stream; the client opens a new one.
-        follow.failed.catch(() => resolve());
-        // The token opened the stream; it carries no more than the token's life.
-        if (expiresAt !== undefined) {
-          afterTime(expiresAt, expiry.signal, () => {
-            expired = true;
-            resolve();
-          });
-        }
-      });
-      try {
-        await follow.started;
-        while (!stream.aborted && !deps.shutdown.aborted) {
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          const tick = new Promise<"tick">((r) =>
-            timer = setTimeout(() => r("tick"), deps.heartbeatMs)
-          );
-          const next = await Promise.race([tick, ended]);
-          clearTimeout(timer);
-          if (next !== "tick") break;
-          await stream.write(": heartbeat\n\n");
-        }
-        if (expired && !stream.aborted) await stream.write(": token expired\n\n");
-      } finally {
-        // The shared shutdown signal outlives every stream: each removes its own listener.
-        deps.shutdown.removeEventListener("abort", endShutdown);
-        expiry.abort();
-        follow.stop();
-        openStreams--;
-      }
+    // The follow hands over one event at a time, each with a higher composed version. Its first
+    // comes after a read, so the stream below is open by then.
+    const follow = followCounters(reader, c.get("userId"), ({ version, json }) => {
+      stream.write(`event: counters\nid: ${version}\ndata: ${json}\n\n`);
+      return Promise.resolve();
     });
+    // The token opened the stream; it carries no more than the token's life.
+    const stream = streams.open({
+      expiresAt: c.get("tokenExpiresAt"),
+      onEnd: () => follow.stop(),
+    });
+    // A group state that cannot be read ends the stream; the client opens a new one.
+    follow.failed.catch(() => stream.end());
+    try {
+      await follow.started;
+    } catch (err) {
+      // Nothing was sent: the error handler answers it (503 while the stores are unreachable).
+      stream.end();
+      throw err;
+    }
+    return c.body(stream.body, 200, SSE_HEADERS);
   });
 
   // Registered before /{peerId} so "groups" is not taken for a peer id.
@@ -225,19 +206,5 @@ export function mountCountersRoutes(
     const counters = await reader.read(c.get("userId"));
     return c.json({ peerId, unread: unreadFor(counters.user, peerId) }, 200);
   });
-  return { openStreams: () => openStreams };
-}
-
-/** Longest delay a timer takes (about 24.8 days); a longer one would fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** Calls `fn` once the clock reaches `at` (ms since the epoch), unless `signal` aborts first. */
-function afterTime(at: number, signal: AbortSignal, fn: () => void): void {
-  const wait = at - Date.now();
-  if (wait <= 0) return fn();
-  const timer = setTimeout(
-    () => wait > MAX_TIMER_MS ? afterTime(at, signal, fn) : fn(),
-    Math.min(wait, MAX_TIMER_MS),
-  );
-  signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+  return { openStreams: () => streams.size };
 }

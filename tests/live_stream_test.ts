@@ -338,3 +338,28 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "counters stream: streams whose clients went away are released within 1 s, long before a " +
+    "heartbeat",
+  async (env) => {
+    const counters = await env.startCounters({ overrides: { SSE_HEARTBEAT_MS: 15_000 } });
+    const gauge = async () => {
+      const text = await fetch(`${counters.url}/metrics`).then((r) => r.text());
+      return Number(/^counters_live_streams (\d+)$/m.exec(text)?.[1]);
+    };
+    const streams = await Promise.all(
+      Array.from({ length: 50 }, () => openStream(counters, crypto.randomUUID())),
+    );
+    await Promise.all(streams.map((s) => s.nextEvent()));
+    assert.equal(await gauge(), 50);
+    const closed = Date.now();
+    await Promise.all(streams.map((s) => s.cancel()));
+    await waitFor(async () => await gauge() === 0, {
+      what: "every stream released",
+      timeoutMs: 5_000,
+    });
+    const took = Date.now() - closed;
+    assert.ok(took <= 1_000, `the streams were released ${took} ms after their clients closed`);
+  },
+);
