@@ -459,10 +459,11 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     })().catch(() => {});
   }
 
-  // The entries users keep reading are confirmed from Redis in batches (one MGET each) before they
-  // expire, so those reads never wait. Batches are small and one at a time: one MGET of thousands
-  // of keys would hold the event loop long enough to show in the reads' p99. A failed or missing
-  // confirmation only lets the entry expire.
+  // The entries users keep reading are confirmed from Redis in batches before they expire, so
+  // those reads never wait. A confirmation compares versions only (one script per batch, no state
+  // moved or parsed); only an entry Redis holds newer (a change event this instance missed) is read
+  // whole. Batches are small and one at a time, so none holds the event loop long enough to show
+  // in the reads' p99. A failed or missing confirmation only lets the entry expire.
   const refreshDue = new Set<string>();
   let refreshing = false;
   local.onRefreshDue((kind, id) => {
@@ -484,9 +485,20 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
       try {
         const stamp = await usableStamp();
         if (stamp === null) throw new Error("no confirmed cache generation");
-        const found = await redis.getMany(stamp, keys);
-        for (const [i, state] of found.entries()) {
-          if (state) keepLocal(keys[i]!, state, epoch);
+        const versions = await redis.versions(stamp, keys);
+        const newer: string[] = [];
+        for (const [i, version] of versions.entries()) {
+          if (version === null) continue;
+          const { kind, id } = parseKey(keys[i]!);
+          if (!local.confirm(kind, id, version, epoch)) newer.push(keys[i]!);
+        }
+        // Held at another version (a missed change event, or one that came meanwhile): the
+        // newest of the two is kept.
+        if (newer.length > 0) {
+          const found = await redis.getMany(stamp, newer);
+          for (const [i, state] of found.entries()) {
+            if (state) keepLocal(newer[i]!, state, epoch);
+          }
         }
         cacheLookups.inc({ result: "refreshed" }, keys.length);
       } catch (err) {

@@ -414,13 +414,18 @@ integrationTest(
 );
 
 integrationTest(
-  "coherence: entries users keep reading are confirmed from Redis in batches of at most 200; an unconfirmed one expires",
+  "coherence: entries users keep reading are confirmed from Redis in batches of at most 200, by version, without reading their states; an unconfirmed one expires",
   async (env) => {
     const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
     const batches: number[] = [];
+    const stateReads: string[][] = [];
     const redis: RedisCache = Object.assign(Object.create(real), {
-      getMany(stamp: string, keys: string[]) {
+      versions(stamp: string, keys: string[]) {
         batches.push(keys.length);
+        return real.versions(stamp, keys);
+      },
+      getMany(stamp: string, keys: string[]) {
+        stateReads.push(keys);
         return real.getMany(stamp, keys);
       },
     });
@@ -441,6 +446,7 @@ integrationTest(
       for (const u of [...users, gone]) assert.ok(counters.cached(u)?.user);
       await waitFor(() => stats.lookups.refreshed === 451, { what: "all 451 users refreshed" });
       assert.ok(batches.length >= 3 && batches.every((n) => n <= 200), `batches: ${batches}`);
+      assert.deepEqual(stateReads, [], "the same versions: no state was read");
       t = 1_500; // past the first time to live, within the confirmation's
       assert.ok(users.every((u) => counters.cached(u)?.user), "every entry in Redis was confirmed");
       assert.equal(
@@ -448,6 +454,34 @@ integrationTest(
         undefined,
         "missing from Redis, so never confirmed",
       );
+    } finally {
+      await close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a change event this instance missed is noticed by the background confirmation, within the time to live, and no read waits for it",
+  async (env) => {
+    const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    let t = 0;
+    const local = createLocalCache({ ttlMs: 1_000, refreshAfterMs: 500, now: () => t });
+    const { sql, counters, close } = await oneInstance(env, { local, redis: real });
+    try {
+      const { stamp } = await generationRow(sql);
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      const old = { version: 1, dialogs: { [peer]: 1 } };
+      await real.setManyIfNewer(stamp, [{ key: userKey(me), state: old }]);
+      local.offer("user", me, old);
+      // A change whose live update never reached this instance: only Redis has it.
+      const missed = { version: 2, dialogs: { [peer]: 2 } };
+      await real.setManyIfNewer(stamp, [{ key: userKey(me), state: missed }]);
+      t = 600;
+      assert.deepEqual(counters.cached(me)?.user, old, "served from memory, no wait");
+      await waitFor(() => counters.cached(me)?.user.version === 2, {
+        what: "the missed change to be kept",
+      });
+      assert.deepEqual(counters.cached(me)?.user, missed);
     } finally {
       await close();
     }

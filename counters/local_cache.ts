@@ -10,6 +10,8 @@
  * An entry is served for `ttlMs` after it was last stored or confirmed, a bound should a change event
  * ever be missed. An entry read after `refreshAfterMs` is reported to the refresh listener once, so
  * the entries users keep reading are confirmed in batches before they expire and reads never wait.
+ * A confirmation names the version it found (in Redis): the entry is kept as it is, object and all,
+ * only its clock restarts; nothing is parsed or made again.
  */
 import type { CachedState, ParsedKey } from "./cache_keys.ts";
 
@@ -24,6 +26,11 @@ export interface LocalCache {
    * was loaded) is given and is no longer the current one.
    */
   offer(kind: StateKind, id: string, state: CachedState, epoch?: number): void;
+  /**
+   * Restarts the clock of the entry holding `version` (found current elsewhere, at the start of
+   * `epoch`), so it is served `ttlMs` more; false when it holds another version or none.
+   */
+  confirm(kind: StateKind, id: string, version: number, epoch: number): boolean;
   /** Drops every entry and starts a new epoch. */
   clear(): void;
   /** Drops everything and serves nothing until resume(); both start a new epoch. */
@@ -91,6 +98,18 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
       const kept = held && held.state.version === state.version ? held.state : state;
       entries.set(id, { state: kept, storedAt: now(), refreshReported: false });
       if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
+    },
+    confirm(kind, id, version, confirmedIn) {
+      if (suspended || confirmedIn !== epoch) return false;
+      const entries = byKind[kind];
+      const held = entries.get(id);
+      if (!held || held.state.version !== version) return false;
+      // Moved to the end: the Map's order stays the order of storing (or confirming).
+      entries.delete(id);
+      held.storedAt = now();
+      held.refreshReported = false;
+      entries.set(id, held);
+      return true;
     },
     clear,
     suspend() {

@@ -113,3 +113,23 @@ Deno.test("LocalCache keeps user and group states apart, each at its own newest 
   cache.offer("group", "y", group(1));
   assert.equal(cache.size, 3);
 });
+
+Deno.test("LocalCache confirm() restarts the clock of the entry at that version only, in the same epoch", () => {
+  let t = 0;
+  const cache = createLocalCache({ ttlMs: 100, now: () => t });
+  cache.offer("user", "u", c(2));
+  const held = cache.get("user", "u");
+  t = 90;
+  assert.equal(cache.confirm("user", "u", 1, cache.epoch), false, "another version");
+  assert.equal(cache.confirm("user", "other", 2, cache.epoch), false, "no entry");
+  assert.equal(cache.confirm("user", "u", 2, cache.epoch - 1), false, "an earlier epoch");
+  assert.equal(cache.confirm("user", "u", 2, cache.epoch), true);
+  t = 180;
+  assert.equal(
+    cache.get("user", "u"),
+    held,
+    "served 100 ms past the confirmation, the same object",
+  );
+  t = 191;
+  assert.equal(cache.get("user", "u"), undefined, "then it expires");
+});

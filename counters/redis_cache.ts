@@ -38,6 +38,11 @@ export interface RedisCache {
    */
   getMany(stamp: string, keys: string[]): Promise<(CachedState | null)[]>;
   /**
+   * The versions of the keys' entries in generation `stamp`, in order (null for none), in one
+   * round trip and without their states; GenerationMismatch if Redis holds another generation.
+   */
+  versions(stamp: string, keys: string[]): Promise<(number | null)[]>;
+  /**
    * Stores each entry in generation `stamp` unless a newer version is held; per entry `true`
    * (stored), `false` (a newer one is held) or the error (GenerationMismatch, out of memory, ...).
    */
@@ -68,6 +73,16 @@ if current then
 end
 redis.call('SET', KEYS[2], ARGV[2] .. '|' .. ARGV[3], 'PX', ARGV[4])
 return 1`;
+
+// The versions alone: what a background confirmation compares, without moving or parsing states.
+const VERSIONS = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local out = {}
+for i = 2, #KEYS do
+  local current = redis.call('GET', KEYS[i])
+  out[i - 1] = current and tonumber(string.match(current, '^(%d+)|')) or -1
+end
+return out`;
 
 const SWAP_GENERATION = `
 if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
@@ -156,6 +171,19 @@ export function openRedisCache(options: RedisCacheOptions): RedisCache {
       );
       if (held !== stamp) throw new GenerationMismatch(stamp, held ?? null);
       return raw.map(decode);
+    },
+    async versions(stamp, keys) {
+      if (keys.length === 0) return [];
+      await ready();
+      const found = await redis.eval(
+        VERSIONS,
+        keys.length + 1,
+        GENERATION_KEY,
+        ...keys.map((key) => redisKey(stamp, key)),
+        stamp,
+      ) as number | number[];
+      if (!Array.isArray(found)) throw new GenerationMismatch(stamp, null);
+      return found.map((v) => v < 0 ? null : v);
     },
     async setManyIfNewer(stamp, entries) {
       if (entries.length === 0) return [];

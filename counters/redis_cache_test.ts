@@ -27,6 +27,11 @@ integrationTest(
         { version: 2, dialogs: {} },
         null,
       ]);
+      assert.deepEqual(
+        await cache.versions("g1", [a!, b!, c!, userKey(crypto.randomUUID())]),
+        [1, 5, 2, null],
+        "versions() reads the versions alone",
+      );
       const ttl = await env.redis().pttl(`${env.redisPrefix}${redisKey("g1", a!)}`);
       assert.ok(ttl > 0, "entries expire");
     } finally {
@@ -47,6 +52,7 @@ integrationTest(
       assert.equal(await cache.swapGeneration("g0", "g2"), false, "Redis holds g1, not g0");
       assert.equal(await cache.swapGeneration("g1", "g2"), true);
       await assert.rejects(cache.getMany("g1", [user]), GenerationMismatch);
+      await assert.rejects(cache.versions("g1", [user]), GenerationMismatch);
       const [written] = await cache.setManyIfNewer("g1", [
         { key: user, state: { version: 2, dialogs: {} } },
       ]);
