@@ -6,7 +6,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import postgres from "postgres";
 import { TIMEOUT_REASON } from "../dialogs/saga.ts";
 import { connectNats } from "../shared/jetstream.ts";
-import { verifyCounters, verifyServed } from "../scripts/verify.ts";
+import { usersToCheck, verifyCounters, verifyServed } from "../scripts/verify.ts";
 import { fuzzContext, fuzzRequests } from "../testing/fuzz.ts";
 import { type ChaosWorld, instances, instanceUrls, type Servers, sleep } from "./world.ts";
 
@@ -156,7 +156,7 @@ export async function checkInvariant(
         if (s.reason === TIMEOUT_REASON) timedOutSentAt.push(s.createdAt.getTime());
       } else lost++;
     }
-    const { drift: stored, truth } = await verifyCounters(
+    const { drift: stored, truth, stored: tables } = await verifyCounters(
       world.databaseUrls.dialogs,
       world.databaseUrls.counters,
     );
@@ -164,12 +164,13 @@ export async function checkInvariant(
       instances: instanceUrls(world).counters,
       secret: world.secret,
       truth,
-      users: [...input.users, ...truth.map((t) => t.userId)],
+      users: [...input.users, ...usersToCheck(truth, tables)],
       concurrency: 8,
     });
     for (const x of served.slice(0, 5)) {
       log(
-        `chaos: ${x.instance} serves ${x.served} to ${x.userId} for ${x.peerId}, truth ${x.expected}`,
+        `chaos: ${x.instance} serves ${x.what} ${x.served} to ${x.userId} for ${x.peerId}, ` +
+          `truth ${x.expected}`,
       );
     }
     const pair = (x: { userId: string; peerId: string }) => `${x.userId}/${x.peerId}`;
