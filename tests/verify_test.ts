@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { openRedisCache } from "../counters/redis_cache.ts";
 import { integrationTest, type Service, TEST_JWT_SECRET, waitFor } from "../testing/env.ts";
 import { send, waitForStatus } from "../testing/clients.ts";
+import { compareCounts, compareServed, type Counts, expectedBodies } from "../scripts/verify.ts";
 
 /** Sends a message from `a` to `b` and waits until it is committed. */
 async function sendCommitted(dialogs: Service, a: string, b: string) {
@@ -121,3 +122,111 @@ integrationTest(
     assert.match(bad.stderr, /^verify: invalid environment variable COUNTERS_URLS/);
   },
 );
+
+Deno.test("compareCounts() finds nothing when the stored counts equal the truth", () => {
+  const truth: Counts = {
+    dialogs: [{ userId: "u", peerId: "p", unread: 2 }],
+    groups: [{ userId: "u", groupId: "g", unread: 3, mentions: 1, muted: true }],
+    dialogMutes: [{ userId: "u", peerId: "p" }],
+  };
+  assert.deepEqual(compareCounts(truth, structuredClone(truth)), []);
+});
+
+Deno.test(
+  "compareCounts() reports group unread, mentions, mutes, memberships and dialog mutes that differ",
+  () => {
+    const truth: Counts = {
+      dialogs: [],
+      groups: [
+        { userId: "u", groupId: "g", unread: 3, mentions: 1, muted: false },
+        { userId: "v", groupId: "g", unread: 0, mentions: 0, muted: false },
+      ],
+      dialogMutes: [{ userId: "u", peerId: "p" }],
+    };
+    const stored: Counts = {
+      dialogs: [],
+      groups: [
+        { userId: "u", groupId: "g", unread: 4, mentions: 0, muted: true },
+        { userId: "w", groupId: "g", unread: 0, mentions: 0, muted: false },
+      ],
+      dialogMutes: [{ userId: "v", peerId: "p" }],
+    };
+    const row = (
+      userId: string,
+      peerId: string,
+      what: string,
+      expected: number,
+      actual: number,
+    ) => ({
+      userId,
+      peerId,
+      what,
+      expected,
+      actual,
+    });
+    assert.deepEqual(compareCounts(truth, stored), [
+      row("u", "g", "mentions", 1, 0),
+      row("u", "g", "muted", 0, 1),
+      row("u", "g", "unread", 3, 4),
+      row("u", "p", "muted", 1, 0),
+      row("v", "g", "member", 1, 0),
+      row("v", "p", "muted", 0, 1),
+      row("w", "g", "member", 0, 1),
+    ]);
+  },
+);
+
+Deno.test(
+  "expectedBodies() sums total over conversations not muted and mentions over every group",
+  () => {
+    const bodies = expectedBodies({
+      dialogs: [{ userId: "u", peerId: "p", unread: 2 }, { userId: "u", peerId: "q", unread: 5 }],
+      groups: [
+        { userId: "u", groupId: "g", unread: 3, mentions: 1, muted: false },
+        { userId: "u", groupId: "h", unread: 7, mentions: 2, muted: true },
+        { userId: "u", groupId: "k", unread: 0, mentions: 0, muted: false },
+      ],
+      dialogMutes: [{ userId: "u", peerId: "q" }, { userId: "x", peerId: "u" }],
+    });
+    assert.deepEqual(bodies.get("u"), {
+      total: 2 + 3,
+      dialogs: { p: 2, q: 5 },
+      groups: { g: { unread: 3, mentions: 1 }, h: { unread: 7, mentions: 2 } },
+      mentions: 3,
+      muted: ["q", "h"],
+    });
+    assert.deepEqual(bodies.get("x"), {
+      total: 0,
+      dialogs: {},
+      groups: {},
+      mentions: 0,
+      muted: ["u"],
+    });
+  },
+);
+
+Deno.test("compareServed() reports every served count, sum and mute that differs", () => {
+  const expected = {
+    total: 4,
+    dialogs: { p: 1 },
+    groups: { g: { unread: 3, mentions: 1 } },
+    mentions: 1,
+    muted: ["q"],
+  };
+  assert.deepEqual(compareServed("i", "u", expected, structuredClone(expected)), []);
+  assert.deepEqual(
+    compareServed("i", "u", expected, {
+      total: 5,
+      dialogs: { p: 1, z: 0 },
+      groups: { g: { unread: 4, mentions: 1 } },
+      mentions: 1,
+      muted: [],
+    }).map((d) => `${d.peerId} ${d.what} ${d.expected} ${d.served}`),
+    ["g unread 3 4", "q muted 1 0", "total total 4 5"],
+  );
+  assert.deepEqual(
+    compareServed("i", "nobody", undefined, { total: 0, dialogs: {} }),
+    [],
+    "a user the truth does not know expects empty counters",
+  );
+});
