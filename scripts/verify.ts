@@ -60,11 +60,39 @@ async function hasTable(sql: Sql, table: string): Promise<boolean> {
   return row!.found;
 }
 
+/** A member's position and the counts of messages after it that hold for every member. */
+interface Position {
+  userId: string;
+  groupId: string;
+  muted: boolean;
+  /** The group's last seq (counters) or 0 (dialogs). */
+  lastSeq: number;
+  p: number;
+  /** After the position: committed messages (dialogs) or deleted ones (counters). */
+  n: number;
+  /** After the position: messages to `all`, not deleted. */
+  alls: number;
+}
+
+/** What one member's own messages and named mentions after its position subtract or add. */
+interface Exceptions {
+  userId: string;
+  groupId: string;
+  own: number;
+  ownAlls: number;
+  named: number;
+}
+
+// Two plain statements joined here by member, rather than one whose plan depends on estimates:
+// each is one pass over the group's messages and members.
+function byMember(exceptions: Exceptions[]): Map<string, Exceptions> {
+  return new Map(exceptions.map((e) => [memberKey(e), e]));
+}
+
 /**
  * The truth in the dialogs database. Per group one window pass over its committed messages and its
- * members' positions counts the messages after each distinct position; each member's own messages
- * and named mentions are joined by index, so the work grows with messages + members, not their
- * product.
+ * members' positions counts the messages after each position; each member's own messages and named
+ * mentions are joined by index, so the work grows with messages + members, not their product.
  */
 export async function readTruth(dialogs: Sql): Promise<Counts> {
   const pairs = await dialogs<PairCount[]>`
@@ -74,44 +102,53 @@ export async function readTruth(dialogs: Sql): Promise<Counts> {
   if (!await hasTable(dialogs, "group_members")) {
     return { dialogs: pairs, groups: [], dialogMutes: [] };
   }
-  const groups = await dialogs<MemberCount[]>`
+  // Newest first, a member before a message of the same seq: at each member's row the running
+  // sums hold exactly the messages with a greater seq than its position.
+  const positions = await dialogs<Position[]>`
+    select "userId", "groupId", muted, 0 as "lastSeq", p::int, n::int, alls::int from (
+      select user_id as "userId", group_id as "groupId", muted, p, msg,
+        sum(msg) over w as n, sum(al) over w as alls
+      from (
+        select group_id, seq as p, 1 as msg, mentions_all::int as al, null::uuid as user_id,
+          false as muted
+        from messages where group_id is not null and status = 'committed' and seq is not null
+        union all
+        select group_id, greatest(joined_seq, read_seq), 0, 0, user_id, muted
+        from group_members where member
+      ) marks
+      window w as (partition by group_id order by p desc, msg rows unbounded preceding)
+    ) running where msg = 0`;
+  const exceptions = await dialogs<Exceptions[]>`
     with pos as (
-      select group_id, user_id, greatest(joined_seq, read_seq) as p, muted
-      from group_members where member
+      select group_id, user_id, greatest(joined_seq, read_seq) as p from group_members where member
     ), msgs as (
       select group_id, seq, sender_id, mentions, mentions_all from messages
       where group_id is not null and status = 'committed' and seq is not null
-    ), marks as (
-      select group_id, seq as s, 1 as msg, mentions_all::int as al from msgs
-      union all
-      select distinct group_id, p, 0, 0 from pos
-    ), running as (
-      -- Newest first, a position before a message of the same seq: at each position the sums
-      -- hold exactly the messages with a greater seq.
-      select group_id, s, msg, sum(msg) over w as n, sum(al) over w as alls
-      from marks
-      window w as (partition by group_id order by s desc, msg rows unbounded preceding)
-    ), after as (
-      select group_id, s as p, n, alls from running where msg = 0
-    ), own as (
-      select pos.group_id, pos.user_id, count(*) as n, count(*) filter (where m.mentions_all) as alls
+    ), named as materialized ( -- one row per (message, user it names): joined by member after
+      select m.group_id, u.user_id, m.seq from msgs m, unnest(m.mentions) as u(user_id)
+      where not m.mentions_all and m.sender_id <> u.user_id
+    )
+    select user_id as "userId", group_id as "groupId", sum(own)::int as own,
+      sum(own_all)::int as "ownAlls", count(distinct named)::int as named
+    from (
+      select pos.group_id, pos.user_id, 1 as own, m.mentions_all::int as own_all, null::bigint as named
       from pos join msgs m
         on m.group_id = pos.group_id and m.sender_id = pos.user_id and m.seq > pos.p
-      group by pos.group_id, pos.user_id
-    ), named as (
-      select pos.group_id, pos.user_id, count(distinct m.seq) as n
-      from msgs m cross join lateral unnest(m.mentions) as u(user_id)
-      join pos on pos.group_id = m.group_id and pos.user_id = u.user_id and m.seq > pos.p
-      where not m.mentions_all and m.sender_id <> u.user_id
-      group by pos.group_id, pos.user_id
-    )
-    select pos.user_id as "userId", pos.group_id as "groupId", pos.muted,
-      (a.n - coalesce(o.n, 0))::int as unread,
-      (a.alls - coalesce(o.alls, 0) + coalesce(nm.n, 0))::int as mentions
-    from pos
-    join after a on a.group_id = pos.group_id and a.p = pos.p
-    left join own o on o.group_id = pos.group_id and o.user_id = pos.user_id
-    left join named nm on nm.group_id = pos.group_id and nm.user_id = pos.user_id`;
+      union all
+      select pos.group_id, pos.user_id, 0, 0, x.seq
+      from named x join pos on pos.group_id = x.group_id and pos.user_id = x.user_id and x.seq > pos.p
+    ) x group by user_id, group_id`;
+  const extra = byMember(exceptions);
+  const groups = positions.map((pos): MemberCount => {
+    const e = extra.get(memberKey(pos));
+    return {
+      userId: pos.userId,
+      groupId: pos.groupId,
+      unread: pos.n - (e?.own ?? 0),
+      mentions: pos.alls - (e?.ownAlls ?? 0) + (e?.named ?? 0),
+      muted: pos.muted,
+    };
+  });
   const dialogMutes = await hasTable(dialogs, "dialog_mutes")
     ? await dialogs<DialogMute[]>`
       select user_id as "userId", peer_id as "peerId" from dialog_mutes where muted`
@@ -130,47 +167,57 @@ export async function readStored(counters: Sql): Promise<Counts> {
   if (!await hasTable(counters, "group_members")) {
     return { dialogs: pairs, groups: [], dialogMutes: [] };
   }
-  const groups = await counters<MemberCount[]>`
+  const positions = await counters<Position[]>`
+    select "userId", "groupId", muted, coalesce(g.last_seq, 0)::int as "lastSeq", p::int, n::int,
+      alls::int
+    from (
+      select user_id as "userId", group_id as "groupId", muted, p, msg,
+        sum(del) over w as n, sum(al) over w as alls
+      from (
+        select group_id, seq as p, 1 as msg, deleted::int as del,
+          (mentions_all and not deleted)::int as al, null::uuid as user_id, false as muted
+        from group_messages where deleted or mentions_all
+        union all
+        select group_id, greatest(joined_seq, read_seq), 0, 0, 0, user_id, muted
+        from group_members where member
+      ) marks
+      window w as (partition by group_id order by p desc, msg rows unbounded preceding)
+    ) running left join group_counters g on g.group_id = running."groupId"
+    where msg = 0`;
+  const exceptions = await counters<Exceptions[]>`
     with pos as (
-      select m.group_id, m.user_id, greatest(m.joined_seq, m.read_seq) as p, m.muted,
+      select m.group_id, m.user_id, greatest(m.joined_seq, m.read_seq) as p,
         coalesce(g.last_seq, 0) as last_seq
       from group_members m left join group_counters g on g.group_id = m.group_id
       where m.member
-    ), marks as (
-      select group_id, seq as s, 1 as msg, deleted::int as del,
-        (mentions_all and not deleted)::int as al
-      from group_messages where deleted or mentions_all
-      union all
-      select distinct group_id, p, 0, 0, 0 from pos
-    ), running as (
-      select group_id, s, msg, sum(del) over w as del, sum(al) over w as alls
-      from marks
-      window w as (partition by group_id order by s desc, msg rows unbounded preceding)
-    ), after as (
-      select group_id, s as p, del, alls from running where msg = 0
-    ), own as (
-      select pos.group_id, pos.user_id, count(*) as n, count(*) filter (where m.mentions_all) as alls
+    )
+    select user_id as "userId", group_id as "groupId", sum(own)::int as own,
+      sum(own_all)::int as "ownAlls", sum(named)::int as named
+    from (
+      select pos.group_id, pos.user_id, 1 as own, m.mentions_all::int as own_all, 0 as named
       from pos join group_messages m
         on m.group_id = pos.group_id and m.sender_id = pos.user_id and m.seq > pos.p
           and m.seq <= pos.last_seq and not m.deleted
-      group by pos.group_id, pos.user_id
-    ), named as (
-      select pos.group_id, pos.user_id, count(*) as n
+      union all
+      select pos.group_id, pos.user_id, 0, 0, 1
       from group_mentions x
       join group_messages m on m.group_id = x.group_id and m.seq = x.seq and not m.deleted
       join pos on pos.group_id = x.group_id and pos.user_id = x.user_id
         and x.seq > pos.p and x.seq <= pos.last_seq
-      group by pos.group_id, pos.user_id
-    )
-    select pos.user_id as "userId", pos.group_id as "groupId", pos.muted,
-      case when pos.last_seq <= pos.p then 0
-        else greatest(0, pos.last_seq - pos.p - coalesce(o.n, 0) - a.del) end::int as unread,
-      case when pos.last_seq <= pos.p then 0
-        else greatest(0, coalesce(nm.n, 0) + a.alls - coalesce(o.alls, 0)) end::int as mentions
-    from pos
-    join after a on a.group_id = pos.group_id and a.p = pos.p
-    left join own o on o.group_id = pos.group_id and o.user_id = pos.user_id
-    left join named nm on nm.group_id = pos.group_id and nm.user_id = pos.user_id`;
+    ) x group by user_id, group_id`;
+  const extra = byMember(exceptions);
+  // As counters' groupCount(): nothing after a position at or past the last seq, never below 0.
+  const groups = positions.map((pos): MemberCount => {
+    const e = extra.get(memberKey(pos));
+    const none = pos.lastSeq <= pos.p;
+    return {
+      userId: pos.userId,
+      groupId: pos.groupId,
+      unread: none ? 0 : Math.max(0, pos.lastSeq - pos.p - (e?.own ?? 0) - pos.n),
+      mentions: none ? 0 : Math.max(0, (e?.named ?? 0) + pos.alls - (e?.ownAlls ?? 0)),
+      muted: pos.muted,
+    };
+  });
   const dialogMutes = await hasTable(counters, "dialog_mutes")
     ? await counters<DialogMute[]>`
       select user_id as "userId", peer_id as "peerId" from dialog_mutes where muted`
