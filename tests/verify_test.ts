@@ -10,6 +10,14 @@ import {
 } from "../testing/env.ts";
 import { send, waitForStatus } from "../testing/clients.ts";
 import {
+  addMembers,
+  createGroup,
+  deleteMessage,
+  groupRead,
+  groupSend,
+  mute,
+} from "../testing/group_clients.ts";
+import {
   compareCounts,
   compareServed,
   type Counts,
@@ -411,5 +419,63 @@ integrationTest(
       await dialogs.end();
       await counters.end();
     }
+  },
+);
+
+integrationTest(
+  "deno task verify finds no drift after a mixed group and dialog workload, and finds a tampered " +
+    "group counter and member position",
+  async (env) => {
+    const dialogs = await env.startDialogs();
+    const counters = await env.startCounters();
+    const [a, b, c, d] = Array.from({ length: 4 }, () => crypto.randomUUID()) as [
+      string,
+      string,
+      string,
+      string,
+    ];
+    const group = await createGroup(dialogs, a, [b, c]);
+    const sends = [
+      await groupSend(dialogs, a, group, "one", [b]),
+      await groupSend(dialogs, b, group, "two", ["all"]),
+      await groupSend(dialogs, c, group, "three", [a, b, c]),
+      await groupSend(dialogs, a, group, "four"),
+    ];
+    for (const s of sends) await waitForStatus(dialogs, a, s.messageId, "committed");
+    await sendCommitted(dialogs, a, b);
+    await sendCommitted(dialogs, c, b);
+    await groupRead(dialogs, c, group, sends[1]!.messageId);
+    assert.equal((await deleteMessage(dialogs, a, sends[3]!.messageId)).status, 200);
+    await mute(dialogs, b, "groups", group, true);
+    await mute(dialogs, b, "dialog", c, true);
+    await addMembers(dialogs, a, group, [d]);
+    await groupSend(dialogs, d, group, "five", ["all"]);
+    const secret = { JWT_SECRET: TEST_JWT_SECRET, COUNTERS_URLS: counters.url };
+    await waitFor(
+      async () =>
+        (await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl, secret)).code === 0,
+      {
+        what: "no drift",
+        timeoutMs: 15_000,
+      },
+    );
+    const clean = await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl, secret);
+    assert.match(clean.stdout, /no drift \(2 dialogs with unread messages and 4 group memberships/);
+
+    const sql = env.sql("counters");
+    await sql`update group_counters set last_seq = last_seq + 1 where group_id = ${group}`;
+    const bumped = await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl);
+    assert.equal(bumped.code, 1, bumped.stdout + bumped.stderr);
+    for (const member of [a, b, c, d]) {
+      assert.match(bumped.stdout, new RegExp(`${member}\\s+${group}\\s+\\d+\\s+\\d+\\s+unread`));
+    }
+    await sql`update group_counters set last_seq = last_seq - 1 where group_id = ${group}`;
+    assert.equal((await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl)).code, 0);
+
+    await sql`update group_members set read_seq = 0 where group_id = ${group} and user_id = ${c}`;
+    const moved = await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl);
+    assert.equal(moved.code, 1, moved.stdout + moved.stderr);
+    assert.match(moved.stdout, new RegExp(`${c}\\s+${group}\\s+1\\s+3\\s+unread`));
+    assert.match(moved.stdout, /drift in \d+ counter/);
   },
 );
