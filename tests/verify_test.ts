@@ -451,14 +451,14 @@ integrationTest(
     await addMembers(dialogs, a, group, [d]);
     await groupSend(dialogs, d, group, "five", ["all"]);
     const secret = { JWT_SECRET: TEST_JWT_SECRET, COUNTERS_URLS: counters.url };
-    await waitFor(
-      async () =>
-        (await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl, secret)).code === 0,
-      {
-        what: "no drift",
-        timeoutMs: 15_000,
-      },
-    );
+    let last = "";
+    await waitFor(async () => {
+      const r = await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl, secret);
+      last = r.stdout + r.stderr;
+      return r.code === 0;
+    }, { what: "no drift", timeoutMs: 15_000 }).catch((err) => {
+      throw new Error(`${err.message}:\n${last}`);
+    });
     const clean = await runVerify(env.dialogsDatabaseUrl, env.countersDatabaseUrl, secret);
     assert.match(clean.stdout, /no drift \(2 dialogs with unread messages and 4 group memberships/);
 
