@@ -11,6 +11,8 @@ import { seededRandom } from "../testing/random.ts";
 /** A group of the load with its current members. */
 export interface LoadGroup {
   id: string;
+  /** Members when it was created. */
+  size: number;
   /** Members who send, read and mute; they never leave. */
   active: string[];
   /** Members who only leave and come back (the big group's bulk). */
@@ -158,6 +160,7 @@ export async function runGroupLoad(options: GroupLoadOptions): Promise<GroupLoad
     }
     result.groups.push({
       id: created.body.id,
+      size: active.length + spec.passive.length,
       active,
       passive: new Set(spec.passive),
       gone: new Set(),

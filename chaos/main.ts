@@ -308,7 +308,7 @@ function chaosReport(
     natsNodes: options.natsCluster,
     sagaTimeoutMs: world.sagaTimeoutMs,
     sendsAccepted: load.accepted.size,
-    groupMembers: groups.groups.reduce((n, g) => Math.max(n, g.active.length + g.passive.size), 0),
+    groupMembers: groups.groups.reduce((n, g) => Math.max(n, g.size), 0),
     groupSendsAccepted: groups.accepted.size,
     groupOps: Object.values(groups.ops).reduce((a, b) => a + b, 0),
     groupRejected: groups.rejected,

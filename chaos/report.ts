@@ -9,7 +9,7 @@ export interface ChaosReport {
   sagaTimeoutMs: number;
   /** Dialog sends accepted. */
   sendsAccepted: number;
-  /** The big group's members at the end of the load. */
+  /** The big group's members when it was created. */
   groupMembers: number;
   groupSendsAccepted: number;
   /** Group operations answered as expected: sends, reads, deletes, mutes, leaves, adds. */
@@ -103,7 +103,7 @@ export function renderReport(r: ChaosReport): string {
     ["NATS nodes", r.natsNodes],
     ["SAGA_TIMEOUT_MS", r.sagaTimeoutMs],
     ["sends accepted (202)", r.sendsAccepted],
-    ["big group's members", r.groupMembers],
+    ["big group's members (created with)", r.groupMembers],
     ["group sends accepted (202)", r.groupSendsAccepted],
     ["group operations answered", r.groupOps],
     ["group operations rejected (4xx)", r.groupRejected],
