@@ -257,7 +257,10 @@ export function fuzzRequests(seed: number, count: number, ctx: FuzzContext): Fuz
       ? pick(ROUTES.filter(([s]) => s === service))
       : [service, pick(METHODS), pick(UNKNOWN), "plain"];
     const method = rnd() < 0.75 ? routeMethod : pick(METHODS);
-    const methodOk = method === routeMethod || (method === "HEAD" && routeMethod === "GET");
+    // A path may take several methods (GET and DELETE /api/messages/{id}).
+    const methods = ROUTES.filter(([s, , t]) => s === service && t === template).map(([, m]) => m);
+    const methodOk = method === routeMethod || methods.includes(method) ||
+      (method === "HEAD" && methods.includes("GET"));
     const group = ctx.groups.length && rnd() < 0.9 ? pick(ctx.groups) : undefined;
     // Mostly a member of the group the request names.
     const user = group?.members.length && rnd() < 0.8 ? pick(group.members) : pick(ctx.users);
