@@ -1,5 +1,6 @@
 /**
- * An in-process cache of users' counters in front of Redis. It is kept current by the change events
+ * An in-process cache of counters states (users' and groups', by cache key: counters/cache_keys.ts)
+ * in front of Redis. It is kept current by the change events
  * every counters instance receives (live updates) and by this instance's own refreshes; versions
  * decide, so an older value never replaces a newer one. While change events may be missed (NATS
  * disconnected) it is suspended and serves nothing. Every clear starts a new epoch: a value loaded
@@ -9,16 +10,16 @@
  * ever be missed. An entry read after `refreshAfterMs` is reported to the refresh listener once, so
  * the entries users keep reading are confirmed in batches before they expire and reads never wait.
  */
-import type { UserCounters } from "./counters.ts";
+import type { CachedState } from "./cache_keys.ts";
 
 /** The in-process cache. */
 export interface LocalCache {
-  get(userId: string): UserCounters | undefined;
+  get(key: string): CachedState | undefined;
   /**
-   * Keeps `counters` unless a newer version is held, or unless `epoch` (the epoch when the value
+   * Keeps `state` unless a newer version is held, or unless `epoch` (the epoch when the value
    * was loaded) is given and is no longer the current one.
    */
-  offer(userId: string, counters: UserCounters, epoch?: number): void;
+  offer(key: string, state: CachedState, epoch?: number): void;
   /** Drops every entry and starts a new epoch. */
   clear(): void;
   /** Drops everything and serves nothing until resume(); both start a new epoch. */
@@ -26,8 +27,8 @@ export interface LocalCache {
   resume(): void;
   /** The current epoch: taken before a load, passed to offer() with its result. */
   readonly epoch: number;
-  /** Calls `listener` with each user whose entry was read after refreshAfterMs (once per entry). */
-  onRefreshDue(listener: (userId: string) => void): void;
+  /** Calls `listener` with each key whose entry was read after refreshAfterMs (once per entry). */
+  onRefreshDue(listener: (key: string) => void): void;
   readonly size: number;
 }
 
@@ -50,7 +51,7 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
   const now = options.now ?? Date.now;
   const entries = new Map<
     string,
-    { counters: UserCounters; storedAt: number; refreshReported: boolean }
+    { state: CachedState; storedAt: number; refreshReported: boolean }
   >();
   let suspended = false;
   let epoch = 0;
@@ -58,32 +59,32 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     entries.clear();
     epoch++;
   };
-  let refreshDue: (userId: string) => void = () => {};
+  let refreshDue: (key: string) => void = () => {};
   return {
-    get(userId) {
+    get(key) {
       if (suspended) return undefined;
-      const entry = entries.get(userId);
+      const entry = entries.get(key);
       if (!entry) return undefined;
       const age = now() - entry.storedAt;
       if (age > ttlMs) {
-        entries.delete(userId);
+        entries.delete(key);
         return undefined;
       }
       if (age > refreshAfterMs && !entry.refreshReported) {
         entry.refreshReported = true;
-        refreshDue(userId);
+        refreshDue(key);
       }
-      return entry.counters;
+      return entry.state;
     },
-    offer(userId, counters, loadedIn) {
+    offer(key, state, loadedIn) {
       if (suspended || (loadedIn !== undefined && loadedIn !== epoch)) return;
-      const held = entries.get(userId);
-      if (held && held.counters.version > counters.version) return;
+      const held = entries.get(key);
+      if (held && held.state.version > state.version) return;
       // Re-inserting moves the entry to the end, so the Map's order is the eviction order.
-      entries.delete(userId);
-      // The same version is the same counters: keeping the object held keeps its body made once.
-      const kept = held && held.counters.version === counters.version ? held.counters : counters;
-      entries.set(userId, { counters: kept, storedAt: now(), refreshReported: false });
+      entries.delete(key);
+      // The same version is the same state: keeping the object held keeps its body made once.
+      const kept = held && held.state.version === state.version ? held.state : state;
+      entries.set(key, { state: kept, storedAt: now(), refreshReported: false });
       if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
     },
     clear,

@@ -86,3 +86,16 @@ Deno.test("LocalCache drops a value loaded in an earlier epoch: before a clear, 
   cache.offer("u", c(7), cache.epoch);
   assert.deepEqual(cache.get("u"), c(7), "loaded in the current epoch");
 });
+
+Deno.test("LocalCache keeps user and group keys apart, each at its own newest version", () => {
+  const cache = createLocalCache();
+  const group = (version: number) => ({ version, lastSeq: version, deleted: [], mentionsAll: [] });
+  cache.offer("user:x", c(5));
+  cache.offer("group:x", group(2));
+  cache.offer("group:x", group(1));
+  assert.deepEqual(cache.get("user:x"), c(5));
+  assert.deepEqual(cache.get("group:x"), group(2), "an older group state never replaces a newer");
+  cache.offer("group:x", group(3));
+  assert.deepEqual(cache.get("group:x"), group(3));
+  assert.deepEqual(cache.get("user:x"), c(5), "a group's version does not touch the user's entry");
+});
