@@ -139,6 +139,10 @@ integrationTest(
     const m2 = await groupSend(dialogs, a, group, "second", ["all"]);
     await waitForStatus(dialogs, a, m2.messageId, "committed");
     assert.deepEqual(await groupRead(dialogs, b, group, m1.messageId), { read: 1, readSeq: 1 });
+    // The read reaches counters by its event (no read-your-read promise): wait for it.
+    await waitFor(async () => (await groupCountOf(counters, b, group)).unread === 1, {
+      what: "b's read",
+    });
     assert.deepEqual(await groupCountOf(counters, b, group), { unread: 1, mentions: 1 });
     assert.deepEqual(await groupCountOf(counters, c, group), { unread: 2, mentions: 2 });
 
