@@ -6,8 +6,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import postgres from "postgres";
 import { TIMEOUT_REASON } from "../dialogs/saga.ts";
 import { connectNats } from "../shared/jetstream.ts";
-import { verifyCounters, verifyServed } from "../scripts/verify.ts";
-import { fuzzContext, fuzzRequests } from "../testing/fuzz.ts";
+import { usersToCheck, verifyCounters, verifyServed } from "../scripts/verify.ts";
+import { fuzzContext, type FuzzGroup, fuzzRequests } from "../testing/fuzz.ts";
 import { type ChaosWorld, instances, instanceUrls, type Servers, sleep } from "./world.ts";
 
 /**
@@ -69,10 +69,16 @@ export interface FuzzResult {
  */
 export async function fuzzInstances(
   world: ChaosWorld,
-  input: { seed: number; count: number; users: string[]; messageIds: string[] },
+  input: {
+    seed: number;
+    count: number;
+    users: string[];
+    messageIds: string[];
+    groups?: FuzzGroup[];
+  },
   log: (line: string) => void,
 ): Promise<FuzzResult> {
-  const ctx = await fuzzContext(world.secret, input.users, input.messageIds);
+  const ctx = await fuzzContext(world.secret, input.users, input.messageIds, input.groups);
   const requests = fuzzRequests(input.seed, input.count, ctx);
   const bases = instanceUrls(world);
   let serverErrors = 0, retryLater = 0, next = 0;
@@ -150,13 +156,13 @@ export async function checkInvariant(
     const timedOutSentAt: number[] = [];
     for (const id of input.accepted.keys()) {
       const s = status.get(id);
-      if (s?.status === "committed") committed++;
+      if (s?.status === "committed" || s?.status === "deleted") committed++;
       else if (s?.status === "failed") {
         failed++;
         if (s.reason === TIMEOUT_REASON) timedOutSentAt.push(s.createdAt.getTime());
       } else lost++;
     }
-    const { drift: stored, truth } = await verifyCounters(
+    const { drift: stored, truth, stored: tables } = await verifyCounters(
       world.databaseUrls.dialogs,
       world.databaseUrls.counters,
     );
@@ -164,12 +170,13 @@ export async function checkInvariant(
       instances: instanceUrls(world).counters,
       secret: world.secret,
       truth,
-      users: [...input.users, ...truth.map((t) => t.userId)],
+      users: [...input.users, ...usersToCheck(truth, tables)],
       concurrency: 8,
     });
     for (const x of served.slice(0, 5)) {
       log(
-        `chaos: ${x.instance} serves ${x.served} to ${x.userId} for ${x.peerId}, truth ${x.expected}`,
+        `chaos: ${x.instance} serves ${x.what} ${x.served} to ${x.userId} for ${x.peerId}, ` +
+          `truth ${x.expected}`,
       );
     }
     const pair = (x: { userId: string; peerId: string }) => `${x.userId}/${x.peerId}`;

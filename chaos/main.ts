@@ -18,6 +18,7 @@ import {
   waitForQuiet,
 } from "./check.ts";
 import { buildFaults } from "./faults.ts";
+import { type GroupLoadResult, runGroupLoad } from "./groups.ts";
 import { type LoadResult, runLoad } from "./load.ts";
 import { type ProbeResult, runProbe } from "./probe.ts";
 import {
@@ -60,6 +61,11 @@ export interface ChaosOptions {
   sagaTimeoutMs?: number;
   /** Sender/recipient pairs of the read-your-saga probe. */
   probePairs: number;
+  /** Members of the big group of the group load (the load's users among them). */
+  groupMembers: number;
+  /** Group operations (sends, reads, deletes, mutes, leaves and adds) and their rate per second. */
+  groupOps: number;
+  groupRate: number;
   json?: string;
 }
 
@@ -76,6 +82,9 @@ const DEFAULTS: ChaosOptions = {
   instances: 2,
   natsCluster: 1,
   probePairs: 4,
+  groupMembers: 1_000,
+  groupOps: 2_500,
+  groupRate: 15,
 };
 
 const OPTIONAL = ["json", "sagaTimeoutMs"];
@@ -96,7 +105,8 @@ export function parseChaosArgs(args: string[]): ChaosOptions {
       if (!Number.isFinite(n) || n <= 0) {
         throw new Error(`option ${args[i]} needs a positive number`);
       }
-      if (["instances", "natsCluster", "probePairs"].includes(flag) && !Number.isInteger(n)) {
+      const whole = ["instances", "natsCluster", "probePairs", "groupMembers", "groupOps"];
+      if (whole.includes(flag) && !Number.isInteger(n)) {
         throw new Error(`option ${args[i]} needs a whole number`);
       }
       (options as unknown as Record<string, number>)[flag] = n;
@@ -128,13 +138,20 @@ export async function runChaos(options: ChaosOptions, log = console.log): Promis
       seed: options.seed,
       count: options.fuzz,
       users: run.users.slice(0, 16),
-      messageIds: [...run.load.accepted.keys()].slice(0, 50),
+      messageIds: [
+        ...[...run.load.accepted.keys()].slice(0, 40),
+        ...[...run.groups.accepted.keys()].slice(0, 20),
+      ],
+      groups: run.groups.groups.map((g) => ({
+        id: g.id,
+        members: g.active.filter((u) => run.users.slice(0, 16).includes(u)),
+      })),
     }, log);
     // Valid sends among the fuzz requests start sagas too; the invariant is checked after them.
     const quietAgain = await waitForQuiet(world, servers, options.quietSeconds * 1000);
     const checked = await checkInvariant(world, {
       users: run.everyone,
-      accepted: run.load.accepted,
+      accepted: new Map([...run.load.accepted, ...run.groups.accepted]),
     }, log);
     const report = chaosReport(world, options, {
       startedAt,
@@ -160,6 +177,7 @@ interface LoadRun {
   /** The load's users and the probe's. */
   everyone: string[];
   load: LoadResult;
+  groups: GroupLoadResult;
   probe: ProbeResult;
   faults: Record<string, number>;
   timeline: TimedFault[];
@@ -199,7 +217,20 @@ async function driveLoad(
     concurrency: options.concurrency,
     seed: options.seed,
     deadline: Date.now() + options.seconds * 1000,
-  }).finally(() => loading = false);
+  });
+  const groupsDone = runGroupLoad({
+    dialogsUrls: urls.dialogs,
+    users,
+    tokens,
+    secret: world.secret,
+    groupMembers: options.groupMembers,
+    ops: options.groupOps,
+    rate: options.groupRate,
+    concurrency: Math.max(2, Math.floor(options.concurrency / 2)),
+    seed: options.seed,
+    deadline: Date.now() + options.seconds * 1000,
+  });
+  Promise.allSettled([loadDone, groupsDone]).then(() => loading = false);
   const probeDone = runProbe({
     dialogsUrls: urls.dialogs,
     countersUrls: urls.counters,
@@ -234,13 +265,18 @@ async function driveLoad(
   }
   await world.locks.settled();
   const load = await loadDone;
+  const groups = await groupsDone;
   const probe = await probeDone;
   for (const example of probe.examples) log(`chaos: read-your-saga violation: ${example}`);
+  for (const example of groups.examples) log(`chaos: group load: ${example}`);
   log(
     `chaos: load done (${load.accepted.size} sends accepted, ${load.reads} reads, ` +
-      `${load.counterReads} counter reads, ${probe.committed} probe messages); waiting for quiet`,
+      `${load.counterReads} counter reads, ${probe.committed} probe messages; ` +
+      `${groups.groups.length} groups, ${groups.accepted.size} group sends accepted, group ops ${
+        JSON.stringify(groups.ops)
+      }); waiting for quiet`,
   );
-  return { users, everyone, load, probe, faults, timeline };
+  return { users, everyone, load, groups, probe, faults, timeline };
 }
 
 /** The run's report; logs which fault came last before each timed-out send and each violation. */
@@ -256,7 +292,7 @@ function chaosReport(
   },
   log: (line: string) => void,
 ): ChaosReport {
-  const { startedAt, run: { load, probe, faults, timeline }, fuzz, checked, quiet } = input;
+  const { startedAt, run: { load, groups, probe, faults, timeline }, fuzz, checked, quiet } = input;
   const timedOutAfter = countByLastFault(checked.timedOutSentAt, timeline, startedAt);
   const violationsAfter = countByLastFault(probe.violationTimes, timeline, startedAt);
   for (const [kind, n] of Object.entries(timedOutAfter)) {
@@ -272,12 +308,16 @@ function chaosReport(
     natsNodes: options.natsCluster,
     sagaTimeoutMs: world.sagaTimeoutMs,
     sendsAccepted: load.accepted.size,
+    groupMembers: groups.groups.reduce((n, g) => Math.max(n, g.size), 0),
+    groupSendsAccepted: groups.accepted.size,
+    groupOps: Object.values(groups.ops).reduce((a, b) => a + b, 0),
+    groupRejected: groups.rejected,
     committed: checked.committed,
     failed: checked.failed,
     timedOut: checked.timedOut,
     reads: load.reads,
     counterReads: load.counterReads,
-    gaveUp: load.gaveUp,
+    gaveUp: load.gaveUp + groups.gaveUp,
     rejected: load.rejected,
     faults,
     timeline,
@@ -314,7 +354,8 @@ if (import.meta.main) {
     console.error(
       "usage: deno task chaos [--sends N] [--rate N] [--users N] [--concurrency N] [--seconds N] " +
         "[--fault-every S] [--quiet-seconds N] [--seed N] [--fuzz N] [--instances N] " +
-        "[--nats-cluster N] [--saga-timeout-ms MS] [--probe-pairs N] [--json FILE]",
+        "[--nats-cluster N] [--saga-timeout-ms MS] [--probe-pairs N] [--group-members N] " +
+        "[--group-ops N] [--group-rate N] [--json FILE]",
     );
     Deno.exit(2);
   }

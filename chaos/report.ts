@@ -7,7 +7,16 @@ export interface ChaosReport {
   instances: number;
   natsNodes: number;
   sagaTimeoutMs: number;
+  /** Dialog sends accepted. */
   sendsAccepted: number;
+  /** The big group's members when it was created. */
+  groupMembers: number;
+  groupSendsAccepted: number;
+  /** Group operations answered as expected: sends, reads, deletes, mutes, leaves, adds. */
+  groupOps: number;
+  /** Group operations answered 4xx unexpectedly. */
+  groupRejected: number;
+  /** Of the dialog and group sends accepted. */
   committed: number;
   failed: number;
   /** Failed by the saga timeout: with SAGA_TIMEOUT_MS ≥ 8 s only a fault makes a saga that slow. */
@@ -84,7 +93,7 @@ export function timedOutAfterNatsKill(r: ChaosReport): number {
 export function isOk(r: ChaosReport): boolean {
   return r.quiet && r.drift === 0 && r.driftTables === 0 && r.driftServed === 0 && r.lost === 0 &&
     r.countedTwice === 0 && r.probeViolations === 0 && r.timedOut === timedOutAfterNatsKill(r) &&
-    r.fuzzServerErrors === 0;
+    r.fuzzServerErrors === 0 && (r.groupRejected ?? 0) === 0;
 }
 
 /** The report as a table. */
@@ -94,6 +103,10 @@ export function renderReport(r: ChaosReport): string {
     ["NATS nodes", r.natsNodes],
     ["SAGA_TIMEOUT_MS", r.sagaTimeoutMs],
     ["sends accepted (202)", r.sendsAccepted],
+    ["big group's members (created with)", r.groupMembers],
+    ["group sends accepted (202)", r.groupSendsAccepted],
+    ["group operations answered", r.groupOps],
+    ["group operations rejected (4xx)", r.groupRejected],
     ["committed", r.committed],
     ["failed (refused or timed out)", r.failed],
     ["reads (mark read)", r.reads],

@@ -27,16 +27,31 @@ export interface FuzzRequest {
   conflictsWith?: number;
 }
 
-/** What requests draw real values from: users with valid tokens, bad tokens, stored message ids. */
+/** A group requests may name, with the members it had when the requests were made. */
+export interface FuzzGroup {
+  id: string;
+  members: string[];
+}
+
+/**
+ * What requests draw real values from: users with valid tokens, bad tokens, stored message ids and
+ * groups (none: group routes name unknown groups).
+ */
 export interface FuzzContext {
   users: string[];
   tokens: Record<string, string>;
   badTokens: string[];
   messageIds: string[];
+  groups: FuzzGroup[];
 }
 
 /** Signs a token per user and bad ones: expired, wrong secret, sub not a UUID, HS512, alg none. */
-export async function fuzzContext(secret: string, users: string[], messageIds: string[]) {
+export async function fuzzContext(
+  secret: string,
+  users: string[],
+  messageIds: string[],
+  groups: FuzzGroup[] = [],
+) {
   const tokens = Object.fromEntries(
     await Promise.all(users.map(async (u) => [u, await signToken(u, secret)])),
   );
@@ -49,7 +64,7 @@ export async function fuzzContext(secret: string, users: string[], messageIds: s
     await sign({ sub: users[0], exp }, secret, "HS512"),
     `${b64({ alg: "none", typ: "JWT" })}.${b64({ sub: users[0], exp })}.`,
   ];
-  return { users, tokens, badTokens, messageIds } satisfies FuzzContext;
+  return { users, tokens, badTokens, messageIds, groups } satisfies FuzzContext;
 }
 
 /** true: valid; false: definitely invalid; null: the service may go either way. */
@@ -57,7 +72,17 @@ type Ok = boolean | null;
 type Choice<T> = [T, Ok];
 const all = (...oks: Ok[]): Ok => oks.includes(false) ? false : oks.includes(null) ? null : true;
 
-type Kind = "send" | "read" | "list" | "limit" | "stream" | "plain";
+type Kind =
+  | "send"
+  | "read"
+  | "list"
+  | "limit"
+  | "stream"
+  | "plain"
+  | "groupSend"
+  | "groupCreate"
+  | "groupAdd"
+  | "mute";
 type Route = [FuzzRequest["service"], string, string, Kind]; // service, method, path, kind
 const PUBLIC = ["/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs"];
 // deno-fmt-ignore
@@ -70,13 +95,25 @@ const ROUTES: Route[] = [
   ...Array<Route>(3).fill(["counters", "GET", "/api/counters", "plain"]),
   ...Array<Route>(3).fill(["counters", "GET", "/api/counters/{peer}", "plain"]),
   ["counters", "GET", "/api/counters/stream", "stream"],
+  ["dialogs", "POST", "/api/groups", "groupCreate"],
+  ["dialogs", "GET", "/api/groups/{group}", "plain"],
+  ["dialogs", "GET", "/api/groups/{group}/list", "list"],
+  ...Array<Route>(4).fill(["dialogs", "POST", "/api/groups/{group}/send", "groupSend"]),
+  ["dialogs", "POST", "/api/groups/{group}/read", "read"],
+  ["dialogs", "POST", "/api/groups/{group}/members", "groupAdd"],
+  ["dialogs", "DELETE", "/api/groups/{group}/members/{member}", "plain"],
+  ["dialogs", "PUT", "/api/groups/{group}/mute", "mute"],
+  ["dialogs", "PUT", "/api/dialog/{peer}/mute", "mute"],
+  ["dialogs", "DELETE", "/api/messages/{message}", "plain"],
+  ["counters", "GET", "/api/counters/groups/{group}", "plain"],
   ...PUBLIC.flatMap((p): Route[] =>
     [["dialogs", "GET", p, "plain"], ["counters", "GET", p, "plain"]]),
 ];
 // deno-fmt-ignore
 // "/" is the web page on dialogs (and unknown on counters), so it is not among them.
 const UNKNOWN = ["/api", "/api/dialog/{peer}", "/api/dialog/{peer}/send/x", "/api/nope",
-  "/.env", "/favicon.ico", "/health", "/API/DIALOGS", "/api/counters/{peer}/x", "/%00"];
+  "/.env", "/favicon.ico", "/health", "/API/DIALOGS", "/api/counters/{peer}/x", "/%00",
+  "/api/groups/{group}/send/x", "/api/groups/{group}/members/{member}/x", "/api/group/{group}"];
 const METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"];
 const MAX_BODY = 64 * 1024;
 const PRINTABLE = Array.from({ length: 94 }, (_, i) => String.fromCharCode(33 + i)).join("");
@@ -164,6 +201,40 @@ export function fuzzRequests(seed: number, count: number, ctx: FuzzContext): Fuz
   // deno-fmt-ignore
   const readBody = () => pick([undefined, "{}", JSON.stringify({ upTo: pick(ctx.messageIds) }),
     JSON.stringify({ upTo: uuid() }), pick(WRONG_JSON)]);
+  const json = (value: unknown, ok: Ok): Choice<string> => [JSON.stringify(value), ok];
+  /** A group send: valid texts with mentions of members, `all`, oneself, repeats; or bad ones. */
+  const groupSendBody = (group: FuzzGroup | undefined, user: string): Choice<string> => {
+    const [text, textOk] = rnd() < 0.8 ? pick(TEXTS.slice(0, 3)) : pick(TEXTS);
+    const member = () => group?.members.length ? pick(group.members) : user;
+    // deno-fmt-ignore
+    const [mentions, ok] = usually<unknown>(
+      () => pick<Choice<unknown>>([[undefined, true], [[], true], [[member()], true],
+        [["all"], true], [[user], true], [[member(), member(), member().toUpperCase()], true],
+        [["all", member()], true], [["all", "all"], true]]),
+      () => [[uuid()], false], () => [["everyone"], false], () => [["ALL"], null],
+      () => ["all", false], () => [[member(), 7], false], () => [{ all: true }, false],
+      () => [[null], false], () => [Array(10_001).fill(member()), false]);
+    return json(mentions === undefined ? { text } : { text, mentions }, all(textOk, ok));
+  };
+  // deno-fmt-ignore
+  const groupCreateBody = (): Choice<string> => usually(
+    () => json({ title: pick(["team", "😀 ünïcødé", "t".repeat(200)]),
+      members: ctx.users.filter(() => rnd() < 0.4) }, true),
+    () => json({ title: "dupes", members: [pick(ctx.users), pick(ctx.users), pick(ctx.users)] }, true),
+    () => json({ title: "", members: [] }, false), () => json({ title: "t".repeat(201) }, false),
+    () => json({ members: [pick(ctx.users)] }, false), () => json({ title: "x", members: "all" }, false),
+    () => json({ title: "x", members: ["not-a-uuid"] }, false), () => json({ title: 5 }, false),
+    () => json({ title: "big", members: Array.from({ length: 10_001 }, uuid) }, false),
+    () => [pick(WRONG_JSON), false]);
+  // deno-fmt-ignore
+  const groupAddBody = (): Choice<string> => usually(
+    () => json({ userIds: ctx.users.filter(() => rnd() < 0.3) }, true),
+    () => json({ userIds: [uuid()] }, true), () => json({ userIds: "x" }, false),
+    () => json({ userIds: ["nope"] }, false), () => json({}, false), () => [pick(WRONG_JSON), false]);
+  // deno-fmt-ignore
+  const muteBody = (): Choice<string> => usually(() => json({ muted: rnd() < 0.6 }, true),
+    () => json({ muted: "yes" }, false), () => json({ muted: 1 }, false), () => json({}, false),
+    () => json(null, false), () => [pick(WRONG_JSON), false]);
 
   const requests: FuzzRequest[] = [];
   const keyedSends: FuzzRequest[] = []; // sends with an Idempotency-Key that may be accepted
@@ -186,14 +257,24 @@ export function fuzzRequests(seed: number, count: number, ctx: FuzzContext): Fuz
       ? pick(ROUTES.filter(([s]) => s === service))
       : [service, pick(METHODS), pick(UNKNOWN), "plain"];
     const method = rnd() < 0.75 ? routeMethod : pick(METHODS);
-    const methodOk = method === routeMethod || (method === "HEAD" && routeMethod === "GET");
-    const user = pick(ctx.users);
+    // A path may take several methods (GET and DELETE /api/messages/{id}).
+    const methods = ROUTES.filter(([s, , t]) => s === service && t === template).map(([, m]) => m);
+    const methodOk = method === routeMethod || methods.includes(method) ||
+      (method === "HEAD" && methods.includes("GET"));
+    const group = ctx.groups.length && rnd() < 0.9 ? pick(ctx.groups) : undefined;
+    // Mostly a member of the group the request names.
+    const user = group?.members.length && rnd() < 0.8 ? pick(group.members) : pick(ctx.users);
     const peer = pick(ctx.users.filter((u) => u !== user));
-    const [id, idOk]: Choice<string> = !template.includes("{")
-      ? ["", true]
-      : idSegment(template.includes("{message}") ? pick(ctx.messageIds) : peer, user);
+    const real = template.includes("{message}")
+      ? pick(ctx.messageIds)
+      : template.includes("{group}")
+      ? group?.id ?? uuid()
+      : peer;
+    const [id, idOk]: Choice<string> = !template.includes("{") ? ["", true] : idSegment(real, user);
     const self = id.toLowerCase() === user; // a send to oneself is refused
-    let path = template.replace(/\{\w+\}/, id);
+    // A second id (a member to remove) is a real one: the first one's validity decides.
+    const member = rnd() < 0.5 ? user : group?.members.length ? pick(group.members) : peer;
+    let path = template.replace(/\{\w+\}/, id).replace("{member}", member);
     const headers: Record<string, string> = {};
     const [authorization, authOk] = auth(ctx.tokens[user]!);
     if (authorization !== undefined) headers.Authorization = authorization;
@@ -220,7 +301,17 @@ export function fuzzRequests(seed: number, count: number, ctx: FuzzContext): Fuz
     if (key !== undefined) headers["Idempotency-Key"] = key;
     let body: string | Uint8Array | undefined, bodyOk: Ok = null, ctOk: Ok = null;
     if (method !== "GET" && method !== "HEAD") {
-      [body, bodyOk] = kind === "send" || rnd() < 0.3 ? sendBody() : [readBody(), null];
+      [body, bodyOk] = kind === "groupSend"
+        ? groupSendBody(group, user)
+        : kind === "groupCreate"
+        ? groupCreateBody()
+        : kind === "groupAdd"
+        ? groupAddBody()
+        : kind === "mute"
+        ? muteBody()
+        : kind === "send" || rnd() < 0.3
+        ? sendBody()
+        : [readBody(), null];
       const [type, ok] = contentType();
       if (type !== undefined) headers["Content-Type"] = type;
       ctOk = ok;
@@ -231,6 +322,12 @@ export function fuzzRequests(seed: number, count: number, ctx: FuzzContext): Fuz
       ok = all(ok, kind === "stream" && !authorization ? tokenOk : authOk);
     }
     if (kind === "send") ok = all(ok, bodyOk, ctOk, keyOk, !self);
+    // Group sends, creations, additions and mutes: a bad body is refused; a good one may be too
+    // (membership changes while the requests run), so it may go either way.
+    if (kind === "groupSend") ok = all(ok, bodyOk, ctOk, keyOk) === false ? false : null;
+    if (kind === "groupCreate" || kind === "groupAdd" || kind === "mute") {
+      ok = all(ok, bodyOk, ctOk) === false ? false : null;
+    }
     // counters answers CORS preflights (OPTIONS on /api/*) with 204 before any authentication.
     const preflight = service === "counters" && method === "OPTIONS" && path.startsWith("/api");
     const expect = preflight

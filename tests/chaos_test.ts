@@ -18,6 +18,7 @@ Deno.test({
           "-q",
           "chaos",
           ...["--sends", "280", "--rate", "40", "--users", "20", "--fault-every", "0.8"],
+          ...["--group-members", "1000", "--group-ops", "150", "--group-rate", "20"],
           ...["--fuzz", "1000"],
           ...["--json", json],
         ],
@@ -31,7 +32,10 @@ Deno.test({
       const report = JSON.parse(await Deno.readTextFile(json));
       assert.equal(report.ok, true);
       assert.equal(report.sendsAccepted, 280);
-      assert.equal(report.committed + report.failed, 280);
+      assert.equal(report.groupMembers >= 1000, true, `a big group: ${report.groupMembers}`);
+      assert.ok(report.groupSendsAccepted > 0 && report.groupOps >= 100, renderReport(report));
+      assert.equal(report.groupRejected, 0);
+      assert.equal(report.committed + report.failed, 280 + report.groupSendsAccepted);
       assert.deepEqual([report.drift, report.lost, report.countedTwice], [0, 0, 0]);
       assert.deepEqual([report.driftTables, report.driftServed, report.timedOut], [0, 0, 0]);
       assert.ok(report.probeChecks > 0, "the read-your-saga probe read counters after commits");
@@ -198,6 +202,8 @@ Deno.test("parseChaosArgs() reads flags over the defaults and refuses unknown or
   assert.deepEqual([scaled.instances, scaled.natsCluster, scaled.sagaTimeoutMs], [3, 3, undefined]);
   assert.equal(parseChaosArgs(["--saga-timeout-ms", "9000"]).sagaTimeoutMs, 9000);
   assert.throws(() => parseChaosArgs(["--instances", "1.5"]), /whole number/);
+  assert.equal(parseChaosArgs(["--group-members", "10000"]).groupMembers, 10_000);
+  assert.throws(() => parseChaosArgs(["--group-ops", "2.5"]), /whole number/);
   assert.throws(() => parseChaosArgs(["--saga-timeout-ms", "5"]), /100 or more/);
 });
 
@@ -210,7 +216,11 @@ function cleanReport(): ChaosReport {
     natsNodes: 3,
     sagaTimeoutMs: 8000,
     sendsAccepted: 3,
-    committed: 3,
+    groupMembers: 1000,
+    groupSendsAccepted: 2,
+    groupOps: 5,
+    groupRejected: 0,
+    committed: 5,
     failed: 0,
     timedOut: 0,
     reads: 0,
@@ -253,6 +263,7 @@ Deno.test("isOk() fails a run with any read-your-saga violation, served drift or
     "one failed by a JetStream election after a NATS node kill is reported apart",
   );
   assert.equal(isOk({ ...clean, quiet: false }), false);
+  assert.equal(isOk({ ...clean, groupRejected: 1 }), false, "a group operation refused");
 });
 
 Deno.test("renderReport() flags a failing run", () => {

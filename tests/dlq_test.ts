@@ -5,6 +5,7 @@ import { createEvent, type Envelope, subjectFor } from "../shared/events.ts";
 import { integrationTest, jetstream, type Service, type TestEnv, waitFor } from "../testing/env.ts";
 import { countersOf, statusOf } from "../testing/clients.ts";
 import { messageSentData } from "../testing/fixtures.ts";
+import { fullCountersOf } from "../testing/group_clients.ts";
 
 async function dlq(env: TestEnv, ...args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -241,5 +242,108 @@ integrationTest(
     );
     assert.equal(await unread(counters, recipient, sender), 1, "undone once");
     assert.equal(await metric(counters.url, applied(cancel.type, "undone")), 1);
+  },
+);
+
+/** Makes counters refuse rows of `table` for `groupId` until the returned function is called. */
+async function refuseGroupRows(
+  env: TestEnv,
+  table: "group_members" | "group_messages",
+  groupId: string,
+): Promise<() => Promise<void>> {
+  const sql = env.sql("counters");
+  const name = `refuse_${table}`;
+  await sql.unsafe(`
+    create function ${name}() returns trigger language plpgsql as $$
+    begin
+      if new.group_id = '${groupId}' then
+        raise exception 'injected fault: ${table} refuses group %', new.group_id;
+      end if;
+      return new;
+    end $$`);
+  await sql.unsafe(`create trigger ${name} before insert or update on ${table}
+                    for each row execute function ${name}()`);
+  return async () => {
+    await sql.unsafe(`drop trigger ${name} on ${table}`);
+    await sql.unsafe(`drop function ${name}()`);
+  };
+}
+
+integrationTest(
+  "dead letters: a group members change and a group send that still fail after the retry budget " +
+    "are dead-lettered, and a replay applies each exactly once",
+  async (env) => {
+    const counters = await env.startCounters({ overrides: { EVENT_RETRY_BUDGET: 3 } });
+    const sql = env.sql("counters");
+    const groupId = crypto.randomUUID(), a = crypto.randomUUID(), b = crypto.randomUUID();
+    const member = (userId: string) => ({
+      userId,
+      member: true,
+      joinedSeq: 0,
+      readSeq: 0,
+      muted: false,
+      version: 1,
+    });
+    const members = createEvent("dialogs.group.members.changed", {
+      groupId,
+      members: [member(a), member(b)],
+    });
+    const allowMembers = await refuseGroupRows(env, "group_members", groupId);
+    await publishEvent(env, members);
+    const membersLetter = await deadLetterOf(env, members);
+    assert.match(membersLetter.reason, /^failed 3 deliveries; last error: injected fault/);
+    assert.equal((await sql`select 1 from group_members where group_id = ${groupId}`).length, 0);
+    await allowMembers();
+    assert.equal((await dlq(env, "replay", String(membersLetter.seq))).code, 0);
+    await waitFor(
+      async () =>
+        (await sql`select 1 from group_members where group_id = ${groupId} and member`).length ===
+          2,
+      { what: "the members" },
+    );
+
+    const sent = createEvent("dialogs.group.message.sent", {
+      transactionId: crypto.randomUUID(),
+      messageId: crypto.randomUUID(),
+      groupId,
+      senderId: a,
+      mentions: [b],
+      mentionsAll: false,
+      sentAt: new Date().toISOString(),
+    });
+    const allowSends = await refuseGroupRows(env, "group_messages", groupId);
+    await publishEvent(env, sent);
+    const sentLetter = await deadLetterOf(env, sent);
+    // The batch's pipelined transaction may report the statement after the fault ("current
+    // transaction is aborted") as the last error.
+    assert.match(sentLetter.reason, /^failed 3 deliveries; last error: /);
+    const counted = async () => {
+      const [row] = await sql`select
+        (select count(*)::int from group_messages where group_id = ${groupId}) as messages,
+        (select coalesce(max(last_seq), 0)::int from group_counters where group_id = ${groupId})
+          as last_seq,
+        (select count(*)::int from group_mentions where group_id = ${groupId}) as mentions,
+        (select count(*)::int from ledger where transaction_id = ${sent.data.transactionId})
+          as ledger`;
+      return row!;
+    };
+    assert.deepEqual({ ...await counted() }, { messages: 0, last_seq: 0, mentions: 0, ledger: 0 });
+
+    await allowSends();
+    assert.equal((await dlq(env, "replay", "--all")).code, 0);
+    await waitFor(async () => (await counted()).messages === 1, { what: "the group send" });
+    await publishEvent(env, sent, `${sent.id}-again`);
+    await waitFor(
+      async () => (await metric(counters.url, applied(sent.type, "duplicate"))) === 1,
+      { what: "the copy to be seen as a duplicate" },
+    );
+    assert.deepEqual({ ...await counted() }, { messages: 1, last_seq: 1, mentions: 1, ledger: 1 });
+    assert.equal((await dlq(env, "replay", String(sentLetter.seq))).code, 1, "gone once replayed");
+    assert.match((await dlq(env, "list")).stdout, /0 dead letter\(s\)/);
+    const served = await waitFor(async () => {
+      const g = (await fullCountersOf(counters, b)).groups?.[groupId];
+      return g?.unread === 1 && g;
+    }, { what: "b's group count" });
+    assert.deepEqual(served, { unread: 1, mentions: 1 }, "counted once for b");
   },
 );

@@ -1,9 +1,10 @@
 /** Fuzzing both APIs: malformed requests never get a 5xx, stop a service or change state. */
 import assert from "node:assert/strict";
-import { verifyCounters } from "../scripts/verify.ts";
+import { usersToCheck, verifyCounters, verifyServed } from "../scripts/verify.ts";
 import { send } from "../testing/clients.ts";
+import { createGroup, groupSend } from "../testing/group_clients.ts";
 import { integrationTest, type Service, TEST_JWT_SECRET, waitFor } from "../testing/env.ts";
-import { fuzzContext, type FuzzRequest, fuzzRequests } from "../testing/fuzz.ts";
+import { fuzzContext, type FuzzGroup, type FuzzRequest, fuzzRequests } from "../testing/fuzz.ts";
 import { testSeed } from "../testing/random.ts";
 
 const COUNT = 10_000;
@@ -49,7 +50,19 @@ integrationTest(
       const { body } = await send(services.dialogs, users[i % 8]!, users[(i + 3) % 8]!, `m${i}`);
       accepted.set(body.messageId, body.transactionId);
     }
-    const ctx = await fuzzContext(TEST_JWT_SECRET, users, [...accepted.keys()]);
+    // Two groups (all eight users; four of them) with a few messages naming members and `all`.
+    const groups: FuzzGroup[] = [];
+    for (const members of [users, users.slice(2, 6)]) {
+      const id = await createGroup(services.dialogs, members[0]!, members.slice(1));
+      groups.push({ id, members });
+      for (let i = 0; i < 4; i++) {
+        const from = members[i % members.length]!;
+        const mentions = i % 2 ? ["all"] : [members[(i + 1) % members.length]!];
+        const body = await groupSend(services.dialogs, from, id, `g${i}`, mentions);
+        accepted.set(body.messageId, body.transactionId);
+      }
+    }
+    const ctx = await fuzzContext(TEST_JWT_SECRET, users, [...accepted.keys()], groups);
     const requests = fuzzRequests(seed, COUNT, ctx);
 
     const summary = new Map<string, number>(); // "service status" → responses
@@ -164,48 +177,80 @@ integrationTest(
       assert.equal(messages.length, accepted.size, "one message row per accepted send");
       for (const m of messages) {
         assert.equal(accepted.get(m.id), m.transaction_id, `message ${m.id} was accepted`);
-        assert.equal(m.status, "committed", `message ${m.id} committed`);
+        assert.ok(["committed", "deleted"].includes(m.status), `message ${m.id} committed`);
         assert.ok(m.text.trim() && [...m.text].length <= 4096 && !m.text.includes("\0"), m.id);
       }
 
-      // The dialogs outbox: one "sent" event per message, "read" events that add up, nothing else.
+      // The dialogs outbox: one "sent" event per message, dialog "read" events that add up, one
+      // "deleted" event per deleted message that counted, nothing else.
       const events = await dialogsSql<{ type: string; data: Record<string, unknown> }[]>`
         select payload->>'type' as type, payload->'data' as data from outbox`;
-      const sent = events.filter((e) => e.type === "dialogs.message.sent");
+      const sent = events.filter((e) =>
+        e.type === "dialogs.message.sent" || e.type === "dialogs.group.message.sent"
+      );
       const read = events.filter((e) => e.type === "dialogs.messages.read");
+      const deletes = events.filter((e) => e.type === "dialogs.message.deleted");
+      const others = events.filter((e) =>
+        ["dialogs.group.members.changed", "dialogs.dialog.muted", "dialogs.group.message.deleted"]
+          .includes(e.type)
+      );
       reads = read.length;
-      assert.equal(sent.length + read.length, events.length, "only sent and read events");
+      assert.equal(
+        sent.length + read.length + deletes.length + others.length,
+        events.length,
+        `only the contract's events: ${[...new Set(events.map((e) => e.type))]}`,
+      );
       assert.equal(sent.length, accepted.size, "one sent event per accepted send");
       assert.deepEqual(
         new Map(sent.map((e) => [e.data.messageId as string, e.data.transactionId as string])),
         accepted,
       );
+      const deletedIds = new Set(deletes.map((e) => e.data.messageId as string));
       assert.equal(
         read.reduce((n, e) => n + (e.data.count as number), 0),
-        messages.filter((m) => m.read).length,
-        "read events count exactly the messages marked read",
+        messages.filter((m) => m.read && !deletedIds.has(m.id)).length,
+        "read events count exactly the dialog messages marked read",
       );
+      for (const id of deletedIds) {
+        assert.equal(messages.find((m) => m.id === id)?.status, "deleted", `${id} deleted`);
+      }
 
       // The counters database: ledger rows and replies only for accepted sends and recorded reads.
-      const readTransactions = new Set(read.map((e) => e.data.transactionId as string));
+      const readTransactions = new Set(
+        [...read, ...deletes].map((e) => e.data.transactionId as string),
+      );
       const ledger = await countersSql<
         { transaction_id: string; kind: string; message_id: string | null }[]
       >`select transaction_id, kind, message_id from ledger`;
-      assert.equal(ledger.length, accepted.size + read.length, "one ledger row per saga");
+      assert.equal(
+        ledger.length,
+        accepted.size + read.length + deletes.length,
+        "one ledger row per saga",
+      );
       for (const row of ledger) {
-        if (row.kind === "read") assert.ok(readTransactions.has(row.transaction_id));
-        else assert.equal(accepted.get(row.message_id!), row.transaction_id, "a send's row");
+        if (row.kind === "read" || row.kind === "delete") {
+          assert.ok(readTransactions.has(row.transaction_id));
+        } else assert.equal(accepted.get(row.message_id!), row.transaction_id, "a send's row");
       }
       const replies = await countersSql<{ transaction_id: string }[]>`
         select payload->'data'->>'transactionId' as transaction_id from outbox`;
       const acceptedTransactions = new Set(accepted.values());
       for (const r of replies) assert.ok(acceptedTransactions.has(r.transaction_id));
-      await waitFor(
-        async () =>
-          (await verifyCounters(env.dialogsDatabaseUrl, env.countersDatabaseUrl)).drift.length ===
-            0,
-        { what: "no counter drift" },
-      );
+      // The invariant, for dialogs and groups, in the tables and as counters serves it.
+      let last: unknown;
+      await waitFor(async () => {
+        const result = await verifyCounters(env.dialogsDatabaseUrl, env.countersDatabaseUrl);
+        const served = await verifyServed({
+          instances: [services.counters.url],
+          secret: TEST_JWT_SECRET,
+          truth: result.truth,
+          users: [...users, ...usersToCheck(result.truth, result.stored)],
+        });
+        last = [...result.drift, ...served].slice(0, 10);
+        return result.drift.length + served.length === 0;
+      }, { what: "no counter drift" }).catch((err) => {
+        throw new Error(`${err.message}: ${JSON.stringify(last)}`);
+      });
     } finally {
       const codes = [...summary].sort(([a], [b]) => a.localeCompare(b));
       console.log(
