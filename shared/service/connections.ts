@@ -29,20 +29,26 @@ export async function openConnections(
   config: ServiceConfig,
   log: Logger,
 ): Promise<Connections> {
-  const waitFor = <T>(what: string, fn: () => Promise<T>) =>
-    retry(fn, {
-      timeoutMs: STARTUP_TIMEOUT_MS,
-      // A stream of another deployment will not become ours by waiting.
-      retryIf: (err) => !(err instanceof ConfigError),
-      onRetry: (err, attempt, delayMs) =>
-        log.warn(`waiting for ${what}`, { err, attempt, delayMs }),
-    });
+  const waitFor = <T>(what: string, fn: () => Promise<T>) => waitAtStartup(log, what, fn);
   await waitFor("postgres", () => ensureDatabase(config.DATABASE_URL));
   const sql = openDatabase(config.DATABASE_URL);
   const nc = await waitFor("nats", () => connectNats(config.NATS_URL, service));
   const names = streamNames(config.NATS_STREAM, config.NATS_SUBJECT_PREFIX);
   await waitFor("jetstream", () => ensureStreams(nc, names, config.NATS_STREAM_REPLICAS));
   return { sql, nc, js: jetstream(nc), names };
+}
+
+/**
+ * Runs a start-up step, waiting for its dependency (retried with backoff, up to a minute) instead of
+ * crashing, except for a ConfigError (a stream of another deployment will not become ours by
+ * waiting). NATS may be restarting or electing a leader just as a service starts.
+ */
+export function waitAtStartup<T>(log: Logger, what: string, fn: () => Promise<T>): Promise<T> {
+  return retry(fn, {
+    timeoutMs: STARTUP_TIMEOUT_MS,
+    retryIf: (err) => !(err instanceof ConfigError),
+    onRetry: (err, attempt, delayMs) => log.warn(`waiting for ${what}`, { err, attempt, delayMs }),
+  });
 }
 
 /** The readiness checks of the connections: Postgres and NATS answer. */

@@ -4,7 +4,7 @@ import { EventConsumer, type EventHandler } from "../consumer.ts";
 import { consumerConfig, ensureConsumer } from "../jetstream.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import type { Connections } from "./connections.ts";
+import { type Connections, waitAtStartup } from "./connections.ts";
 
 /** What createServiceConsumer needs. */
 export interface ServiceConsumerDeps {
@@ -27,7 +27,7 @@ export async function createServiceConsumer(
     ServiceConsumerDeps,
 ): Promise<EventConsumer> {
   const config = consumerConfig(names, service);
-  await ensureConsumer(nc, names.stream, config);
+  await waitAtStartup(log, "the durable consumer", () => ensureConsumer(nc, names.stream, config));
   const consumed = metrics.counter(
     "saga_events_consumed_total",
     "Consumed events by outcome (processed, retried, dead_lettered) and type",
@@ -36,7 +36,7 @@ export async function createServiceConsumer(
     "saga_event_redeliveries_total",
     "Deliveries of events that had been delivered before",
   );
-  const jsm = await jetstreamManager(nc);
+  const jsm = await waitAtStartup(log, "jetstream", () => jetstreamManager(nc));
   metrics.gauge(
     "saga_consumer_pending",
     "Events not yet delivered to this service's consumer",
