@@ -445,6 +445,11 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     if (connected) void confirm();
   });
   live.onChange((key, state) => keepLocal(key, state));
+  // Rare (a user in thousands of groups): a new epoch, so no load begun before is kept either.
+  live.onTooLarge((key) => {
+    local.clear();
+    log.warn("a live update carried only a key; in-process cache cleared", { key });
+  });
   if (deps.nc) {
     (async () => {
       for await (const status of deps.nc!.status()) {

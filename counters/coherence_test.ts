@@ -31,6 +31,7 @@ function memoryLive(): { instance: () => LiveUpdates } {
           return Promise.resolve(new Set(ids));
         },
         onChange: (listener) => void everyChange.push(listener),
+        onTooLarge: () => {},
         subscribe: () => () => {},
         close: () => {},
       };

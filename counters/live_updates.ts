@@ -24,11 +24,59 @@ export interface LiveUpdates {
   /** Calls `listener` with every change of any key's state, from any instance. */
   onChange(listener: (key: string, state: CachedState) => void): void;
   /**
+   * Calls `listener` with a key whose new state was too large for one NATS message: only its key
+   * travelled, and whatever this instance holds of it is stale.
+   */
+  onTooLarge(listener: (key: string) => void): void;
+  /**
    * Calls `listener` with every change of `key`'s state, from any instance; one update of a key
    * reaches every listener of it in this process (a group's reaches each of its members' streams).
    */
   subscribe(key: string, listener: (state: CachedState) => void): () => void;
   close(): void;
+}
+
+/** A change as it travels: the new state, or null when it was too large to travel. */
+type LiveEntry = { key: string; state: CachedState | null };
+
+/** Most bytes of one live update message: well under NATS' max_payload (1 MiB by default). */
+export const LIVE_MESSAGE_BYTES = 256 * 1024;
+
+/** The most one message may carry on this connection. */
+function maxPayload(nc: NatsConnection): number {
+  const server = nc.info?.max_payload ?? 1024 * 1024;
+  return Math.min(LIVE_MESSAGE_BYTES, server);
+}
+
+/**
+ * Packs `changes` into JSON messages of at most `limit` bytes each, in order. A state larger than
+ * that alone (a user in thousands of groups) travels as its key only ({state: null}): the
+ * receivers drop what they hold instead of serving it stale.
+ */
+export function packMessages(changes: CacheEntry[], limit: number, log?: Logger): string[] {
+  const messages: string[] = [];
+  let parts: string[] = [];
+  let bytes = 2;
+  const flush = () => {
+    if (parts.length > 0) messages.push(`[${parts.join(",")}]`);
+    parts = [];
+    bytes = 2;
+  };
+  for (const change of changes) {
+    let part = JSON.stringify(change);
+    if (part.length + 2 > limit) {
+      log?.warn("a state is too large for one live update; its key travels alone", {
+        key: change.key,
+        bytes: part.length,
+      });
+      part = JSON.stringify({ key: change.key, state: null });
+    }
+    if (bytes + part.length + 1 > limit) flush();
+    parts.push(part);
+    bytes += part.length + 1;
+  }
+  flush();
+  return messages;
 }
 
 /** The subject of counter changes; outside the saga stream's subjects, so nothing stores them. */
@@ -45,16 +93,21 @@ export function createLiveUpdates(
 ): LiveUpdates {
   const listeners = new Map<string, Set<(state: CachedState) => void>>();
   const everyChange: ((key: string, state: CachedState) => void)[] = [];
+  const tooLarge: ((key: string) => void)[] = [];
   const sub: Subscription = nc.subscribe(liveSubject(prefix), {
     callback: (err, msg) => {
       if (err) return log.warn("live updates subscription failed", { err });
-      let changes: CacheEntry[];
+      let changes: LiveEntry[];
       try {
-        changes = msg.json<CacheEntry[]>();
+        changes = msg.json<LiveEntry[]>();
       } catch (err) {
         return log.warn("malformed live update", { err, subject: msg.subject });
       }
       for (const { key, state } of changes) {
+        if (state === null) {
+          for (const listener of tooLarge) listener(key);
+          continue;
+        }
         for (const listener of everyChange) listener(key, state);
         for (const listener of listeners.get(key) ?? []) listener(state);
       }
@@ -78,31 +131,44 @@ export function createLiveUpdates(
     },
   });
 
+  function publishAcked(data: string, awaitFrom: Set<string>, timeoutMs: number) {
+    const reply = `${inbox}.${++sequence}`;
+    const missing = new Set(awaitFrom);
+    const acked = new Set<string>();
+    return new Promise<Set<string>>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done() {
+        clearTimeout(timer);
+        waiting.delete(reply);
+        resolve(acked);
+      }
+      waiting.set(reply, { missing, acked, done });
+      nc.publish(liveSubject(prefix), data, { reply });
+    });
+  }
+
   return {
     instanceId,
     publish(changes, wait) {
       if (changes.length === 0) return Promise.resolve(new Set());
       const missing = new Set(wait?.awaitFrom ?? []);
       missing.delete(instanceId);
+      const messages = packMessages(changes, maxPayload(nc), log);
       if (!wait || missing.size === 0) {
-        nc.publish(liveSubject(prefix), JSON.stringify(changes));
+        for (const data of messages) nc.publish(liveSubject(prefix), data);
         return Promise.resolve(new Set());
       }
-      const reply = `${inbox}.${++sequence}`;
-      const acked = new Set<string>();
-      return new Promise((resolve) => {
-        const timer = setTimeout(done, wait.timeoutMs);
-        function done() {
-          clearTimeout(timer);
-          waiting.delete(reply);
-          resolve(acked);
-        }
-        waiting.set(reply, { missing, acked, done });
-        nc.publish(liveSubject(prefix), JSON.stringify(changes), { reply });
-      });
+      // An instance has the change once it has acknowledged every message of it.
+      return Promise.all(messages.map((data) => publishAcked(data, missing, wait.timeoutMs)))
+        .then((ackedEach) =>
+          new Set([...ackedEach[0]!].filter((id) => ackedEach.every((acked) => acked.has(id))))
+        );
     },
     onChange(listener) {
       everyChange.push(listener);
+    },
+    onTooLarge(listener) {
+      tooLarge.push(listener);
     },
     subscribe(key, listener) {
       let set = listeners.get(key);
