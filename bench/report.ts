@@ -257,13 +257,18 @@ export function figuresTable(f: BenchFigures): string {
   ].join("\n");
 }
 
-/** The targets as a Markdown table. */
-export function targetsTable(f: BenchFigures): string {
+/** `list` as a Markdown table. */
+export function targetsMarkdown(list: Target[]): string {
   return [
     "| target | measured | met |",
     "| --- | --- | --- |",
-    ...targets(f).map((t) => `| ${t.what} | ${t.measured} | ${t.met ? "yes" : "**no**"} |`),
+    ...list.map((t) => `| ${t.what} | ${t.measured} | ${t.met ? "yes" : "**no**"} |`),
   ].join("\n");
+}
+
+/** The targets as a Markdown table. */
+export function targetsTable(f: BenchFigures): string {
+  return targetsMarkdown(targets(f));
 }
 
 /** A horizontal bar chart of the read runs' requests per second. */
