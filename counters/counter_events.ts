@@ -4,7 +4,16 @@ import type { Sql } from "../shared/db.ts";
 import type { Envelope } from "../shared/events.ts";
 import type { Counter } from "../shared/metrics.ts";
 import { groupCommit } from "../shared/group_commit.ts";
-import { applyMessageCancelled, applyMessagesRead } from "./counter_store.ts";
+import {
+  applyDialogMuted,
+  applyGroupMembersChanged,
+  applyGroupMessageCancelled,
+  applyGroupMessageDeleted,
+  applyMessageCancelled,
+  applyMessageDeleted,
+  applyMessagesRead,
+  userKey,
+} from "./counter_store.ts";
 import { applyMessagesSent, type SendToCount } from "./send_batch.ts";
 
 /** Dependencies of the handler. */
@@ -12,8 +21,11 @@ export interface CounterEventsDeps {
   sql: Sql;
   /** Counts applied events by type and outcome. */
   applied: Counter;
-  /** Runs after a change of these users' counters has committed. */
-  afterChange: (userIds: string[]) => Promise<void>;
+  /**
+   * Runs after a change has committed, with the cache keys of the states it changed: `user:<id>`
+   * and `group:<id>`, lower case.
+   */
+  afterChange: (keys: string[]) => Promise<void>;
 }
 
 /** Handles one event from dialogs; unknown types can never be processed and are dead-lettered. */
@@ -24,7 +36,8 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
   return async (event, ctx) => {
     const fields = { eventId: event.id, type: event.type };
     switch (event.type) {
-      case "dialogs.message.sent": {
+      case "dialogs.message.sent":
+      case "dialogs.group.message.sent": {
         const result = await countSend({ data: event.data, requestId: event.requestId });
         applied.inc({ type: event.type, outcome: result.applied ? result.outcome : "duplicate" });
         ctx.log.info("message counted", {
@@ -33,6 +46,7 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
           outcome: result.outcome,
           redelivery: !result.applied,
           ...(result.reason ? { reason: result.reason } : {}),
+          ...(result.seq !== undefined ? { seq: result.seq } : {}),
         });
         // The reply's beforePublish refreshes the caches and the live stream (on a redelivery too),
         // before dialogs can see the outcome.
@@ -46,7 +60,7 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
           transactionId: event.data.transactionId,
           result,
         });
-        if (result !== "remembered") await afterChange([event.data.recipientId]);
+        if (result !== "remembered") await afterChange([userKey(event.data.recipientId)]);
         return;
       }
       case "dialogs.messages.read": {
@@ -60,7 +74,61 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
           count: event.data.count,
           redelivery: !changed,
         });
-        await afterChange([event.data.readerId]);
+        await afterChange([userKey(event.data.readerId)]);
+        return;
+      }
+      case "dialogs.group.message.cancelled": {
+        const { result, keys } = await applyGroupMessageCancelled(sql, event.data);
+        applied.inc({ type: event.type, outcome: result });
+        ctx.log.info("group send cancelled", {
+          ...fields,
+          transactionId: event.data.transactionId,
+          result,
+        });
+        if (keys.length > 0) await afterChange(keys);
+        return;
+      }
+      case "dialogs.message.deleted": {
+        const changed = await applyMessageDeleted(sql, event.data);
+        applied.inc({ type: event.type, outcome: changed ? "applied" : "duplicate" });
+        ctx.log.info("message deleted", {
+          ...fields,
+          transactionId: event.data.transactionId,
+          redelivery: !changed,
+        });
+        await afterChange([userKey(event.data.recipientId)]);
+        return;
+      }
+      case "dialogs.group.message.deleted": {
+        const keys = await applyGroupMessageDeleted(sql, event.data);
+        applied.inc({ type: event.type, outcome: "applied" });
+        ctx.log.info("group message deleted", {
+          ...fields,
+          groupId: event.data.groupId,
+          seq: event.data.seq,
+        });
+        await afterChange(keys);
+        return;
+      }
+      case "dialogs.group.members.changed": {
+        // An older state than the one kept changes nothing; the event's users are refreshed anyway
+        // (a redelivery after a crash between commit and refresh).
+        const changed = await applyGroupMembersChanged(sql, event.data);
+        applied.inc({ type: event.type, outcome: changed.length > 0 ? "applied" : "duplicate" });
+        ctx.log.info("group members changed", {
+          ...fields,
+          groupId: event.data.groupId,
+          members: event.data.members.length,
+          changed: changed.length,
+        });
+        await afterChange([...new Set(event.data.members.map((m) => userKey(m.userId)))]);
+        return;
+      }
+      case "dialogs.dialog.muted": {
+        const changed = await applyDialogMuted(sql, event.data);
+        applied.inc({ type: event.type, outcome: changed ? "applied" : "duplicate" });
+        ctx.log.info("dialog muted", { ...fields, muted: event.data.muted, redelivery: !changed });
+        await afterChange([userKey(event.data.userId)]);
         return;
       }
       default:
@@ -70,12 +138,13 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
 }
 
 /**
- * Runs before counters' outbox publishes replies: the recipients' counters are made current in
- * every cache (CoherentCounters.changed) before the reply, so by the time dialogs marks a message
- * committed the badge counts it, on every instance — also when the process died between its
- * commit and its own refresh.
+ * Runs before counters' outbox publishes replies: the states a counted send changed are made
+ * current in every cache (CoherentCounters.changed) before the reply, so by the time dialogs marks
+ * a message committed the badge counts it, on every instance — also when the process died between
+ * its commit and its own refresh. A dialog send changed its recipient's state; a group send its
+ * group's, its sender's and those of the members it named.
  */
-export function refreshBeforeReplies(afterChange: (userIds: string[]) => Promise<void>, sql: Sql) {
+export function refreshBeforeReplies(afterChange: (keys: string[]) => Promise<void>, sql: Sql) {
   return async (events: Envelope[]): Promise<void> => {
     const transactions = events.flatMap((e) =>
       e.type === "counters.message.counted" && e.data.outcome === "counted"
@@ -83,8 +152,18 @@ export function refreshBeforeReplies(afterChange: (userIds: string[]) => Promise
         : []
     );
     if (transactions.length === 0) return;
-    const users = await sql<{ user_id: string }[]>`
-      select distinct user_id from ledger where transaction_id = any(${transactions}::uuid[])`;
-    await afterChange(users.map((u) => u.user_id));
+    const keys = await sql<{ key: string }[]>`
+      with sends as (
+        select kind, user_id, peer_id, seq from ledger
+        where transaction_id = any(${transactions}::uuid[]) and kind in ('send', 'group_send')
+      )
+      select 'user:' || user_id as key from sends
+      union
+      select 'group:' || peer_id from sends where kind = 'group_send'
+      union
+      select 'user:' || m.user_id from sends s
+      join group_mentions m on m.group_id = s.peer_id and m.seq = s.seq
+      where s.kind = 'group_send'`;
+    await afterChange(keys.map((k) => k.key));
   };
 }

@@ -1,6 +1,8 @@
 /**
- * Reconciliation: every counter must equal the sum of its ledger deltas. Pairs where it does not are
- * repaired under the user's lock, so a saga in flight is never overwritten (docs/architecture.md).
+ * Reconciliation: every counter must equal the sum of its ledger deltas (sends, cancels, reads and
+ * dialog deletes). Pairs where it does not are repaired under the user's lock, so a saga in flight
+ * is never overwritten (docs/architecture.md). Group sends are not dialog counters: their entries
+ * (sender, group, delta 0) are left out.
  */
 import { pipelinedTransaction, type Sql } from "../shared/db.ts";
 import type { Drift } from "./drift.ts";
@@ -12,7 +14,8 @@ export async function findLedgerDrift(sql: Sql, limit = 1_000): Promise<Drift[]>
     select coalesce(c.user_id, l.user_id) as "userId", coalesce(c.peer_id, l.peer_id) as "peerId",
            greatest(0, coalesce(l.expected, 0))::int as expected, coalesce(c.unread, 0) as actual
     from unread_counters c
-    full join (select user_id, peer_id, sum(delta) as expected from ledger group by user_id, peer_id) l
+    full join (select user_id, peer_id, sum(delta) as expected from ledger
+               where kind <> 'group_send' group by user_id, peer_id) l
       on l.user_id = c.user_id and l.peer_id = c.peer_id
     where coalesce(c.unread, 0) <> greatest(0, coalesce(l.expected, 0))
     limit ${limit}`;
@@ -27,7 +30,8 @@ export async function repairPair(sql: Sql, userId: string, peerId: string): Prom
       tx<{ expected: number; actual: number }[]>`
       select
         greatest(0, coalesce((select sum(delta) from ledger
-                              where user_id = ${userId} and peer_id = ${peerId}), 0))::int as expected,
+                              where user_id = ${userId} and peer_id = ${peerId}
+                                and kind <> 'group_send'), 0))::int as expected,
         coalesce((select unread from unread_counters
                   where user_id = ${userId} and peer_id = ${peerId}), 0) as actual`,
     ]);

@@ -1,7 +1,8 @@
 /**
  * Counting sent messages, alone or in batches (group commit): each send is decided on its ledger
  * entry (saga.ts) and written with the recipient's counter, version and the reply, in one
- * transaction of two round trips (applyToLedger). A transaction already in the ledger changes
+ * transaction of two round trips (applyToLedger). A group send is counted the same way and given
+ * its group's next seq instead of a counter change (three round trips); its reply carries the seq. A transaction already in the ledger changes
  * nothing and re-sends its reply (a send cancelled first gets a "failed" one). A refusal by the
  * database (a constraint) rolls the transaction back; a lone send then records the refusal (a ledger
  * entry that changes nothing and a "failed" reply), a batch is applied one send at a time so only
@@ -11,9 +12,9 @@ import { isPermanentDbError, type Sql } from "../shared/db.ts";
 import type { EventData } from "../shared/events.ts";
 import { applyToLedger } from "./counter_store.ts";
 
-/** One "message sent" to count. */
+/** One "message sent" (dialog or group) to count. */
 export interface SendToCount {
-  data: EventData<"dialogs.message.sent">;
+  data: EventData<"dialogs.message.sent"> | EventData<"dialogs.group.message.sent">;
   requestId?: string;
 }
 
@@ -23,12 +24,14 @@ export interface IncrementResult {
   applied: boolean;
   outcome: "counted" | "failed";
   reason?: string;
+  /** The seq a counted group message was given. */
+  seq?: number;
 }
 
 /** Counts one sent message for its recipient (see the module doc). */
 export async function applyMessageSent(
   sql: Sql,
-  data: EventData<"dialogs.message.sent">,
+  data: SendToCount["data"],
   requestId?: string,
 ): Promise<IncrementResult> {
   return (await applyMessagesSent(sql, [{ data, requestId }]))[0]!;
@@ -58,19 +61,37 @@ async function recordSends(
 ): Promise<IncrementResult[]> {
   const decisions = await applyToLedger(
     sql,
-    sends.map(({ data, requestId }) => ({
-      transactionId: data.transactionId,
-      userId: data.recipientId,
-      peerId: data.senderId,
-      messageId: data.messageId,
-      requestId,
-      event: { type: "sent", replyId: crypto.randomUUID(), refusal },
-    })),
+    sends.map(({ data, requestId }) => {
+      const event = { type: "sent", replyId: crypto.randomUUID(), refusal } as const;
+      const { transactionId, messageId } = data;
+      if (!("groupId" in data)) {
+        return {
+          transactionId,
+          userId: data.recipientId,
+          peerId: data.senderId,
+          messageId,
+          requestId,
+          event,
+        };
+      }
+      const mentions = { userIds: data.mentions, all: data.mentionsAll };
+      return {
+        transactionId,
+        userId: data.senderId,
+        peerId: data.groupId,
+        messageId,
+        requestId,
+        event,
+        kind: "group_send",
+        mentions,
+      } as const;
+    }),
   );
-  return decisions.map(({ step, reply }) => ({
+  return decisions.map(({ step, reply, seq }) => ({
     applied: step === "count" || step === "refuse",
     outcome: reply!.outcome,
     reason: reply!.reason,
+    ...(seq !== undefined ? { seq } : {}),
   }));
 }
 
