@@ -1,8 +1,8 @@
 /**
  * Issue 14's group measurements, on the run's world: (g1) sends to a 10,000-member group vs a
- * 2-member group at the same offered load, with the rows each writes in counters; (g2) GET
- * /api/counters for users in 50 groups vs users with 50 dialogs; (g3) 1,000 members of the large
- * group holding a live stream on the one counters instance while the group gets messages.
+ * 2-member group at the same offered load, with the rows each writes in counters; (g3) 1,000
+ * members of the large group holding a live stream on the one counters instance while the group
+ * gets messages; (g2) GET /api/counters for users in 50 groups vs users with 50 dialogs.
  */
 import postgres from "postgres";
 import { signToken } from "../shared/auth.ts";
@@ -193,13 +193,19 @@ async function measureGroupSends(
   await waitQuiet(ctx);
   const saga = await groupSagaFigures(ctx, groupId, since);
   const after = await rowsWritten(ctx);
-  return {
+  const figures = {
     members,
     ...saga,
     // A send wrk saw refused never reached the saga: it fails the run as much as a failed saga.
     failed: saga.failed + wrk.errors,
     rowsPerMessage: saga.count ? (after - before) / saga.count : 0,
   };
+  log(
+    `(g1) ${members} members: ${saga.count} sends, p50 ${saga.p50Ms.toFixed(0)} ms, p99 ${
+      saga.p99Ms.toFixed(0)
+    } ms, ${figures.failed} failed, ${figures.rowsPerMessage.toFixed(1)} rows each`,
+  );
+  return figures;
 }
 
 /** Each reader's groups: reader i is in the CONVERSATIONS groups g with (i − g) mod GROUPS < 50. */
@@ -238,6 +244,12 @@ async function measureGroupReads(ctx: Ctx, options: GroupOptions) {
     await call(ctx, ctx.dialogsUrl, s.from, "POST", s.path, s.body);
   });
   await waitQuiet(ctx);
+  const [seeded] = await ctx.dSql<{ committed: number; all: number }[]>`
+    select count(*) filter (where status = 'committed')::int as committed, count(*)::int as all
+    from messages where group_id = any(${groupIds}::uuid[])`;
+  if (seeded!.committed !== sends.length) {
+    throw new Error(`(g2) ${seeded!.committed} of ${seeded!.all} seeded group messages committed`);
+  }
   await ctx.cSql`
     insert into unread_counters (user_id, peer_id, unread)
     select u, p, 1 + (abs(hashtext(u::text || p::text)) % 9)
@@ -422,6 +434,11 @@ async function measureStreams(
     const { samples, missing } = streamLatencies(commits, streams.map((s) => s.events));
     const ended = streams.filter((s) => s.error).length;
     if (ended) log(`(g3) ${ended} streams ended early`);
+    log(
+      `(g3) ${commits.length} messages, ${samples.length} events, p99 ${
+        percentile(samples, 99).toFixed(0)
+      } ms, ${missing} never shown; counters RSS ${rssMb.toFixed(0)} MB`,
+    );
     return {
       streams: holders.length,
       messages: commits.length,
@@ -466,8 +483,8 @@ export async function measureGroups(
     log(`(g1) sends at ${options.rate}/s to the 2-member group, then to the large one`);
     const small = await measureGroupSends(ctx, pairId, 2, pair, options);
     const big = await measureGroupSends(ctx, largeId, options.members, senders, options);
-    const reads = await measureGroupReads(ctx, options);
     const streams = await measureStreams(ctx, largeId, holders, senders, options);
+    const reads = await measureGroupReads(ctx, options);
     return {
       rate: options.rate,
       large: big,
