@@ -302,12 +302,14 @@ export function chartSvg(f: BenchFigures): string {
 
 /** How the group figures were measured, for docs/performance.md. */
 export function groupMethod(g: GroupFigures): string {
-  return `Groups (issue 14): (g1) wrk sends to a ${
+  return `Groups (issue 14): (g1) the bench process sends to a 2-member group and then to a ${
     count(g.large.members)
-  }-member group (from 1,000 of its members) and to a 2-member group at the same offered load, ${
+  }-member group (from 1,000 of its members) at the same offered load, ${
     g.rate.toFixed(0)
-  } sends/s as steady arrivals, each for the run's duration; the rows per message are the counters
-database's inserts, updates and deletes (\`pg_stat_user_tables\`) over the run divided by the sends.
+  } sends/s evenly spaced whatever the answers take (an open loop), each for the run's duration;
+send → committed is the saga's own \`created_at\` → \`finished_at\`; the rows per message are the
+counters database's inserts, updates and deletes (\`pg_stat_user_tables\`) over the run divided by
+the sends.
 (g2) wrk reads \`GET /api/counters\` for ${
     count(g.readers)
   } users each in ${g.conversations} groups of ${

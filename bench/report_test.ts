@@ -209,7 +209,10 @@ Deno.test("performanceDoc() explains the group method only when the run measured
   const kept = "<!-- kept -->";
   assert.doesNotMatch(performanceDoc(figures(), "deno task bench", kept), /Groups \(issue 14\)/);
   const doc = performanceDoc(figures({ groups: groupFigures() }), "deno task bench", kept);
-  assert.match(doc, /Groups \(issue 14\): \(g1\) wrk sends to a 10,000-member group/);
+  assert.match(
+    doc,
+    /Groups \(issue 14\): \(g1\) the bench process sends to a 2-member group and then to a 10,000-member group/,
+  );
   assert.match(doc, /1,000 users each in 50 groups of 500 members/);
   assert.match(doc, /\(g3\) 1,000 members of the large group/);
   assert.ok(doc.trimEnd().endsWith(kept));
