@@ -25,6 +25,7 @@ import { mountCountersRoutes } from "./app.ts";
 import { type CoherenceTimings, createCoherentCounters } from "./coherence.ts";
 import { type CountersConfig, loadCountersConfig } from "./config.ts";
 import { createCounterEventHandler, refreshBeforeReplies } from "./counter_events.ts";
+import { userKey } from "./counter_store.ts";
 import { fastCountersRead } from "./fast_read.ts";
 import { createLiveUpdates } from "./live_updates.ts";
 import { createLocalCache } from "./local_cache.ts";
@@ -99,13 +100,15 @@ export async function startCounters(
   mountApiDocs(app, "counters API");
 
   const repairs = metrics.counter("counters_reconcile_repairs_total", "Counters repaired");
-  const afterChange = (userIds: string[]) => reader.changed(userIds);
+  // Cache keys (`user:<id>`, `group:<id>`); until group entries are cached, users only.
+  const afterChange = (keys: string[]) =>
+    reader.changed(keys.filter((k) => k.startsWith("user:")).map((k) => k.slice("user:".length)));
   const reconciliation = config.RECONCILE_INTERVAL_MS > 0
     ? startPeriodic("reconciliation", config.RECONCILE_INTERVAL_MS, async () => {
       const repaired = await reconcileOnce(sql);
       for (const r of repaired) log.warn("counter repaired", { ...r });
       repairs.inc({}, repaired.length);
-      await afterChange([...new Set(repaired.map((r) => r.userId))]);
+      await afterChange([...new Set(repaired.map((r) => userKey(r.userId)))]);
     }, log)
     : undefined;
 

@@ -10,6 +10,9 @@ export const dialogsEnv = {
   SAGA_TIMEOUT_MS: z.coerce.number().int("must be an integer").min(100).max(86_400_000).default(
     30_000,
   ),
+  /** Most members a group may have, counting its owner (group sends mention at most 10,000). */
+  MAX_GROUP_MEMBERS: z.coerce.number().int("must be an integer").min(2, "must be 2 to 10000")
+    .max(10_000, "must be 2 to 10000").default(10_000),
   DEV_LOGIN: z.enum(["true", "false"], "must be true or false").default("false")
     .transform((v) => v === "true"),
   COUNTERS_PUBLIC_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).default(

@@ -31,6 +31,9 @@ export function createDialogEventHandler(deps: DialogEventsDeps): EventHandler {
             `no message has transaction ${event.data.transactionId}`,
           );
         }
+        if (result.kind === "invalid") {
+          throw new PermanentEventError(`message ${result.messageId}: ${result.reason}`);
+        }
         if (result.kind === "applied") {
           deps.sagaOutcomes.inc({ status: result.timedOut ? "timed_out" : result.status });
           deps.sagaLatency.observe((Date.now() - result.createdAt.getTime()) / 1000, {

@@ -41,7 +41,11 @@ export async function startDialogs(
   await migrateService(sql, new URL("./migrations/", import.meta.url), log);
 
   const app = createBaseApp({ service: "dialogs", log, metrics });
-  mountDialogsRoutes(app, { store: postgresMessageStore(sql), jwtSecret: config.JWT_SECRET });
+  mountDialogsRoutes(app, {
+    store: postgresMessageStore(sql),
+    jwtSecret: config.JWT_SECRET,
+    maxGroupMembers: config.MAX_GROUP_MEMBERS,
+  });
   await mountWebApp(app, {
     jwtSecret: config.JWT_SECRET,
     devLogin: config.DEV_LOGIN,

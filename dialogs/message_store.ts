@@ -1,11 +1,39 @@
-/** Postgres access for dialogs: sending (message + outbox event in one transaction), reading, replies. */
+/**
+ * Postgres access for dialogs: sending (message + outbox event in one transaction), reading,
+ * deleting, counters' replies and the sweeper; groups and mutes are in group_store.ts.
+ */
 import type { Sql, Tx } from "../shared/db.ts";
-import { createEvent, type EventData } from "../shared/events.ts";
+import { createEvent, type Envelope, type EventData } from "../shared/events.ts";
 import { enqueueEvent, enqueueEvents, outboxTransaction } from "../shared/outbox.ts";
-import type { MessageRow, MessageStatus } from "./messages.ts";
+import {
+  addMembers,
+  type AddMembersInput,
+  type AddMembersResult,
+  createGroup,
+  type CreateGroupInput,
+  findGroup,
+  type GroupReadInput,
+  type GroupReadResult,
+  type GroupRow,
+  type GroupSendInput,
+  type GroupSendResult,
+  type GroupSummary,
+  type GroupWithMe,
+  listGroup,
+  listGroupSummaries,
+  markGroupRead,
+  muteDialog,
+  muteGroup,
+  type MuteInput,
+  removeMember,
+  type RemoveMemberInput,
+  type RemoveMemberResult,
+  sendGroupMessage,
+} from "./group_store.ts";
+import { MESSAGE_COLUMNS, type MessageRow, type MessageStatus } from "./messages.ts";
 import { decide, type MessageCommand, type MessageDecision, TIMEOUT_REASON } from "./saga.ts";
 
-const COLUMNS = "id, transaction_id, sender_id, recipient_id, text, status, created_at, read_at";
+const COLUMNS = MESSAGE_COLUMNS;
 
 /** A send request after validation. */
 export interface SendInput {
@@ -57,6 +85,28 @@ export interface MessageStore {
   listDialogs(userId: string, limit: number): Promise<DialogSummary[]>;
   /** See markMessagesRead. */
   markMessagesRead(input: ReadInput): Promise<ReadResult>;
+  /** See deleteMessage. */
+  deleteMessage(input: DeleteInput): Promise<DeleteResult>;
+  /** See createGroup (group_store.ts). */
+  createGroup(input: CreateGroupInput): Promise<GroupRow>;
+  /** See findGroup (group_store.ts). */
+  findGroup(groupId: string, userId: string): Promise<GroupWithMe | undefined>;
+  /** See addMembers (group_store.ts). */
+  addMembers(input: AddMembersInput): Promise<AddMembersResult>;
+  /** See removeMember (group_store.ts). */
+  removeMember(input: RemoveMemberInput): Promise<RemoveMemberResult>;
+  /** See sendGroupMessage (group_store.ts). */
+  sendGroupMessage(input: GroupSendInput): Promise<GroupSendResult>;
+  /** See listGroup (group_store.ts). */
+  listGroup(userId: string, groupId: string, page: DialogPage): Promise<MessageRow[]>;
+  /** See listGroupSummaries (group_store.ts). */
+  listGroupSummaries(userId: string, limit: number): Promise<GroupSummary[]>;
+  /** See markGroupRead (group_store.ts). */
+  markGroupRead(input: GroupReadInput): Promise<GroupReadResult | undefined>;
+  /** See muteGroup (group_store.ts). */
+  muteGroup(input: MuteInput): Promise<boolean>;
+  /** See muteDialog (group_store.ts); the mute's version. */
+  muteDialog(input: MuteInput): Promise<number>;
 }
 
 /** The MessageStore over the dialogs database. */
@@ -67,6 +117,17 @@ export function postgresMessageStore(sql: Sql): MessageStore {
     listDialog: (userId, peerId, page) => listDialog(sql, userId, peerId, page),
     listDialogs: (userId, limit) => listDialogs(sql, userId, limit),
     markMessagesRead: (input) => markMessagesRead(sql, input),
+    deleteMessage: (input) => deleteMessage(sql, input),
+    createGroup: (input) => createGroup(sql, input),
+    findGroup: (groupId, userId) => findGroup(sql, groupId, userId),
+    addMembers: (input) => addMembers(sql, input),
+    removeMember: (input) => removeMember(sql, input),
+    sendGroupMessage: (input) => sendGroupMessage(sql, input),
+    listGroup: (userId, groupId, page) => listGroup(sql, userId, groupId, page),
+    listGroupSummaries: (userId, limit) => listGroupSummaries(sql, userId, limit),
+    markGroupRead: (input) => markGroupRead(sql, input),
+    muteGroup: (input) => muteGroup(sql, input),
+    muteDialog: (input) => muteDialog(sql, input),
   };
 }
 
@@ -112,7 +173,7 @@ export async function findMessage(sql: Sql, id: string): Promise<MessageRow | un
   return row;
 }
 
-/** The dialog between `userId` and `peerId` as `userId` may see it, newest first. */
+/** The dialog between `userId` and `peerId` as `userId` may see it, newest first; deleted ones hidden. */
 export async function listDialog(
   sql: Sql,
   userId: string,
@@ -122,7 +183,8 @@ export async function listDialog(
   const before = options.before;
   return await sql<MessageRow[]>`
     select ${sql.unsafe(COLUMNS)} from (
-      select * from messages where sender_id = ${userId} and recipient_id = ${peerId}
+      select * from messages
+      where sender_id = ${userId} and recipient_id = ${peerId} and status <> 'deleted'
       union all
       select * from messages
       where sender_id = ${peerId} and recipient_id = ${userId} and status = 'committed'
@@ -147,7 +209,7 @@ export async function listDialogs(
       select distinct on (peer_id) *
       from (
         select recipient_id as peer_id, ${sql.unsafe(COLUMNS)} from messages
-        where sender_id = ${userId}
+        where sender_id = ${userId} and recipient_id is not null and status <> 'deleted'
         union all
         select sender_id as peer_id, ${sql.unsafe(COLUMNS)} from messages
         where recipient_id = ${userId} and status = 'committed'
@@ -169,14 +231,17 @@ export type ReplyResult =
     timedOut: boolean;
   }
   | { kind: "ignored"; status: MessageStatus; messageId: string }
-  | { kind: "unknown" };
+  | { kind: "unknown" }
+  | { kind: "invalid"; messageId: string; reason: string };
 
 /**
  * Applies counters' outcomes to their pending messages in one transaction of two round trips: BEGIN
  * with the rows, the updates with COMMIT. One result per reply, in order; a reply given twice is
  * applied once, a finished message is left as it is. A count reported more than `timeoutMs` after
  * the message was created fails the message and writes its cancel (saga.ts), in this transaction,
- * so no late reply ever commits a message whenever the sweeper runs.
+ * so no late reply ever commits a message whenever the sweeper runs. A group message commits with
+ * the reply's `seq` and moves its group's last_committed_seq up to it; a count of a group message
+ * without a `seq` is `invalid` and changes nothing.
  */
 export async function applyCountedReplies(
   sql: Sql,
@@ -198,8 +263,16 @@ export async function applyCountedReplies(
       const row = byTransaction.get(data.transactionId.toLowerCase());
       if (!row) return { kind: "unknown" };
       const { outcome, reason } = data;
+      if (row.group_id && row.status === "pending" && outcome === "counted" && !data.seq) {
+        return {
+          kind: "invalid",
+          messageId: row.id,
+          reason: "a counted group message needs a seq",
+        };
+      }
       const decision = decideOn(row, { type: "reply", outcome, reason, timeoutMs }, finished);
       if ("ignored" in decision) return { kind: "ignored", status: row.status, messageId: row.id };
+      if (decision.status === "committed" && row.group_id) row.seq = data.seq!;
       return {
         kind: "applied",
         status: decision.status,
@@ -221,11 +294,15 @@ interface SagaRow {
   created_at: Date;
   age_ms: number;
   sender_id: string;
-  recipient_id: string;
+  recipient_id: string | null;
+  group_id: string | null;
+  /** Set when a reply commits a group message. */
+  seq: number | null;
   request_id: string | null;
 }
 
-const SAGA_COLUMNS = "id, transaction_id, status, created_at, sender_id, recipient_id, request_id";
+const SAGA_COLUMNS = "id, transaction_id, status, created_at, sender_id, recipient_id, group_id, " +
+  "seq::float8 as seq, request_id";
 
 /** A message the saga finished in this transaction, with the decision that finished it. */
 type Finished = { row: SagaRow; status: MessageStatus; reason: string | null; cancel: boolean };
@@ -243,32 +320,130 @@ function decideOn(row: SagaRow, command: MessageCommand, finished: Finished[]): 
   return decision;
 }
 
-/** The statements that write the finished messages and their cancels (for withCommit). */
+/**
+ * The statements that write the finished messages, their groups' last_committed_seq and their
+ * cancels (for withCommit).
+ */
 function writeFinished(tx: Tx, finished: Finished[]): PromiseLike<unknown>[] {
   if (finished.length === 0) return [];
   const cancels = finished.filter((f) => f.cancel).map((f) => cancelEvent(f.row));
-  return [
+  const statements: PromiseLike<unknown>[] = [
     tx`
       update messages m
-      set status = u.status, finished_at = now(), failure_reason = u.reason
+      set status = u.status, finished_at = now(), failure_reason = u.reason,
+          seq = coalesce(u.seq, m.seq)
       from unnest(${finished.map((f) => f.row.id)}::uuid[], ${
       finished.map((f) => f.status)
     }::text[],
-                  ${finished.map((f) => f.reason)}::text[]) as u(id, status, reason)
+                  ${finished.map((f) => f.reason)}::text[], ${
+      finished.map((f) => f.row.seq)
+    }::bigint[]) as u(id, status, reason, seq)
       where m.id = u.id`,
     enqueueEvents(tx, cancels),
   ];
+  const committed = finished.filter((f) => f.status === "committed" && f.row.group_id);
+  if (committed.length > 0) statements.push(raiseLastCommittedSeq(tx, committed));
+  return statements;
+}
+
+/**
+ * Moves each group's last_committed_seq up to its newest committed seq. The group rows are locked
+ * in id order first, so batches touching several groups cannot deadlock; the lock serialises with
+ * joins (addMembers), so a joining member's joinedSeq covers every message committed before.
+ */
+function raiseLastCommittedSeq(tx: Tx, committed: Finished[]): PromiseLike<unknown> {
+  return tx`
+    with u as (
+      select g as group_id, max(s) as seq
+      from unnest(${committed.map((f) => f.row.group_id!)}::uuid[], ${
+    committed.map((f) => f.row.seq!)
+  }::bigint[]) as x(g, s)
+      group by g
+    ), locked as (
+      select id from groups where id in (select group_id from u) order by id for update
+    )
+    update groups g set last_committed_seq = greatest(g.last_committed_seq, u.seq)
+    from u join locked l on l.id = u.group_id
+    where g.id = u.group_id`;
 }
 
 /** The cancel of a send that timed out: counters takes its count back, or never counts it. */
-function cancelEvent(row: SagaRow) {
+function cancelEvent(row: SagaRow): Envelope {
+  const requestId = row.request_id ?? undefined;
+  if (row.group_id) {
+    return createEvent("dialogs.group.message.cancelled", {
+      transactionId: row.transaction_id,
+      messageId: row.id,
+      groupId: row.group_id,
+      senderId: row.sender_id,
+      reason: TIMEOUT_REASON,
+    }, { requestId });
+  }
   return createEvent("dialogs.message.cancelled", {
     transactionId: row.transaction_id,
     messageId: row.id,
     senderId: row.sender_id,
-    recipientId: row.recipient_id,
+    recipientId: row.recipient_id!,
     reason: TIMEOUT_REASON,
-  }, { requestId: row.request_id ?? undefined });
+  }, { requestId });
+}
+
+/** A delete of a message by `userId`. */
+export interface DeleteInput {
+  userId: string;
+  messageId: string;
+  requestId?: string;
+}
+
+/**
+ * What a delete did: `deleted` (now or before), `not_found` (no message of the caller's),
+ * `conflict` (still pending, or failed).
+ */
+export type DeleteResult = "deleted" | "not_found" | "conflict";
+
+/**
+ * The sender deletes its committed message: status 'deleted', and in the same transaction
+ * dialogs.message.deleted when a dialog's recipient had not read it (its count drops by one), or
+ * dialogs.group.message.deleted with its seq. The row is locked, so a concurrent read of the
+ * dialog either reads it first (no event) or skips it.
+ */
+export async function deleteMessage(sql: Sql, input: DeleteInput): Promise<DeleteResult> {
+  return await outboxTransaction(sql, async (tx, withCommit): Promise<DeleteResult> => {
+    const [row] = await tx<(MessageRow & { request_id: string | null })[]>`
+      select ${tx.unsafe(COLUMNS)} from messages
+      where id = ${input.messageId} and sender_id = ${input.userId}
+      for update`;
+    if (!row) return "not_found";
+    if (row.status === "deleted") return "deleted";
+    if (row.status !== "committed") return "conflict";
+    const [{ deleted_at }] = await tx<[{ deleted_at: Date }]>`
+      update messages set status = 'deleted', deleted_at = now() where id = ${row.id}
+      returning deleted_at`;
+    const event = deletedEvent(row, deleted_at, input.requestId);
+    if (event) withCommit(enqueueEvent(tx, event));
+    return "deleted";
+  });
+}
+
+/** The event of a delete, if counters must hear of it (not for a dialog message already read). */
+function deletedEvent(row: MessageRow, deletedAt: Date, requestId?: string): Envelope | undefined {
+  if (row.group_id) {
+    return createEvent("dialogs.group.message.deleted", {
+      messageId: row.id,
+      groupId: row.group_id,
+      senderId: row.sender_id,
+      seq: row.seq!,
+      deletedAt: deletedAt.toISOString(),
+    }, { requestId });
+  }
+  if (row.read_at !== null) return undefined;
+  return createEvent("dialogs.message.deleted", {
+    transactionId: crypto.randomUUID(),
+    messageId: row.id,
+    senderId: row.sender_id,
+    recipientId: row.recipient_id!,
+    deletedAt: deletedAt.toISOString(),
+  }, { requestId });
 }
 
 /** What marking a dialog read did. */
@@ -321,7 +496,8 @@ export interface TimedOutSend {
   request_id: string | null;
   transaction_id: string;
   sender_id: string;
-  recipient_id: string;
+  recipient_id: string | null;
+  group_id: string | null;
 }
 
 /**

@@ -56,7 +56,7 @@ integrationTest(
         reply(a.transaction_id, "failed"),
         reply(crypto.randomUUID(), "counted"),
       ], TIMEOUT_MS);
-      assert.deepEqual(results.map((r) => r.kind === "unknown" ? r.kind : [r.kind, r.status]), [
+      assert.deepEqual(results.map((r) => "status" in r ? [r.kind, r.status] : r.kind), [
         ["applied", "committed"],
         ["applied", "failed"],
         ["ignored", "committed"],
@@ -324,6 +324,56 @@ const storeContract: [string, (t: StoreUnderTest) => Promise<void>][] = [
       ]);
     },
   ],
+  [
+    "group sends, lists, reads and deletes: members see committed ones, readSeq only moves forward",
+    async ({ store, setStatus }) => {
+      const [owner, bob, carol] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+      const group = await store.createGroup({ ownerId: owner, title: "t", members: [bob] });
+      const send = async (text: string) => {
+        const r = await store.sendGroupMessage({
+          senderId: owner,
+          groupId: group.id,
+          text,
+          mentions: [bob, "all"],
+        });
+        assert.ok(r.kind === "sent");
+        return r.message;
+      };
+      const [g0, g1, g2] = [await send("g0"), await send("g1"), await send("g2")];
+      await setStatus(g0.id, "committed");
+      await setStatus(g2.id, "committed");
+      await store.addMembers({ groupId: group.id, actorId: bob, userIds: [carol], maxMembers: 9 });
+      assert.deepEqual((await store.findGroup(group.id, carol))?.me.joinedSeq, 2);
+      const texts = async (user: string) =>
+        (await store.listGroup(user, group.id, { limit: 10 })).map((m) => m.text);
+      assert.deepEqual(await texts(owner), ["g2", "g1", "g0"]);
+      assert.deepEqual(await texts(carol), ["g2", "g0"]);
+      const committed = await store.findMessage(g2.id);
+      assert.deepEqual([committed?.seq, committed?.mentions, committed?.mentions_all], [
+        2,
+        [bob],
+        true,
+      ]);
+      assert.equal(await store.deleteMessage({ userId: owner, messageId: g1.id }), "conflict");
+      assert.equal(await store.deleteMessage({ userId: owner, messageId: g0.id }), "deleted");
+      assert.deepEqual(await texts(bob), ["g2"]);
+      assert.deepEqual(await store.markGroupRead({ readerId: bob, groupId: group.id }), {
+        read: 1,
+        readSeq: 2,
+      });
+      assert.deepEqual(await store.markGroupRead({ readerId: carol, groupId: group.id }), {
+        read: 0,
+        readSeq: 2,
+      });
+      const summaries = await store.listGroupSummaries(carol, 5);
+      assert.deepEqual(summaries.map((g) => [g.groupId, g.lastMessage?.text]), [[group.id, "g2"]]);
+      assert.equal(
+        await store.removeMember({ groupId: group.id, actorId: carol, userId: carol }),
+        "removed",
+      );
+      assert.deepEqual(await store.listGroupSummaries(carol, 5), []);
+    },
+  ],
 ];
 
 for (const [name, check] of storeContract) {
@@ -339,6 +389,16 @@ for (const [name, check] of storeContract) {
       await check({
         store: postgresMessageStore(sql),
         setStatus: async (id, status) => {
+          const [row] = await sql<{ transaction_id: string; next: number | null }[]>`
+            select transaction_id, (select last_committed_seq::int + 1 from groups g
+                                    where g.id = m.group_id) as next
+            from messages m where id = ${id}`;
+          if (row?.next && status === "committed") {
+            // A group message commits as counters' reply does, with the next seq.
+            const reply = { transactionId: row.transaction_id, messageId: id, seq: row.next };
+            await applyCountedReplies(sql, [{ ...reply, outcome: "counted" }], TIMEOUT_MS);
+            return;
+          }
           await sql`update messages set status = ${status} where id = ${id}`;
         },
       });

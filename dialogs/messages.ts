@@ -1,26 +1,30 @@
 /** Messages as the API shows them and who may see them. Pure. */
-import type { MessageStatus, MessageView } from "./schemas.ts";
+import type { AnyMessageView, GroupMessageView, MessageStatus, MessageView } from "./schemas.ts";
 
-export type { MessageStatus, MessageView };
+export type { AnyMessageView, GroupMessageView, MessageStatus, MessageView };
 
-/** A stored message. */
+/** A stored message: of a dialog (`recipient_id`) or of a group (`group_id`, `seq` once counted). */
 export interface MessageRow {
   id: string;
   transaction_id: string;
   sender_id: string;
-  recipient_id: string;
+  recipient_id: string | null;
+  group_id: string | null;
   text: string;
   status: MessageStatus;
+  seq: number | null;
+  mentions: string[];
+  mentions_all: boolean;
   created_at: Date;
   read_at: Date | null;
 }
 
-/** The API view of a stored message. */
+/** The API view of a stored dialog message. */
 export function toMessageView(row: MessageRow): MessageView {
   return {
     id: row.id,
     from: row.sender_id,
-    to: row.recipient_id,
+    to: row.recipient_id!,
     text: row.text,
     status: row.status,
     createdAt: row.created_at.toISOString(),
@@ -28,7 +32,50 @@ export function toMessageView(row: MessageRow): MessageView {
   };
 }
 
-/** The sender sees a message in every status; the recipient only once it is committed. */
-export function canSee(row: MessageRow, userId: string): boolean {
-  return row.sender_id === userId || (row.recipient_id === userId && row.status === "committed");
+/** The API view of a stored group message; `all` leads its mentions when it mentions everyone. */
+export function toGroupMessageView(row: MessageRow): GroupMessageView {
+  return {
+    id: row.id,
+    from: row.sender_id,
+    groupId: row.group_id!,
+    text: row.text,
+    status: row.status,
+    seq: row.seq,
+    mentions: [...(row.mentions_all ? ["all" as const] : []), ...row.mentions],
+    createdAt: row.created_at.toISOString(),
+  };
 }
+
+/** The view of a dialog or a group message. */
+export function toAnyMessageView(row: MessageRow): AnyMessageView {
+  return row.group_id ? toGroupMessageView(row) : toMessageView(row);
+}
+
+/**
+ * Who may see a message by id: its sender always (deleted too); a dialog's recipient once it is
+ * committed; a group's current members (`isMember`) once it is committed.
+ */
+export function canSee(row: MessageRow, userId: string, isMember = false): boolean {
+  if (row.sender_id === userId) return true;
+  if (row.status !== "committed") return false;
+  return row.group_id ? isMember : row.recipient_id === userId;
+}
+
+/**
+ * The mentions a group send stores: named members other than the sender, each once, and whether
+ * it mentions `all`.
+ */
+export function normalizeMentions(
+  senderId: string,
+  mentions: readonly string[],
+): { named: string[]; all: boolean } {
+  const all = mentions.some((m) => m === "all");
+  const named = new Set(
+    mentions.filter((m) => m !== "all").map((m) => m.toLowerCase()).filter((m) => m !== senderId),
+  );
+  return { named: [...named], all };
+}
+
+/** The columns a MessageRow is selected with (seq as a number: float8 is exact up to 2^53). */
+export const MESSAGE_COLUMNS = "id, transaction_id, sender_id, recipient_id, group_id, text, " +
+  "status, seq::float8 as seq, mentions, mentions_all, created_at, read_at";

@@ -6,8 +6,12 @@ const row = (status: MessageRow["status"]): MessageRow => ({
   transaction_id: "t",
   sender_id: "alice",
   recipient_id: "bob",
+  group_id: null,
   text: "hi",
   status,
+  seq: null,
+  mentions: [],
+  mentions_all: false,
   created_at: new Date("2026-01-01T00:00:00Z"),
   read_at: null,
 });
