@@ -11,7 +11,7 @@ import { log, peakRss } from "./measure.ts";
 import type { GroupFigures, GroupSends, Run, StreamFigures } from "./report.ts";
 import { readSse } from "./sse.ts";
 import type { BenchWorld } from "./world.ts";
-import { runWrk } from "./wrk.ts";
+import { runWrk, runWrkSends } from "./wrk.ts";
 
 /** What the group measurements vary. */
 export interface GroupOptions {
@@ -19,8 +19,11 @@ export interface GroupOptions {
   seconds: number;
   /** wrk's connections for (g2)'s reads. */
   connections: number;
-  /** (g1)'s offered load, sends per second, the same for both groups. */
-  rate: number;
+  /**
+   * (g1)'s offered load, sends per second, the same for both groups; without it, half what the
+   * 2-member group's saga does at full speed.
+   */
+  rate?: number;
   /** Members of the large group. */
   members: number;
   /** (g3): streams held open and sends per second while they are. */
@@ -28,8 +31,8 @@ export interface GroupOptions {
   streamRate: number;
 }
 
-/** The defaults: a 10,000-member group, 100 sends/s, 1,000 streams at 5 sends/s. */
-export const GROUP_DEFAULTS = { rate: 100, members: 10_000, streams: 1_000, streamRate: 5 };
+/** The defaults: a 10,000-member group, 1,000 streams at 5 sends/s. */
+export const GROUP_DEFAULTS = { members: 10_000, streams: 1_000, streamRate: 5 };
 
 /** (g2)'s layout: READERS users each in CONVERSATIONS of GROUPS groups, or with as many dialogs. */
 const READERS = 1_000, GROUPS = 100, CONVERSATIONS = 50;
@@ -163,19 +166,39 @@ async function groupSagaFigures(ctx: Ctx, groupId: string, since: Date) {
   return { count: f!.count, failed: f!.failed, p50Ms: Number(f!.p50), p99Ms: Number(f!.p99) };
 }
 
+/** Group sends through the saga per second, wrk's 16 connections sending as fast as they go. */
+async function groupCeiling(ctx: Ctx, groupId: string, senders: string[], seconds: number) {
+  const since = new Date();
+  await runWrkSends(ctx.dialogsUrl, {
+    connections: 16,
+    seconds,
+    senders: senders.map((u) => ({
+      token: ctx.tokens.get(u)!,
+      path: `/api/groups/${groupId}/send`,
+    })),
+  });
+  await waitQuiet(ctx);
+  const [f] = await ctx.dSql<{ count: number; seconds: number }[]>`
+    select count(*)::int as count,
+           extract(epoch from max(finished_at) - min(created_at))::float8 as seconds
+    from messages where group_id = ${groupId} and created_at >= ${since}`;
+  return f!.count / Math.max(f!.seconds, 0.001);
+}
+
 /** (g1) one group: a short warm-up, then `seconds` of sends at `rate`, with the rows they wrote. */
 async function measureGroupSends(
   ctx: Ctx,
   groupId: string,
   members: number,
   senders: string[],
-  options: GroupOptions,
+  rate: number,
+  seconds: number,
 ): Promise<GroupSends> {
-  await paceSends(ctx, groupId, senders, options.rate, 2);
+  await paceSends(ctx, groupId, senders, rate, 2);
   await waitQuiet(ctx);
   const before = await rowsWritten(ctx);
   const since = new Date();
-  const refused = await paceSends(ctx, groupId, senders, options.rate, options.seconds);
+  const refused = await paceSends(ctx, groupId, senders, rate, seconds);
   await waitQuiet(ctx);
   const saga = await groupSagaFigures(ctx, groupId, since);
   const after = await rowsWritten(ctx);
@@ -468,13 +491,27 @@ export async function measureGroups(
     // The stream holders (g3) send nothing, so each message raises every holder's unread by one.
     const holders = large.slice(1, 1 + options.streams);
     const senders = large.slice(1 + options.streams).slice(0, 1_000);
-    log(`(g1) sends at ${options.rate}/s to the 2-member group, then to the large one`);
-    const small = await measureGroupSends(ctx, pairId, 2, pair, options);
-    const big = await measureGroupSends(ctx, largeId, options.members, senders, options);
+    let ceiling = 0;
+    if (!options.rate) {
+      log("(g1) the 2-member group's sends at full speed");
+      ceiling = await groupCeiling(ctx, pairId, pair, options.seconds);
+    }
+    const rate = options.rate ?? Math.max(1, Math.floor(ceiling / 2));
+    log(`(g1) sends at ${rate}/s to the 2-member group, then to the large one`);
+    const small = await measureGroupSends(ctx, pairId, 2, pair, rate, options.seconds);
+    const big = await measureGroupSends(
+      ctx,
+      largeId,
+      options.members,
+      senders,
+      rate,
+      options.seconds,
+    );
     const streams = await measureStreams(ctx, largeId, holders, senders, options);
     const reads = await measureGroupReads(ctx, options);
     return {
-      rate: options.rate,
+      rate,
+      ceiling,
       large: big,
       small,
       conversations: CONVERSATIONS,

@@ -32,7 +32,7 @@ interface BenchOptions {
   doc: boolean;
   groups: boolean;
   /** (g1)'s sends per second, (g3)'s streams and sends per second, the large group's members. */
-  groupRate: number;
+  groupRate: number | undefined;
   streams: number;
   streamRate: number;
   groupMembers: number;
@@ -46,7 +46,7 @@ function parseArgs(args: string[]): BenchOptions {
     read: true,
     doc: true,
     groups: true,
-    groupRate: GROUP_DEFAULTS.rate,
+    groupRate: undefined,
     streams: GROUP_DEFAULTS.streams,
     streamRate: GROUP_DEFAULTS.streamRate,
     groupMembers: GROUP_DEFAULTS.members,
@@ -68,7 +68,12 @@ function parseArgs(args: string[]): BenchOptions {
     else if (a === "--group-members") options.groupMembers = Number(args[++i]);
     else throw new Error(`unknown option ${a}`);
   }
-  const numbers = [options.seconds, options.connections, options.groupRate, options.streamRate];
+  const numbers = [
+    options.seconds,
+    options.connections,
+    options.groupRate ?? 1,
+    options.streamRate,
+  ];
   if (!numbers.every((n) => n > 0)) throw new Error("numbers must be positive");
   if (!(options.groupMembers > options.streams + 1 && options.streams > 0)) {
     throw new Error("--group-members must exceed --streams + 1");

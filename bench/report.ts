@@ -57,6 +57,8 @@ export interface StreamFigures {
 export interface GroupFigures {
   /** (g1) the same offered load, sends per second, to a large and to a 2-member group. */
   rate: number;
+  /** The 2-member group's sends per second at full speed, whose half `rate` is; 0 when fixed. */
+  ceiling: number;
   large: GroupSends;
   small: GroupSends;
   /**
@@ -203,6 +205,9 @@ export function groupsTable(g: GroupFigures): string {
   return [
     "| group sends (send → committed) | offered /s | p50 ms | p99 ms | failed | rows in counters per message |",
     "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ...(g.ceiling
+      ? [`| (g1) 2-member group at full speed (16 connections) | ${g.ceiling.toFixed(0)} | | | | |`]
+      : []),
     sends(g.small),
     sends(g.large),
     "",
@@ -306,7 +311,13 @@ export function groupMethod(g: GroupFigures): string {
     count(g.large.members)
   }-member group (from 1,000 of its members) at the same offered load, ${
     g.rate.toFixed(0)
-  } sends/s evenly spaced whatever the answers take (an open loop), each for the run's duration;
+  } sends/s${
+    g.ceiling
+      ? ` (half the ${
+        g.ceiling.toFixed(0)
+      }/s the 2-member group's saga does with 16 wrk connections sending as fast as they go)`
+      : ""
+  } evenly spaced whatever the answers take (an open loop), each for the run's duration;
 send → committed is the saga's own \`created_at\` → \`finished_at\`; the rows per message are the
 counters database's inserts, updates and deletes (\`pg_stat_user_tables\`) over the run divided by
 the sends.

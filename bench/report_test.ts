@@ -113,6 +113,7 @@ const sends = (members: number, p99Ms: number, rowsPerMessage = 9, failed = 0) =
 function groupFigures(overrides: Partial<GroupFigures> = {}): GroupFigures {
   return {
     rate: 100,
+    ceiling: 210,
     large: sends(10_000, 60),
     small: sends(2, 55),
     conversations: 50,
@@ -186,6 +187,11 @@ Deno.test("the targets table prints each group figure beside its target", () => 
 
 Deno.test("figuresTable() adds the group sends, reads and streams", () => {
   const table = figuresTable(figures({ groups: groupFigures() }));
+  assert.match(table, /\| \(g1\) 2-member group at full speed \(16 connections\) \| 210 \|/);
+  assert.doesNotMatch(
+    figuresTable(figures({ groups: groupFigures({ ceiling: 0 }) })),
+    /at full speed/,
+  );
   assert.match(
     table,
     /\| \(g1\) sends to a 2-member group \| 100 \| 20 \| 55 \| 0 of 1,000 \| 9\.0 \|/,
@@ -214,6 +220,7 @@ Deno.test("performanceDoc() explains the group method only when the run measured
     /Groups \(issue 14\): \(g1\) the bench process sends to a 2-member group and then to a 10,000-member group/,
   );
   assert.match(doc, /1,000 users each in 50 groups of 500 members/);
+  assert.match(doc, /100 sends\/s \(half the 210\/s the 2-member group's saga does/);
   assert.match(doc, /\(g3\) 1,000 members of the large group/);
   assert.ok(doc.trimEnd().endsWith(kept));
 });
