@@ -113,6 +113,12 @@ async function main() {
   await findBinary("wrk");
   await findBinary("pgbench");
   const world = await planWorld();
+  // Stopped from outside (Ctrl-C, timeout), the run still removes its processes and databases.
+  const stop = () => {
+    log("stopped; tearing down");
+    tearDownWorld(world).finally(() => Deno.exit(130));
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, stop);
   try {
     await startWorld(world);
     const others = options.read || options.write;
@@ -152,6 +158,7 @@ async function main() {
     const missed = measured.filter((t) => !t.met).length;
     log(`${missed} target(s) missed; logs in ${world.logs}`);
   } finally {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(signal, stop);
     await tearDownWorld(world);
   }
 }
