@@ -1,12 +1,17 @@
-/** The counters HTTP API: the caller's unread counters, from the cache with Postgres behind it, and a live stream. */
+/**
+ * The counters HTTP API: the caller's unread counters (dialogs and groups), from the cache with
+ * Postgres behind it, and a live stream.
+ */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
 import { streamSSE } from "hono/streaming";
 import { bearerAuth, type VerifiedTokens } from "../shared/auth.ts";
 import type { AppEnv } from "../shared/http/app_env.ts";
-import { COMMON_PROBLEMS } from "../shared/openapi.ts";
+import { notFound } from "../shared/errors.ts";
+import { COMMON_PROBLEMS, problemDoc } from "../shared/openapi.ts";
 import type { CoherentCounters } from "./coherence.ts";
-import { countersBody, countersJson, unreadFor, type UserCounters } from "./counters.ts";
+import { countersBody, groupCount, unreadFor } from "./counters.ts";
+import { followCounters } from "./live_stream.ts";
 
 /** What the counters routes need. */
 export interface CountersRoutesDeps {
@@ -20,10 +25,31 @@ export interface CountersRoutesDeps {
   shutdown: AbortSignal;
 }
 
+const GroupCount = z.object({
+  unread: z.number().int(),
+  mentions: z.number().int(),
+}).openapi("GroupCount");
+
 const CountersBody = z.object({
-  total: z.number().int().openapi({ example: 3 }),
+  total: z.number().int().openapi({
+    description: "The unread of every dialog and group that is not muted",
+    example: 5,
+  }),
   dialogs: z.record(z.string(), z.number().int()).openapi({
+    description: "Unread per peer; peers at 0 are left out",
     example: { "4b2a61f0-8d0e-4c1e-9f3a-2a5c7d9e1b00": 3 },
+  }),
+  groups: z.record(z.string(), GroupCount).openapi({
+    description: "Unread and mentions per group; groups at 0 are left out",
+    example: { "9c1e2f30-5a4b-4d6c-8e7f-0a1b2c3d4e5f": { unread: 2, mentions: 1 } },
+  }),
+  mentions: z.number().int().openapi({
+    description: "The mentions of every group",
+    example: 1,
+  }),
+  muted: z.array(z.string()).openapi({
+    description: "Peers and groups the caller muted",
+    example: ["4b2a61f0-8d0e-4c1e-9f3a-2a5c7d9e1b00"],
   }),
 }).openapi("Counters");
 /** The caller's unread counters as the API returns them. */
@@ -34,10 +60,17 @@ const PeerCounter = z.object({
   unread: z.number().int(),
 }).openapi("PeerCounter");
 
+const GroupCounter = z.object({
+  groupId: z.uuid(),
+  unread: z.number().int(),
+  mentions: z.number().int(),
+  muted: z.boolean(),
+}).openapi("GroupCounter");
+
 const getCounters = createRoute({
   method: "get",
   path: "/api/counters",
-  summary: "The caller's unread counters: the total and one count per peer",
+  summary: "The caller's unread counters: the total, per peer, per group, mentions and mutes",
   security: [{ bearer: [] }],
   responses: {
     200: { description: "Counters", content: { "application/json": { schema: CountersBody } } },
@@ -66,6 +99,21 @@ const streamCounters = createRoute({
       content: { "text/event-stream": { schema: z.string() } },
     },
     401: COMMON_PROBLEMS[401],
+  },
+});
+
+const getGroupCounter = createRoute({
+  method: "get",
+  path: "/api/counters/groups/{groupId}",
+  summary: "The caller's unread and mention counts for one of its groups",
+  security: [{ bearer: [] }],
+  request: {
+    params: z.object({ groupId: z.uuid().openapi({ param: { name: "groupId", in: "path" } }) }),
+  },
+  responses: {
+    200: { description: "Counter", content: { "application/json": { schema: GroupCounter } } },
+    ...COMMON_PROBLEMS,
+    404: problemDoc("The caller is not a member of this group"),
   },
 });
 
@@ -104,7 +152,7 @@ export function mountCountersRoutes(
   );
   app.openapi(getCounters, async (c) => {
     const counters = await reader.read(c.get("userId"));
-    return c.json(countersBody(counters), 200);
+    return c.json(countersBody(counters.user, counters.group), 200);
   });
 
   // Registered before /{peerId} so "stream" is not taken for a peer id.
@@ -116,29 +164,21 @@ export function mountCountersRoutes(
       return c.body(null, 200, { "Content-Type": "text/event-stream" });
     }
     return streamSSE(c, async (stream) => {
-      let lastVersion = -1;
-      let writing = Promise.resolve();
-      // Versions only go up on a stream; a late or repeated notification is dropped.
-      const send = (counters: UserCounters) => {
-        writing = writing.then(async () => {
-          if (counters.version <= lastVersion || stream.aborted) return;
-          lastVersion = counters.version;
-          await stream.writeSSE({
-            event: "counters",
-            id: String(counters.version),
-            data: countersJson(counters),
-          });
-        });
-        return writing;
-      };
-      // Subscribe before reading, so a change between the two is not missed.
-      const unsubscribe = reader.subscribe(userId, (counters) => void send(counters));
+      // The follow hands over one event at a time, each with a higher composed version.
+      const follow = followCounters(reader, userId, async ({ version, json }) => {
+        if (stream.aborted) return;
+        await stream.writeSSE({ event: "counters", id: String(version), data: json });
+      });
       openStreams++;
       let expired = false;
       const expiry = new AbortController();
+      let endShutdown = () => {};
       const ended = new Promise<void>((resolve) => {
         stream.onAbort(resolve);
-        deps.shutdown.addEventListener("abort", () => resolve(), { once: true });
+        endShutdown = resolve;
+        deps.shutdown.addEventListener("abort", endShutdown, { once: true });
+        // A group state that cannot be read ends the stream; the client opens a new one.
+        follow.failed.catch(() => resolve());
         // The token opened the stream; it carries no more than the token's life.
         if (expiresAt !== undefined) {
           afterTime(expiresAt, expiry.signal, () => {
@@ -148,25 +188,42 @@ export function mountCountersRoutes(
         }
       });
       try {
-        await send(await reader.read(userId));
+        await follow.started;
         while (!stream.aborted && !deps.shutdown.aborted) {
-          const tick = new Promise<"tick">((r) => setTimeout(() => r("tick"), deps.heartbeatMs));
-          if (await Promise.race([tick, ended]) !== "tick") break;
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const tick = new Promise<"tick">((r) =>
+            timer = setTimeout(() => r("tick"), deps.heartbeatMs)
+          );
+          const next = await Promise.race([tick, ended]);
+          clearTimeout(timer);
+          if (next !== "tick") break;
           await stream.write(": heartbeat\n\n");
         }
         if (expired && !stream.aborted) await stream.write(": token expired\n\n");
       } finally {
+        // The shared shutdown signal outlives every stream: each removes its own listener.
+        deps.shutdown.removeEventListener("abort", endShutdown);
         expiry.abort();
-        unsubscribe();
+        follow.stop();
         openStreams--;
       }
     });
   });
 
+  // Registered before /{peerId} so "groups" is not taken for a peer id.
+  app.openapi(getGroupCounter, async (c) => {
+    const groupId = c.req.valid("param").groupId.toLowerCase();
+    const counters = await reader.read(c.get("userId"));
+    const member = counters.user.groups?.[groupId];
+    if (member === undefined) throw notFound("You are not a member of this group");
+    const { unread, mentions } = groupCount(member, counters.group(groupId));
+    return c.json({ groupId, unread, mentions, muted: member.muted }, 200);
+  });
+
   app.openapi(getPeerCounter, async (c) => {
     const peerId = c.req.valid("param").peerId.toLowerCase();
     const counters = await reader.read(c.get("userId"));
-    return c.json({ peerId, unread: unreadFor(counters, peerId) }, 200);
+    return c.json({ peerId, unread: unreadFor(counters.user, peerId) }, 200);
   });
   return { openStreams: () => openStreams };
 }

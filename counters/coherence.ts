@@ -2,13 +2,19 @@
  * Cache coherence: the one place that decides what a counters read may serve, and what a change
  * must do before the world hears of it.
  *
- * The promise (CONTRACT.md, promise 2 across instances): once a change's reply is published, no
- * counters instance serves an older version of that user's counters; once the system is quiet,
- * every instance serves the truth. How each part keeps it:
+ * Every cache holds states by key (counters/cache_keys.ts): `user:<id>` a user's, `group:<id>` a
+ * group's, each with its own version. A user's counters are composed on read from the user's
+ * state and its groups' states, so a group message changes one group entry, not every member's.
  *
- * 1. `changed(users)` runs after every committed change, and before the reply about it is
- *    published (the outbox relay's hook): it loads the users from Postgres, keeps them in this
- *    process, writes Redis and publishes a live update that every instance keeps.
+ * The promise (CONTRACT.md, promise 2 across instances): once a change's reply is published, no
+ * counters instance serves an older version of any state the change touched (the group's as much
+ * as the users'); once the system is quiet, every instance serves the truth. How each part keeps
+ * it:
+ *
+ * 1. `changed(keys)` runs after every committed change, and before the reply about it is
+ *    published (the outbox relay's hook): it loads the users' and groups' states from Postgres,
+ *    keeps them in this process, writes Redis and publishes a live update that every instance
+ *    keeps.
  * 2. Redis is read and written only in a generation this instance confirmed less than LEASE_MS ago:
  *    Postgres' `cache_generation` names the stamp and the Redis run it was stamped on, and Redis
  *    must be that run and hold that stamp. A Redis that restarted (empty or from an older snapshot)
@@ -36,25 +42,39 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Sql } from "../shared/db.ts";
 import type { Logger } from "../shared/log.ts";
 import type { Counter } from "../shared/metrics.ts";
-import { loadManyUserCounters } from "./counter_store.ts";
-import type { UserCounters } from "./counters.ts";
+import { type CachedState, groupKey, normalKey, parseKey, userKey } from "./cache_keys.ts";
+import { loadManyGroupCounters, loadManyUserCounters } from "./counter_store.ts";
+import type { GroupCounters, GroupLookup, UserCounters } from "./counters.ts";
 import type { LiveUpdates } from "./live_updates.ts";
 import type { LocalCache } from "./local_cache.ts";
-import { GenerationMismatch, type RedisCache } from "./redis_cache.ts";
+import { type CacheEntry, GenerationMismatch, type RedisCache } from "./redis_cache.ts";
+
+/** A user's state with the states of its groups: what a user's counters are composed of. */
+export interface ComposedCounters {
+  user: UserCounters;
+  /** The state of each of the user's groups (never undefined for one of them). */
+  group: GroupLookup;
+}
 
 /** Counters as the read path serves them, and what a change must do. */
 export interface CoherentCounters {
-  /** The user's counters: this process' cache, else Redis in a confirmed generation, else Postgres. */
-  read(userId: string): Promise<UserCounters>;
-  /** read() without waiting: the in-process entry, or undefined. */
-  cached(userId: string): UserCounters | undefined;
   /**
-   * After a committed change of these users' counters: every cache gets the new version, or the
-   * cache is marked unsafe. When it resolves, a reply about the change may be published.
+   * The user's state, then its groups' states: each from this process' cache, else Redis in a
+   * confirmed generation (the misses in one round trip), else Postgres (the rest in one load).
    */
-  changed(userIds: string[]): Promise<void>;
-  /** Calls `listener` with every change of `userId`'s counters, from any instance. */
-  subscribe(userId: string, listener: (counters: UserCounters) => void): () => void;
+  read(userId: string): Promise<ComposedCounters>;
+  /** read() without waiting: when the user and all its groups are in this process' cache. */
+  cached(userId: string): ComposedCounters | undefined;
+  /** The groups' states, as read() reads them; in order. */
+  readGroups(groupIds: string[]): Promise<GroupCounters[]>;
+  /**
+   * After a committed change of the states of these cache keys (`user:<id>`, `group:<id>`):
+   * every cache gets the new versions, or the cache is marked unsafe. When it resolves, a reply
+   * about the change may be published.
+   */
+  changed(keys: string[]): Promise<void>;
+  /** Calls `listener` with every change of the state of cache key `key`, from any instance. */
+  subscribe(key: string, listener: (state: CachedState) => void): () => void;
   /** Whether Redis may be read now. */
   trusted(): boolean;
   /** Whether the in-process cache may be served now (caught up with live updates). */
@@ -64,6 +84,17 @@ export interface CoherentCounters {
   /** Stops the background work and leaves the instance list. Closes neither Redis nor NATS. */
   close(): Promise<void>;
 }
+
+/** How states are loaded from Postgres, each kind in one statement, in the order of the ids. */
+export interface StateLoaders {
+  users(sql: Sql, userIds: string[]): Promise<UserCounters[]>;
+  groups(sql: Sql, groupIds: string[]): Promise<GroupCounters[]>;
+}
+
+const POSTGRES_LOADERS: StateLoaders = {
+  users: loadManyUserCounters,
+  groups: loadManyGroupCounters,
+};
 
 /** Timings of the coherence rules; the defaults suit production. */
 export interface CoherenceTimings {
@@ -90,7 +121,7 @@ const DEFAULT_TIMINGS: CoherenceTimings = {
   routeMarginMs: 100,
 };
 
-/** Most users one background confirmation of in-process entries reads from Redis at once. */
+/** Most keys one background confirmation of in-process entries reads from Redis at once. */
 const REFRESH_BATCH = 200;
 
 /** Dependencies of the coherent counters. */
@@ -104,14 +135,19 @@ export interface CoherenceDeps {
   log: Logger;
   /** Counts lookups by result: local, hit, miss, error, bypass, refreshed, refresh_error. */
   cacheLookups: Counter;
-  /** Counts users read from Postgres. */
+  /** Counts states (users' and groups') read from Postgres. */
   databaseLoads: Counter;
   /** Counts new generations by reason. */
   generationChanges: Counter;
   /** Counts live updates some instance did not acknowledge in time. */
   liveAckTimeouts?: Counter;
   timings?: Partial<CoherenceTimings>;
+  /** Postgres' loaders (counters/counter_store.ts) unless given. */
+  loaders?: StateLoaders;
 }
+
+/** The lookup of a user in no group. */
+const NO_GROUPS: GroupLookup = () => undefined;
 
 /** A new generation stamp. */
 function newStamp(): string {
@@ -270,32 +306,116 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     if (row && row.wait_ms > 0) await new Promise((r) => setTimeout(r, row.wait_ms));
   }
 
-  // --- Loads from Postgres ----------------------------------------------------------------------
-  const inFlight = new Map<string, Promise<UserCounters>>();
-
-  async function loadMany(userIds: string[]): Promise<UserCounters[]> {
-    databaseLoads.inc({}, userIds.length);
-    return await loadManyUserCounters(sql, userIds);
+  /** Offers a state to this process' cache under its key. */
+  function keepLocal(key: string, state: CachedState, epoch?: number) {
+    const { kind, id } = parseKey(key);
+    local.offer(kind, id, state, epoch);
   }
 
-  /** A read miss: one Postgres load per user however many requests wait, then Redis is filled. */
-  function loadOnce(userId: string, stamp: string | null): Promise<UserCounters> {
-    let pending = inFlight.get(userId);
-    if (!pending) {
-      pending = (async () => {
+  /** This process' entry of a key (the read path's lookups by user id skip making the key). */
+  function heldLocal(key: string): CachedState | undefined {
+    const { kind, id } = parseKey(key);
+    return local.get(kind, id);
+  }
+
+  // --- Loads from Postgres ----------------------------------------------------------------------
+  const loaders = deps.loaders ?? POSTGRES_LOADERS;
+  const inFlight = new Map<string, Promise<CachedState>>();
+
+  /** The keys' states from Postgres: users in one statement, groups in another, in order. */
+  async function loadStates(keys: string[]): Promise<CachedState[]> {
+    databaseLoads.inc({}, keys.length);
+    const users: string[] = [];
+    const groups: string[] = [];
+    const parsed = keys.map(parseKey);
+    for (const { kind, id } of parsed) (kind === "user" ? users : groups).push(id);
+    const [userStates, groupStates] = await Promise.all([
+      users.length > 0 ? loaders.users(sql, users) : [],
+      groups.length > 0 ? loaders.groups(sql, groups) : [],
+    ]);
+    let u = 0, g = 0;
+    return parsed.map(({ kind }) => kind === "user" ? userStates[u++]! : groupStates[g++]!);
+  }
+
+  /**
+   * Read misses: one Postgres load for the keys not already being loaded, however many requests
+   * wait for them; then Redis is filled.
+   */
+  function loadOnce(keys: string[], stamp: string | null): Promise<CachedState[]> {
+    const missing = keys.filter((key) => !inFlight.has(key));
+    if (missing.length > 0) {
+      const batch = (async () => {
         const epoch = local.epoch;
-        const [counters] = await loadMany([userId]);
-        local.offer(userId, counters!, epoch);
+        const states = await loadStates(missing);
+        const entries = missing.map((key, i) => ({ key, state: states[i]! }));
+        for (const { key, state } of entries) keepLocal(key, state, epoch);
         // A fill that fails leaves nothing stale behind: the key was missing, and a newer
         // version's writer checks its own write.
         if (stamp !== null && stamp === trustedStamp()) {
-          await redis.setManyIfNewer(stamp, [{ userId, counters: counters! }]).catch(() => {});
+          await redis.setManyIfNewer(stamp, entries).catch(() => {});
         }
-        return counters!;
-      })().finally(() => inFlight.delete(userId));
-      inFlight.set(userId, pending);
+        return states;
+      })();
+      for (const [i, key] of missing.entries()) {
+        const one: Promise<CachedState> = batch.then((states) => states[i]!)
+          .finally(() => inFlight.get(key) === one && inFlight.delete(key));
+        inFlight.set(key, one);
+      }
     }
-    return pending;
+    return Promise.all(keys.map((key) => inFlight.get(key)!));
+  }
+
+  /**
+   * The keys' states: this process' cache, else Redis in a confirmed generation (the misses in one
+   * MGET), else Postgres (the rest in one load).
+   */
+  async function readStates(keys: string[]): Promise<CachedState[]> {
+    const usable = localUsable();
+    const found = keys.map((key) => usable ? heldLocal(key) : undefined);
+    // Positions in `keys` of the states not found yet.
+    let misses = [...found.keys()].filter((i) => found[i] === undefined);
+    if (misses.length < keys.length) {
+      cacheLookups.inc({ result: "local" }, keys.length - misses.length);
+    }
+    if (misses.length === 0) return found as CachedState[];
+    const stamp = await usableStamp();
+    if (stamp === null) {
+      cacheLookups.inc({ result: "bypass" }, misses.length);
+    } else {
+      const epoch = local.epoch;
+      try {
+        const fromRedis = await redis.getMany(stamp, misses.map((i) => keys[i]!));
+        for (const [j, state] of fromRedis.entries()) {
+          if (state === null) continue;
+          keepLocal(keys[misses[j]!]!, state, epoch);
+          found[misses[j]!] = state;
+        }
+        const stillMissing = misses.filter((i) => found[i] === undefined);
+        const hits = misses.length - stillMissing.length;
+        if (hits > 0) cacheLookups.inc({ result: "hit" }, hits);
+        if (stillMissing.length > 0) cacheLookups.inc({ result: "miss" }, stillMissing.length);
+        misses = stillMissing;
+      } catch (err) {
+        if (err instanceof GenerationMismatch) {
+          trust = null;
+          void confirm();
+        }
+        cacheLookups.inc({ result: "error" }, misses.length);
+        log.debug("cache read failed; reading Postgres", { keys: misses.length, err });
+      }
+    }
+    if (misses.length > 0) {
+      const loaded = await loadOnce(misses.map((i) => keys[i]!), stamp);
+      for (const [j, i] of misses.entries()) found[i] = loaded[j];
+    }
+    return found as CachedState[];
+  }
+
+  /** The user's state composed with its groups' states, given in the order of its group ids. */
+  function compose(user: UserCounters, groupIds: string[], groups: GroupCounters[]) {
+    if (groupIds.length === 0) return { user, group: NO_GROUPS };
+    const byId = new Map(groupIds.map((id, i) => [id, groups[i]!]));
+    return { user, group: (id: string) => byId.get(id) };
   }
 
   // --- Live updates and NATS -----------------------------------------------------------------
@@ -324,7 +444,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     trust = null;
     if (connected) void confirm();
   });
-  live.onChange((userId, counters) => local.offer(userId, counters));
+  live.onChange((key, state) => keepLocal(key, state));
   if (deps.nc) {
     (async () => {
       for await (const status of deps.nc!.status()) {
@@ -341,12 +461,12 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
 
   // The entries users keep reading are confirmed from Redis in batches (one MGET each) before they
   // expire, so those reads never wait. Batches are small and one at a time: one MGET of thousands
-  // of users would hold the event loop long enough to show in the reads' p99. A failed or missing
+  // of keys would hold the event loop long enough to show in the reads' p99. A failed or missing
   // confirmation only lets the entry expire.
   const refreshDue = new Set<string>();
   let refreshing = false;
-  local.onRefreshDue((userId) => {
-    refreshDue.add(userId);
+  local.onRefreshDue((kind, id) => {
+    refreshDue.add(`${kind}:${id}`);
     if (!refreshing) {
       refreshing = true;
       setTimeout(refreshBatches, 0);
@@ -354,25 +474,25 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   });
   async function refreshBatches() {
     while (refreshDue.size > 0) {
-      const userIds: string[] = [];
-      for (const userId of refreshDue) {
-        refreshDue.delete(userId);
-        userIds.push(userId);
-        if (userIds.length === REFRESH_BATCH) break;
+      const keys: string[] = [];
+      for (const key of refreshDue) {
+        refreshDue.delete(key);
+        keys.push(key);
+        if (keys.length === REFRESH_BATCH) break;
       }
       const epoch = local.epoch;
       try {
         const stamp = await usableStamp();
         if (stamp === null) throw new Error("no confirmed cache generation");
-        const found = await redis.getMany(stamp, userIds);
-        for (const [i, counters] of found.entries()) {
-          if (counters) local.offer(userIds[i]!, counters, epoch);
+        const found = await redis.getMany(stamp, keys);
+        for (const [i, state] of found.entries()) {
+          if (state) keepLocal(keys[i]!, state, epoch);
         }
-        cacheLookups.inc({ result: "refreshed" }, userIds.length);
+        cacheLookups.inc({ result: "refreshed" }, keys.length);
       } catch (err) {
         if (err instanceof GenerationMismatch) trust = null;
-        cacheLookups.inc({ result: "refresh_error" }, userIds.length);
-        log.debug("cache refresh failed; the entries expire", { users: userIds.length, err });
+        cacheLookups.inc({ result: "refresh_error" }, keys.length);
+        log.debug("cache refresh failed; the entries expire", { keys: keys.length, err });
       }
     }
     refreshing = false;
@@ -381,11 +501,25 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   const confirmer = setInterval(() => void confirm(), timings.confirmEveryMs);
   void confirm();
 
-  function cached(userId: string): UserCounters | undefined {
+  /** The user and all its groups from this process' cache, or undefined; never waits. */
+  function cached(userId: string): ComposedCounters | undefined {
     if (!localUsable()) return undefined;
-    const held = local.get(userId);
-    if (held) cacheLookups.inc({ result: "local" });
-    return held;
+    const user = local.get("user", userId) as UserCounters | undefined;
+    if (user === undefined) return undefined;
+    let groups: Record<string, GroupCounters> | undefined;
+    for (const groupId in user.groups) {
+      const group = local.get("group", groupId) as GroupCounters | undefined;
+      if (group === undefined) return undefined;
+      (groups ??= {})[groupId] = group;
+    }
+    cacheLookups.inc({ result: "local" });
+    if (groups === undefined) return { user, group: NO_GROUPS };
+    const held = groups;
+    return { user, group: (groupId) => held[groupId] };
+  }
+
+  async function readGroups(groupIds: string[]): Promise<GroupCounters[]> {
+    return await readStates(groupIds.map(groupKey)) as GroupCounters[];
   }
 
   return {
@@ -393,36 +527,19 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     async read(userId) {
       const held = cached(userId);
       if (held) return held;
-      const stamp = await usableStamp();
-      if (stamp === null) {
-        cacheLookups.inc({ result: "bypass" });
-        return await loadOnce(userId, null);
-      }
-      const epoch = local.epoch;
-      try {
-        const [found] = await redis.getMany(stamp, [userId]);
-        if (found) {
-          cacheLookups.inc({ result: "hit" });
-          local.offer(userId, found, epoch);
-          return found;
-        }
-        cacheLookups.inc({ result: "miss" });
-      } catch (err) {
-        if (err instanceof GenerationMismatch) {
-          trust = null;
-          void confirm();
-        }
-        cacheLookups.inc({ result: "error" });
-        log.debug("cache read failed; reading Postgres", { userId, err });
-      }
-      return await loadOnce(userId, stamp);
+      const [user] = await readStates([userKey(userId)]) as UserCounters[];
+      const groupIds = Object.keys(user!.groups ?? {});
+      if (groupIds.length === 0) return { user: user!, group: NO_GROUPS };
+      return compose(user!, groupIds, await readGroups(groupIds));
     },
-    async changed(userIds) {
-      if (userIds.length === 0) return;
+    readGroups,
+    async changed(keys) {
+      const unique = [...new Set(keys.map(normalKey))];
+      if (unique.length === 0) return;
       const epoch = local.epoch;
-      const loaded = await loadMany(userIds);
-      const entries = userIds.map((userId, i) => ({ userId, counters: loaded[i]! }));
-      for (const { userId, counters } of entries) local.offer(userId, counters, epoch);
+      const states = await loadStates(unique);
+      const entries: CacheEntry[] = unique.map((key, i) => ({ key, state: states[i]! }));
+      for (const { key, state } of entries) keepLocal(key, state, epoch);
       const stamp = await usableStamp();
       if (stamp === null) {
         await markUnsafe("redis_unavailable");
@@ -441,7 +558,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
         log.debug("live update not acknowledged in time", { instances: late });
       }
     },
-    subscribe: (userId, listener) => live.subscribe(userId, listener),
+    subscribe: (key, listener) => live.subscribe(normalKey(key), listener),
     trusted: () => trustedStamp() !== null,
     servesFromMemory: localUsable,
     ping: () => redis.ping(),

@@ -10,14 +10,15 @@ import {
   type CoherentCounters,
   createCoherentCounters,
 } from "./coherence.ts";
-import type { UserCounters } from "./counters.ts";
+import { type CachedState, groupKey, userKey } from "./cache_keys.ts";
+import type { GroupCounters, UserCounters } from "./counters.ts";
 import type { LiveUpdates } from "./live_updates.ts";
 import { createLocalCache, type LocalCache } from "./local_cache.ts";
 import { entryKey, openRedisCache, type RedisCache } from "./redis_cache.ts";
 
 /** Live updates between the instances of one test, in memory; every instance acknowledges. */
 function memoryLive(): { instance: () => LiveUpdates } {
-  const everyChange: ((userId: string, counters: UserCounters) => void)[] = [];
+  const everyChange: ((key: string, state: CachedState) => void)[] = [];
   const ids: string[] = [];
   return {
     instance() {
@@ -26,9 +27,7 @@ function memoryLive(): { instance: () => LiveUpdates } {
       return {
         instanceId,
         publish(changes) {
-          for (const { userId, counters } of changes) {
-            everyChange.forEach((l) => l(userId, counters));
-          }
+          for (const { key, state } of changes) everyChange.forEach((l) => l(key, state));
           return Promise.resolve(new Set(ids));
         },
         onChange: (listener) => void everyChange.push(listener),
@@ -184,7 +183,7 @@ integrationTest(
       await setPostgres(sql, me, peer, 3);
       const results = await Promise.all(Array.from({ length: 50 }, () => counters.read(me)));
       assert.equal(stats.loads, 1, "50 concurrent misses share one Postgres load");
-      for (const r of results) assert.deepEqual(r, at(peer, 3));
+      for (const r of results) assert.deepEqual(r.user, at(peer, 3));
       await counters.read(me);
       assert.equal(stats.loads, 1, "filled: the next read is a Redis hit");
       assert.equal(stats.lookups.hit, 1);
@@ -212,7 +211,7 @@ integrationTest(
       assert.ok(keys.length >= 2, "the generation and the entry");
       await env.redis().del(...keys);
       await setPostgres(sql, me, peer, 2);
-      assert.deepEqual(await counters.read(me), at(peer, 2));
+      assert.deepEqual((await counters.read(me)).user, at(peer, 2));
       await waitFor(async () => (await generationRow(sql)).stamp !== before.stamp, {
         what: "a new generation",
       });
@@ -236,11 +235,11 @@ integrationTest(
       const me = crypto.randomUUID(), peer = crypto.randomUUID();
       await setPostgres(sql, me, peer, 1);
       const stamp = await settled(sql, admin, "c:", [a.counters, b.counters]);
-      assert.deepEqual(await b.counters.read(me), at(peer, 1));
+      assert.deepEqual((await b.counters.read(me)).user, at(peer, 1));
       const snapshot = await server.saveSnapshot(); // version 1 and the generation's stamp
       await setPostgres(sql, me, peer, 2);
-      await a.counters.changed([me]);
-      assert.deepEqual(await b.counters.read(me), at(peer, 2), "Redis has version 2");
+      await a.counters.changed([userKey(me)]);
+      assert.deepEqual((await b.counters.read(me)).user, at(peer, 2), "Redis has version 2");
 
       await server.restartFromSnapshot(snapshot); // version 1 again, under the same stamp
       admin.disconnect();
@@ -251,7 +250,7 @@ integrationTest(
       assert.match(String(restored), /^1\|/, "Redis holds version 1 again");
 
       for (const reader of [a, b]) {
-        const seen = await reader.counters.read(me).catch(() => undefined);
+        const seen = await reader.counters.read(me).then((c) => c.user, () => undefined);
         assert.notDeepEqual(seen, at(peer, 1), "the older snapshot's entry is never served");
       }
       await waitFor(async () => (await generationRow(sql)).stamp !== stamp, {
@@ -260,8 +259,8 @@ integrationTest(
       await waitFor(() => a.counters.trusted() && b.counters.trusted(), {
         what: "both instances trusting the new generation",
       });
-      assert.deepEqual(await a.counters.read(me), at(peer, 2));
-      assert.deepEqual(await b.counters.read(me), at(peer, 2));
+      assert.deepEqual((await a.counters.read(me)).user, at(peer, 2));
+      assert.deepEqual((await b.counters.read(me)).user, at(peer, 2));
     } finally {
       await close();
     }
@@ -277,24 +276,24 @@ integrationTest(
       const me = crypto.randomUUID(), peer = crypto.randomUUID();
       await setPostgres(sql, me, peer, 1);
       await waitFor(() => a.counters.trusted() && b.counters.trusted(), { what: "Redis trusted" });
-      assert.deepEqual(await b.counters.read(me), at(peer, 1));
+      assert.deepEqual((await b.counters.read(me)).user, at(peer, 1));
       await server.refuseWrites();
 
       await setPostgres(sql, me, peer, 2);
       const started = performance.now();
-      await a.counters.changed([me]);
+      await a.counters.changed([userKey(me)]);
       assert.ok(
         performance.now() - started >= leaseMs,
         "the change waited until no lease on the old generation could remain",
       );
       assert.equal((await generationRow(sql)).redis_run_id, null, "unsafe, in Postgres");
       assert.equal(a.stats.generations.write_failed, 1, JSON.stringify(a.stats));
-      assert.deepEqual(await b.counters.read(me), at(peer, 2), "B never serves version 1");
+      assert.deepEqual((await b.counters.read(me)).user, at(peer, 2), "B never serves version 1");
       assert.equal(b.counters.trusted(), false, "nobody can confirm Redis while it refuses writes");
 
       // A second failure while still unsafe neither stamps again nor waits again.
       const again = performance.now();
-      await a.counters.changed([me]);
+      await a.counters.changed([userKey(me)]);
       assert.ok(performance.now() - again < leaseMs, "no second wait");
       assert.equal(a.stats.generations.write_failed, 1);
 
@@ -302,8 +301,8 @@ integrationTest(
       await waitFor(() => a.counters.trusted() && b.counters.trusted(), {
         what: "Redis stamped anew once it takes writes",
       });
-      assert.deepEqual(await b.counters.read(me), at(peer, 2));
-      assert.deepEqual(await a.counters.read(me), at(peer, 2));
+      assert.deepEqual((await b.counters.read(me)).user, at(peer, 2));
+      assert.deepEqual((await a.counters.read(me)).user, at(peer, 2));
     } finally {
       await close();
     }
@@ -318,7 +317,7 @@ integrationTest(
     const first = instance(env, earlier, redis);
     const me = crypto.randomUUID(), peer = crypto.randomUUID();
     await setPostgres(earlier, me, peer, 5);
-    assert.deepEqual(await first.counters.read(me), at(peer, 5));
+    assert.deepEqual((await first.counters.read(me)).user, at(peer, 5));
     await first.counters.close();
     // The database is recreated (a dev reset, a restore from backup): the user is at version 1.
     const recreatedUrl = env.countersDatabaseUrl.replace(/\/([^/]+)$/, "/$1_again");
@@ -326,8 +325,8 @@ integrationTest(
     const second = instance(env, recreated, redis);
     try {
       await setPostgres(recreated, me, peer, 1);
-      assert.deepEqual(await second.counters.read(me), at(peer, 1));
-      assert.deepEqual(await second.counters.read(me), at(peer, 1));
+      assert.deepEqual((await second.counters.read(me)).user, at(peer, 1));
+      assert.deepEqual((await second.counters.read(me)).user, at(peer, 1));
     } finally {
       await second.counters.close();
       await redis.close();
@@ -349,12 +348,12 @@ integrationTest(
       const me = crypto.randomUUID(), peer = crypto.randomUUID();
       await setPostgres(sql, me, peer, 1);
       await counters.read(me);
-      assert.ok(counters.cached(me), "held in process");
+      assert.ok(counters.cached(me)?.user, "held in process");
       // An instance killed with -9 between its commit and its cache write.
       await sql`insert into cache_instances (id, heartbeat_at)
                 values (${crypto.randomUUID()}, now() - interval '10 seconds')`;
       await waitFor(() => stats.generations.instance_died === 1, { what: "the death noticed" });
-      assert.equal(counters.cached(me), undefined, "in-process entries dropped");
+      assert.equal(counters.cached(me)?.user, undefined, "in-process entries dropped");
       assert.equal((await sql`select count(*)::int as n from cache_instances`)[0]!.n, 1);
     } finally {
       await close();
@@ -369,12 +368,18 @@ integrationTest(
     const { counters, close } = await oneInstance(env, { local });
     try {
       const me = crypto.randomUUID();
-      local.offer(me, { version: 1, dialogs: {} });
-      await waitFor(() => counters.cached(me), { what: "every other instance knows this one" });
+      local.offer("user", me, { version: 1, dialogs: {} });
+      await waitFor(() => counters.cached(me)?.user, {
+        what: "every other instance knows this one",
+      });
       const until = performance.now() + 400;
       while (performance.now() < until) { /* the event loop runs nothing: a stall */ }
-      assert.equal(counters.cached(me), undefined, "live updates may be waiting behind this read");
-      await waitFor(() => counters.cached(me), { what: "a round trip after the stall" });
+      assert.equal(
+        counters.cached(me)?.user,
+        undefined,
+        "live updates may be waiting behind this read",
+      );
+      await waitFor(() => counters.cached(me)?.user, { what: "a round trip after the stall" });
     } finally {
       await close();
     }
@@ -396,10 +401,10 @@ integrationTest(
       await waitFor(() => [a, b].every((i) => i.counters.servesFromMemory()), {
         what: "both serving from memory",
       });
-      assert.deepEqual(await b.counters.read(me), at(peer, 1));
+      assert.deepEqual((await b.counters.read(me)).user, at(peer, 1));
       await setPostgres(sql, me, peer, 2);
-      await a.counters.changed([me]);
-      assert.deepEqual(b.counters.cached(me), at(peer, 2));
+      await a.counters.changed([userKey(me)]);
+      assert.deepEqual(b.counters.cached(me)?.user, at(peer, 2));
     } finally {
       await a.counters.close();
       await b.counters.close();
@@ -414,9 +419,9 @@ integrationTest(
     const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
     const batches: number[] = [];
     const redis: RedisCache = Object.assign(Object.create(real), {
-      getMany(stamp: string, userIds: string[]) {
-        batches.push(userIds.length);
-        return real.getMany(stamp, userIds);
+      getMany(stamp: string, keys: string[]) {
+        batches.push(keys.length);
+        return real.getMany(stamp, keys);
       },
     });
     let t = 0;
@@ -426,18 +431,200 @@ integrationTest(
       const { stamp } = await generationRow(sql);
       const version = { version: 1, dialogs: { [crypto.randomUUID()]: 2 } };
       const users = Array.from({ length: 450 }, () => crypto.randomUUID());
-      await real.setManyIfNewer(stamp, users.map((userId) => ({ userId, counters: version })));
+      await real.setManyIfNewer(
+        stamp,
+        users.map((userId) => ({ key: userKey(userId), state: version })),
+      );
       const gone = crypto.randomUUID(); // never in Redis
-      for (const u of [...users, gone]) local.offer(u, version);
+      for (const u of [...users, gone]) local.offer("user", u, version);
       t = 600;
-      for (const u of [...users, gone]) assert.ok(counters.cached(u));
+      for (const u of [...users, gone]) assert.ok(counters.cached(u)?.user);
       await waitFor(() => stats.lookups.refreshed === 451, { what: "all 451 users refreshed" });
       assert.ok(batches.length >= 3 && batches.every((n) => n <= 200), `batches: ${batches}`);
       t = 1_500; // past the first time to live, within the confirmation's
-      assert.ok(users.every((u) => counters.cached(u)), "every entry in Redis was confirmed");
-      assert.equal(counters.cached(gone), undefined, "missing from Redis, so never confirmed");
+      assert.ok(users.every((u) => counters.cached(u)?.user), "every entry in Redis was confirmed");
+      assert.equal(
+        counters.cached(gone)?.user,
+        undefined,
+        "missing from Redis, so never confirmed",
+      );
     } finally {
       await close();
+    }
+  },
+);
+
+/** Makes `user` a member of `group` in Postgres, at user version `version`. */
+async function joinPostgres(sql: Sql, user: string, group: string, version: number) {
+  await sql`
+    insert into group_members (user_id, group_id, member, joined_seq, read_seq, muted, version)
+    values (${user}, ${group}, true, 0, 0, false, 1)`;
+  await sql`
+    insert into counter_versions (user_id, version) values (${user}, ${version})
+    on conflict (user_id) do update set version = excluded.version`;
+}
+
+/** Sets a group's newest seq in Postgres; its version is the seq. */
+async function setGroupPostgres(sql: Sql, group: string, lastSeq: number) {
+  await sql`
+    insert into group_counters (group_id, last_seq, version) values (${group}, ${lastSeq}, ${lastSeq})
+    on conflict (group_id) do update set last_seq = excluded.last_seq, version = excluded.version`;
+}
+
+const groupAt = (lastSeq: number): GroupCounters => ({
+  version: lastSeq,
+  lastSeq,
+  deleted: [],
+  mentionsAll: [],
+});
+
+/** The unread of `group` in the composed counters `read` served. */
+function groupUnread(
+  composed: { user: UserCounters; group: (id: string) => unknown },
+  group: string,
+) {
+  assert.ok(composed.user.groups?.[group], "a member of the group");
+  return (composed.group(group) as GroupCounters | undefined)?.lastSeq;
+}
+
+integrationTest(
+  "coherence: read() takes the user, then its groups' misses in one Redis MGET, then the rest in one Postgres load",
+  async (env) => {
+    const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const mgets: string[][] = [];
+    const redis: RedisCache = Object.assign(Object.create(real), {
+      getMany(stamp: string, keys: string[]) {
+        mgets.push(keys);
+        return real.getMany(stamp, keys);
+      },
+    });
+    const { sql, counters, stats, close } = await oneInstance(env, { redis });
+    try {
+      const me = crypto.randomUUID();
+      const groups = [1, 2, 3].map(() => crypto.randomUUID());
+      for (const [i, g] of groups.entries()) {
+        await joinPostgres(sql, me, g, 1);
+        await setGroupPostgres(sql, g, i + 1);
+      }
+      const { stamp } = await generationRow(sql);
+      // The second group is in Redis already, at a version Postgres has too.
+      await real.setManyIfNewer(stamp, [{ key: groupKey(groups[1]!), state: groupAt(2) }]);
+      const composed = await counters.read(me);
+      assert.deepEqual(groups.map((g) => groupUnread(composed, g)), [1, 2, 3]);
+      assert.deepEqual(mgets, [[userKey(me)], groups.map(groupKey)], "two round trips to Redis");
+      assert.equal(stats.loads, 3, "the user and the two groups Redis did not hold");
+      assert.deepEqual(
+        await real.getMany(stamp, groups.map(groupKey)),
+        [groupAt(1), groupAt(2), groupAt(3)],
+        "the misses filled Redis",
+      );
+      await counters.read(me);
+      assert.equal(stats.loads, 3, "then every part is a Redis hit");
+    } finally {
+      await close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a group change made on instance A is served by instance B once changed() returns, through Redis",
+  async (env) => {
+    const { sql, a, b, admin, close } = await twoInstancesOnPrivateRedis(env);
+    try {
+      const me = crypto.randomUUID(), group = crypto.randomUUID();
+      await joinPostgres(sql, me, group, 1);
+      await setGroupPostgres(sql, group, 1);
+      await settled(sql, admin, "c:", [a.counters, b.counters]);
+      assert.equal(groupUnread(await b.counters.read(me), group), 1, "B's Redis holds seq 1");
+      // A group message: the group's state changes, no member's does.
+      await setGroupPostgres(sql, group, 2);
+      await a.counters.changed([groupKey(group)]);
+      // Here the reply may be published: B must serve seq 2 from now on.
+      assert.equal(groupUnread(await b.counters.read(me), group), 2);
+      assert.equal(b.stats.loads, 2, "B read the new group state from Redis, not Postgres");
+    } finally {
+      await close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a group change whose Redis write is refused marks the cache unsafe, and no instance serves the old group state",
+  async (env) => {
+    const { server, sql, a, b, admin, close } = await twoInstancesOnPrivateRedis(env);
+    try {
+      const me = crypto.randomUUID(), group = crypto.randomUUID();
+      await joinPostgres(sql, me, group, 1);
+      await setGroupPostgres(sql, group, 1);
+      await settled(sql, admin, "c:", [a.counters, b.counters]);
+      assert.equal(groupUnread(await b.counters.read(me), group), 1);
+      await server.refuseWrites();
+      await setGroupPostgres(sql, group, 2);
+      await a.counters.changed([groupKey(group)]);
+      assert.equal(a.stats.generations.write_failed, 1, JSON.stringify(a.stats));
+      assert.equal(groupUnread(await b.counters.read(me), group), 2, "B never serves seq 1");
+      await server.acceptWrites();
+    } finally {
+      await close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a group change reaches every instance's in-process cache through one live update, and cached() composes only what memory holds whole",
+  async (env) => {
+    const sql = await countersDb(env);
+    const redis = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const live = memoryLive();
+    const published: string[][] = [];
+    const liveA = live.instance();
+    const a = instance(env, sql, redis, {
+      local: createLocalCache(),
+      live: {
+        ...liveA,
+        publish(changes, wait) {
+          published.push(changes.map((c) => c.key));
+          return liveA.publish(changes, wait);
+        },
+      },
+    });
+    const localB = createLocalCache();
+    const b = instance(env, sql, redis, { local: localB, live: live.instance() });
+    try {
+      const me = crypto.randomUUID(), group = crypto.randomUUID();
+      await joinPostgres(sql, me, group, 1);
+      await setGroupPostgres(sql, group, 1);
+      await waitFor(() => [a, b].every((i) => i.counters.servesFromMemory()), {
+        what: "both serving from memory",
+      });
+      assert.equal(b.counters.cached(me), undefined, "nothing in memory yet");
+      await b.counters.read(me);
+      assert.equal(groupUnread(b.counters.cached(me)!, group), 1, "the user and its group held");
+      await setGroupPostgres(sql, group, 2);
+      await a.counters.changed([groupKey(group)]);
+      assert.deepEqual(published, [[groupKey(group)]], "one live update, for the group only");
+      assert.equal(groupUnread(b.counters.cached(me)!, group), 2);
+
+      // A member whose group is not in memory is not served from memory.
+      const other = crypto.randomUUID(), otherGroup = crypto.randomUUID(); // neither read yet
+      localB.offer("user", other, {
+        version: 1,
+        dialogs: {},
+        groups: {
+          [otherGroup]: {
+            joinedSeq: 0,
+            readSeq: 0,
+            muted: false,
+            own: [],
+            mentions: [],
+          },
+        },
+      });
+      assert.equal(b.counters.cached(other), undefined, "its group's state is missing");
+    } finally {
+      await a.counters.close();
+      await b.counters.close();
+      await redis.close();
     }
   },
 );

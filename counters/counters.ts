@@ -137,18 +137,33 @@ export function composedVersion(counters: UserCounters, groups: GroupLookup = NO
   return version;
 }
 
-// A user state is never changed once made (a change makes a new version), so with the same group
-// versions its body is serialised once, however many reads serve it.
-const bodies = new WeakMap<UserCounters, { version: number; json: string }>();
+// A user state is never changed once made (a change makes a new state), and neither is a group
+// state, so with the same group states its body is serialised once, however many reads serve it.
+const bodies = new WeakMap<UserCounters, { parts: (GroupCounters | undefined)[]; json: string }>();
 
-/** countersBody() as JSON, made once per user state and group versions. */
+/** The states of the user's groups as `groups` gives them now, in the user's order. */
+function groupParts(counters: UserCounters, groups: GroupLookup): (GroupCounters | undefined)[] {
+  const parts: (GroupCounters | undefined)[] = [];
+  for (const groupId in counters.groups) parts.push(groups(groupId));
+  return parts;
+}
+
+/** countersBody() as JSON, made once per user state and group states. */
 export function countersJson(counters: UserCounters, groups: GroupLookup = NO_GROUPS): string {
-  const version = composedVersion(counters, groups);
+  const parts = counters.groups === undefined ? NO_PARTS : groupParts(counters, groups);
   const held = bodies.get(counters);
-  if (held !== undefined && held.version === version) return held.json;
+  if (held !== undefined && sameParts(held.parts, parts)) return held.json;
   const json = JSON.stringify(countersBody(counters, groups));
-  bodies.set(counters, { version, json });
+  bodies.set(counters, { parts, json });
   return json;
+}
+
+const NO_PARTS: (GroupCounters | undefined)[] = [];
+
+function sameParts(a: (GroupCounters | undefined)[], b: (GroupCounters | undefined)[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The unread count for one peer (0 when there is none). */

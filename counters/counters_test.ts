@@ -123,3 +123,20 @@ Deno.test("countersJson() makes a new body when a group's version moves", () => 
   assert.notEqual(first, second);
   assert.equal(JSON.parse(second).groups.g1.unread, 2);
 });
+
+Deno.test("countersJson() tells group states apart even when their versions add up the same", () => {
+  const counters: UserCounters = {
+    version: 1,
+    dialogs: {},
+    groups: { g1: member(), g2: member() },
+  };
+  const first = new Map([["g1", group({ version: 2, lastSeq: 2 })], ["g2", group({ version: 1 })]]);
+  const second = new Map([["g1", group({ version: 1 })], [
+    "g2",
+    group({ version: 2, lastSeq: 1 }),
+  ]]);
+  const a = JSON.parse(countersJson(counters, (id) => first.get(id)));
+  const b = JSON.parse(countersJson(counters, (id) => second.get(id)));
+  assert.deepEqual(a.groups, { g1: { unread: 2, mentions: 0 } });
+  assert.deepEqual(b.groups, { g2: { unread: 1, mentions: 0 } });
+});

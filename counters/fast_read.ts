@@ -11,8 +11,8 @@ import { HEADERS } from "../shared/events.ts";
 import type { FastPath } from "../shared/http/fast_path.ts";
 import { requestIdFor } from "../shared/http/request_id.ts";
 import type { RecordRequest } from "../shared/http/request_log.ts";
-import type { CoherentCounters } from "./coherence.ts";
-import { countersJson, type UserCounters } from "./counters.ts";
+import type { CoherentCounters, ComposedCounters } from "./coherence.ts";
+import { countersJson } from "./counters.ts";
 
 const ROUTE = "/api/counters";
 
@@ -44,8 +44,8 @@ export function fastCountersRead(deps: FastCountersReadDeps): FastPath {
     if (userId === undefined) return undefined;
     const started = performance.now();
     const requestId = requestIdFor(headers.get(HEADERS.requestId));
-    const answer = (counters: UserCounters) => {
-      const res = new Response(countersJson(counters), {
+    const answer = (counters: ComposedCounters) => {
+      const res = new Response(countersJson(counters.user, counters.group), {
         headers: { "Content-Type": "application/json", [HEADERS.requestId]: requestId },
       });
       recordRequest({

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createVerifiedTokens, signToken } from "../shared/auth.ts";
 import type { AnsweredRequest } from "../shared/http/request_log.ts";
 import { bearer, call, integrationTest } from "../testing/env.ts";
-import type { CoherentCounters } from "./coherence.ts";
+import type { CoherentCounters, ComposedCounters } from "./coherence.ts";
 import type { UserCounters } from "./counters.ts";
 import { fastCountersRead, pathOf } from "./fast_read.ts";
 
@@ -16,8 +16,14 @@ Deno.test("pathOf() takes the path from a request URL, without the query", () =>
   assert.equal(pathOf("http://h/"), "/");
 });
 
+/** A user in no group, as the reader composes it. */
+const alone = (user: UserCounters): ComposedCounters => ({ user, group: () => undefined });
+
 /** The fast path over a stub reader: `held` is what the in-process cache holds. */
-async function fastPathFor(held: UserCounters | undefined, read: () => Promise<UserCounters>) {
+async function fastPathFor(
+  held: ComposedCounters | undefined,
+  read: () => Promise<ComposedCounters>,
+) {
   const tokens = createVerifiedTokens(SECRET);
   const userId = crypto.randomUUID();
   const token = await signToken(userId, SECRET);
@@ -35,7 +41,7 @@ async function fastPathFor(held: UserCounters | undefined, read: () => Promise<U
 }
 
 Deno.test("fastCountersRead() leaves to the app what it does not know: new token, browser, other requests", async () => {
-  const counters = { version: 1, dialogs: { [PEER]: 2 } };
+  const counters = alone({ version: 1, dialogs: { [PEER]: 2 } });
   const f = await fastPathFor(counters, () => Promise.resolve(counters));
   assert.equal(f.get(), undefined, "a token this process has not verified yet");
   await f.tokens.verify(f.token);
@@ -50,17 +56,23 @@ Deno.test("fastCountersRead() leaves to the app what it does not know: new token
 });
 
 Deno.test("fastCountersRead() answers the body, headers and metric the app would, and echoes a given request id", async () => {
-  const counters = {
+  const counters = alone({
     version: 7,
     dialogs: { [PEER]: 2, "00000000-0000-4000-8000-000000000000": 0 },
-  };
+  });
   const f = await fastPathFor(counters, () => Promise.reject(new Error("not called")));
   await f.tokens.verify(f.token);
   const res = f.get({ "X-Request-ID": "given-id-1" }) as Response;
   assert.equal(res.status, 200);
   assert.equal(res.headers.get("Content-Type"), "application/json");
   assert.equal(res.headers.get("X-Request-ID"), "given-id-1");
-  assert.deepEqual(await res.json(), { total: 2, dialogs: { [PEER]: 2 } });
+  assert.deepEqual(await res.json(), {
+    total: 2,
+    dialogs: { [PEER]: 2 },
+    groups: {},
+    mentions: 0,
+    muted: [],
+  });
   const made = f.get({ "X-Request-ID": "not valid!" }) as Response;
   assert.match(made.headers.get("X-Request-ID")!, /^[0-9a-f-]{36}$/);
   await made.body?.cancel();
@@ -84,11 +96,17 @@ Deno.test("fastCountersRead() answers the body, headers and metric the app would
 });
 
 Deno.test("fastCountersRead() reads through on a local miss, and leaves a failed read to the app", async () => {
-  const counters = { version: 3, dialogs: { [PEER]: 1 } };
+  const counters = alone({ version: 3, dialogs: { [PEER]: 1 } });
   const ok = await fastPathFor(undefined, () => Promise.resolve(counters));
   await ok.tokens.verify(ok.token);
   const res = await ok.get();
-  assert.deepEqual(await res!.json(), { total: 1, dialogs: { [PEER]: 1 } });
+  assert.deepEqual(await res!.json(), {
+    total: 1,
+    dialogs: { [PEER]: 1 },
+    groups: {},
+    mentions: 0,
+    muted: [],
+  });
 
   const failing = await fastPathFor(undefined, () => Promise.reject(new Error("postgres down")));
   await failing.tokens.verify(failing.token);
@@ -125,7 +143,7 @@ integrationTest(
       status: 200,
       type: "application/json",
       requestId: "same-id",
-      body: { total: 5, dialogs: { [peer]: 5 } },
+      body: { total: 5, dialogs: { [peer]: 5 }, groups: {}, mentions: 0, muted: [] },
     };
     assert.deepEqual(answers, [
       { ...expected, cors: true },

@@ -1,18 +1,13 @@
 /**
  * Fan-out of counter changes to every counters instance over core NATS: one message per batch of
- * changes on `<prefix>_live.changes`, which every instance applies to its in-process cache and its
+ * changed cache keys (`user:<id>`, `group:<id>`) with their new states on `<prefix>_live.changes`, which every instance applies to its in-process cache and its
  * live streams and then acknowledges with its instance id, so the publisher can tell when every
  * instance has the change (counters/coherence.ts waits for that before a reply goes out).
  */
 import { createInbox, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../shared/log.ts";
-import type { UserCounters } from "./counters.ts";
-
-/** One user's new counters. */
-export interface CountersChange {
-  userId: string;
-  counters: UserCounters;
-}
+import type { CachedState } from "./cache_keys.ts";
+import type { CacheEntry } from "./redis_cache.ts";
 
 /** Publishes changes to every instance and lets this instance listen for them. */
 export interface LiveUpdates {
@@ -23,13 +18,16 @@ export interface LiveUpdates {
    * them, once every id in `awaitFrom` has, or after `timeoutMs`.
    */
   publish(
-    changes: CountersChange[],
+    changes: CacheEntry[],
     wait?: { awaitFrom: Iterable<string>; timeoutMs: number },
   ): Promise<Set<string>>;
-  /** Calls `listener` with every change of any user's counters, from any instance. */
-  onChange(listener: (userId: string, counters: UserCounters) => void): void;
-  /** Calls `listener` with every change of `userId`'s counters seen by any instance. */
-  subscribe(userId: string, listener: (counters: UserCounters) => void): () => void;
+  /** Calls `listener` with every change of any key's state, from any instance. */
+  onChange(listener: (key: string, state: CachedState) => void): void;
+  /**
+   * Calls `listener` with every change of `key`'s state, from any instance; one update of a key
+   * reaches every listener of it in this process (a group's reaches each of its members' streams).
+   */
+  subscribe(key: string, listener: (state: CachedState) => void): () => void;
   close(): void;
 }
 
@@ -45,20 +43,20 @@ export function createLiveUpdates(
   log: Logger,
   instanceId: string = crypto.randomUUID(),
 ): LiveUpdates {
-  const listeners = new Map<string, Set<(counters: UserCounters) => void>>();
-  const everyChange: ((userId: string, counters: UserCounters) => void)[] = [];
+  const listeners = new Map<string, Set<(state: CachedState) => void>>();
+  const everyChange: ((key: string, state: CachedState) => void)[] = [];
   const sub: Subscription = nc.subscribe(liveSubject(prefix), {
     callback: (err, msg) => {
       if (err) return log.warn("live updates subscription failed", { err });
-      let changes: CountersChange[];
+      let changes: CacheEntry[];
       try {
-        changes = msg.json<CountersChange[]>();
+        changes = msg.json<CacheEntry[]>();
       } catch (err) {
         return log.warn("malformed live update", { err, subject: msg.subject });
       }
-      for (const { userId, counters } of changes) {
-        for (const listener of everyChange) listener(userId, counters);
-        for (const listener of listeners.get(userId) ?? []) listener(counters);
+      for (const { key, state } of changes) {
+        for (const listener of everyChange) listener(key, state);
+        for (const listener of listeners.get(key) ?? []) listener(state);
       }
       if (msg.reply) nc.publish(msg.reply, instanceId);
     },
@@ -106,13 +104,13 @@ export function createLiveUpdates(
     onChange(listener) {
       everyChange.push(listener);
     },
-    subscribe(userId, listener) {
-      let set = listeners.get(userId);
-      if (!set) listeners.set(userId, set = new Set());
+    subscribe(key, listener) {
+      let set = listeners.get(key);
+      if (!set) listeners.set(key, set = new Set());
       set.add(listener);
       return () => {
         set.delete(listener);
-        if (set.size === 0) listeners.delete(userId);
+        if (set.size === 0 && listeners.get(key) === set) listeners.delete(key);
       };
     },
     close() {

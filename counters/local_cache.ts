@@ -1,6 +1,8 @@
 /**
- * An in-process cache of users' counters in front of Redis. It is kept current by the change events
- * every counters instance receives (live updates) and by this instance's own refreshes; versions
+ * An in-process cache of counters states, users' and groups' (counters/cache_keys.ts), in front of
+ * Redis. Entries are found by kind and id, not by a key string made per read: the read path's
+ * lookup costs what it cost before groups. It is kept current by the change events every counters
+ * instance receives (live updates) and by this instance's own refreshes; versions
  * decide, so an older value never replaces a newer one. While change events may be missed (NATS
  * disconnected) it is suspended and serves nothing. Every clear starts a new epoch: a value loaded
  * in an earlier epoch (before a disconnect, say) is offered with that epoch and dropped.
@@ -9,16 +11,19 @@
  * ever be missed. An entry read after `refreshAfterMs` is reported to the refresh listener once, so
  * the entries users keep reading are confirmed in batches before they expire and reads never wait.
  */
-import type { UserCounters } from "./counters.ts";
+import type { CachedState, ParsedKey } from "./cache_keys.ts";
+
+/** Which kind of state an entry holds. */
+export type StateKind = ParsedKey["kind"];
 
 /** The in-process cache. */
 export interface LocalCache {
-  get(userId: string): UserCounters | undefined;
+  get(kind: StateKind, id: string): CachedState | undefined;
   /**
-   * Keeps `counters` unless a newer version is held, or unless `epoch` (the epoch when the value
+   * Keeps `state` unless a newer version is held, or unless `epoch` (the epoch when the value
    * was loaded) is given and is no longer the current one.
    */
-  offer(userId: string, counters: UserCounters, epoch?: number): void;
+  offer(kind: StateKind, id: string, state: CachedState, epoch?: number): void;
   /** Drops every entry and starts a new epoch. */
   clear(): void;
   /** Drops everything and serves nothing until resume(); both start a new epoch. */
@@ -26,14 +31,14 @@ export interface LocalCache {
   resume(): void;
   /** The current epoch: taken before a load, passed to offer() with its result. */
   readonly epoch: number;
-  /** Calls `listener` with each user whose entry was read after refreshAfterMs (once per entry). */
-  onRefreshDue(listener: (userId: string) => void): void;
+  /** Calls `listener` with each entry read after refreshAfterMs (once per entry). */
+  onRefreshDue(listener: (kind: StateKind, id: string) => void): void;
   readonly size: number;
 }
 
 /** Options of the in-process cache. */
 export interface LocalCacheOptions {
-  /** Entries beyond this are evicted, least recently stored first. */
+  /** Entries of one kind beyond this are evicted, least recently stored first. */
   maxEntries?: number;
   /** An entry older than this is not served: a bound should a change event ever be missed. */
   ttlMs?: number;
@@ -48,42 +53,43 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
   const ttlMs = options.ttlMs ?? 10_000;
   const refreshAfterMs = options.refreshAfterMs ?? ttlMs / 2;
   const now = options.now ?? Date.now;
-  const entries = new Map<
-    string,
-    { counters: UserCounters; storedAt: number; refreshReported: boolean }
-  >();
+  type Entry = { state: CachedState; storedAt: number; refreshReported: boolean };
+  const byKind: Record<StateKind, Map<string, Entry>> = { user: new Map(), group: new Map() };
   let suspended = false;
   let epoch = 0;
   const clear = () => {
-    entries.clear();
+    byKind.user.clear();
+    byKind.group.clear();
     epoch++;
   };
-  let refreshDue: (userId: string) => void = () => {};
+  let refreshDue: (kind: StateKind, id: string) => void = () => {};
   return {
-    get(userId) {
+    get(kind, id) {
       if (suspended) return undefined;
-      const entry = entries.get(userId);
+      const entries = byKind[kind];
+      const entry = entries.get(id);
       if (!entry) return undefined;
       const age = now() - entry.storedAt;
       if (age > ttlMs) {
-        entries.delete(userId);
+        entries.delete(id);
         return undefined;
       }
       if (age > refreshAfterMs && !entry.refreshReported) {
         entry.refreshReported = true;
-        refreshDue(userId);
+        refreshDue(kind, id);
       }
-      return entry.counters;
+      return entry.state;
     },
-    offer(userId, counters, loadedIn) {
+    offer(kind, id, state, loadedIn) {
       if (suspended || (loadedIn !== undefined && loadedIn !== epoch)) return;
-      const held = entries.get(userId);
-      if (held && held.counters.version > counters.version) return;
+      const entries = byKind[kind];
+      const held = entries.get(id);
+      if (held && held.state.version > state.version) return;
       // Re-inserting moves the entry to the end, so the Map's order is the eviction order.
-      entries.delete(userId);
-      // The same version is the same counters: keeping the object held keeps its body made once.
-      const kept = held && held.counters.version === counters.version ? held.counters : counters;
-      entries.set(userId, { counters: kept, storedAt: now(), refreshReported: false });
+      entries.delete(id);
+      // The same version is the same state: keeping the object held keeps its body made once.
+      const kept = held && held.state.version === state.version ? held.state : state;
+      entries.set(id, { state: kept, storedAt: now(), refreshReported: false });
       if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
     },
     clear,
@@ -102,7 +108,7 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
       refreshDue = listener;
     },
     get size() {
-      return entries.size;
+      return byKind.user.size + byKind.group.size;
     },
   };
 }

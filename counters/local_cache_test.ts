@@ -5,84 +5,111 @@ const c = (version: number, n = version) => ({ version, dialogs: { p: n } });
 
 Deno.test("LocalCache keeps the newest version and never goes back", () => {
   const cache = createLocalCache();
-  cache.offer("u", c(2));
-  cache.offer("u", c(1));
-  assert.deepEqual(cache.get("u"), c(2));
-  cache.offer("u", c(3));
-  assert.deepEqual(cache.get("u"), c(3));
-  assert.equal(cache.get("other"), undefined);
+  cache.offer("user", "u", c(2));
+  cache.offer("user", "u", c(1));
+  assert.deepEqual(cache.get("user", "u"), c(2));
+  cache.offer("user", "u", c(3));
+  assert.deepEqual(cache.get("user", "u"), c(3));
+  assert.equal(cache.get("user", "other"), undefined);
 });
 
 Deno.test("LocalCache stops serving an entry after its time to live", () => {
   let t = 0;
   const cache = createLocalCache({ ttlMs: 100, now: () => t });
-  cache.offer("u", c(1));
+  cache.offer("user", "u", c(1));
   t = 100;
-  assert.deepEqual(cache.get("u"), c(1));
+  assert.deepEqual(cache.get("user", "u"), c(1));
   t = 101;
-  assert.equal(cache.get("u"), undefined);
+  assert.equal(cache.get("user", "u"), undefined);
 });
 
 Deno.test("LocalCache evicts the least recently stored entry beyond its size", () => {
   const cache = createLocalCache({ maxEntries: 2 });
-  cache.offer("a", c(1));
-  cache.offer("b", c(1));
-  cache.offer("a", c(2));
-  cache.offer("c", c(1));
+  cache.offer("user", "a", c(1));
+  cache.offer("user", "b", c(1));
+  cache.offer("user", "a", c(2));
+  cache.offer("user", "c", c(1));
   assert.equal(cache.size, 2);
-  assert.equal(cache.get("b"), undefined);
-  assert.deepEqual(cache.get("a"), c(2));
+  assert.equal(cache.get("user", "b"), undefined);
+  assert.deepEqual(cache.get("user", "a"), c(2));
 });
 
 Deno.test("LocalCache serves and keeps nothing while suspended", () => {
   const cache = createLocalCache();
-  cache.offer("u", c(1));
+  cache.offer("user", "u", c(1));
   cache.suspend();
-  assert.equal(cache.get("u"), undefined);
-  cache.offer("u", c(2));
+  assert.equal(cache.get("user", "u"), undefined);
+  cache.offer("user", "u", c(2));
   cache.resume();
-  assert.equal(cache.get("u"), undefined, "what was offered while suspended is not kept");
-  cache.offer("u", c(3));
-  assert.deepEqual(cache.get("u"), c(3));
+  assert.equal(cache.get("user", "u"), undefined, "what was offered while suspended is not kept");
+  cache.offer("user", "u", c(3));
+  assert.deepEqual(cache.get("user", "u"), c(3));
 });
 
 Deno.test("LocalCache reports an entry read after refreshAfterMs once, and a confirmation keeps it served", () => {
   let t = 0;
   const cache = createLocalCache({ ttlMs: 100, refreshAfterMs: 50, now: () => t });
   const due: string[] = [];
-  cache.onRefreshDue((userId) => due.push(userId));
-  cache.offer("u", c(1));
+  cache.onRefreshDue((_kind, id) => due.push(id));
+  cache.offer("user", "u", c(1));
   t = 50;
-  cache.get("u");
+  cache.get("user", "u");
   assert.deepEqual(due, [], "not yet due at refreshAfterMs itself");
   t = 51;
-  assert.deepEqual(cache.get("u"), c(1), "a due entry is still served");
-  cache.get("u");
+  assert.deepEqual(cache.get("user", "u"), c(1), "a due entry is still served");
+  cache.get("user", "u");
   assert.deepEqual(due, ["u"], "reported once however often it is read");
-  const held = cache.get("u");
-  cache.offer("u", c(1)); // the same version, confirmed from Redis at t = 51
-  assert.equal(cache.get("u"), held, "a confirmation keeps the object held (and its body)");
+  const held = cache.get("user", "u");
+  cache.offer("user", "u", c(1)); // the same version, confirmed from Redis at t = 51
+  assert.equal(cache.get("user", "u"), held, "a confirmation keeps the object held (and its body)");
   t = 101;
-  assert.deepEqual(cache.get("u"), c(1));
+  assert.deepEqual(cache.get("user", "u"), c(1));
   assert.deepEqual(due, ["u"], "not due again until 50 ms after its confirmation");
   t = 140;
-  assert.deepEqual(cache.get("u"), c(1), "served past the first entry's time to live");
+  assert.deepEqual(cache.get("user", "u"), c(1), "served past the first entry's time to live");
   assert.deepEqual(due, ["u", "u"], "and due again");
   t = 152;
-  assert.equal(cache.get("u"), undefined, "an entry not confirmed again expires");
+  assert.equal(cache.get("user", "u"), undefined, "an entry not confirmed again expires");
 });
 
 Deno.test("LocalCache drops a value loaded in an earlier epoch: before a clear, a suspend or a resume", () => {
   const cache = createLocalCache();
   const beforeClear = cache.epoch;
   cache.clear();
-  cache.offer("u", c(5), beforeClear);
-  assert.equal(cache.get("u"), undefined, "loaded before the clear");
+  cache.offer("user", "u", c(5), beforeClear);
+  assert.equal(cache.get("user", "u"), undefined, "loaded before the clear");
   cache.suspend();
   const whileSuspended = cache.epoch;
   cache.resume();
-  cache.offer("u", c(6), whileSuspended);
-  assert.equal(cache.get("u"), undefined, "loaded while suspended, offered after the resume");
-  cache.offer("u", c(7), cache.epoch);
-  assert.deepEqual(cache.get("u"), c(7), "loaded in the current epoch");
+  cache.offer("user", "u", c(6), whileSuspended);
+  assert.equal(
+    cache.get("user", "u"),
+    undefined,
+    "loaded while suspended, offered after the resume",
+  );
+  cache.offer("user", "u", c(7), cache.epoch);
+  assert.deepEqual(cache.get("user", "u"), c(7), "loaded in the current epoch");
+});
+
+Deno.test("LocalCache keeps user and group states apart, each at its own newest version", () => {
+  const cache = createLocalCache();
+  const group = (version: number) => ({ version, lastSeq: version, deleted: [], mentionsAll: [] });
+  cache.offer("user", "x", c(5));
+  cache.offer("group", "x", group(2));
+  cache.offer("group", "x", group(1));
+  assert.deepEqual(cache.get("user", "x"), c(5));
+  assert.deepEqual(
+    cache.get("group", "x"),
+    group(2),
+    "an older group state never replaces a newer",
+  );
+  cache.offer("group", "x", group(3));
+  assert.deepEqual(cache.get("group", "x"), group(3));
+  assert.deepEqual(
+    cache.get("user", "x"),
+    c(5),
+    "a group's version does not touch the user's entry",
+  );
+  cache.offer("group", "y", group(1));
+  assert.equal(cache.size, 3);
 });

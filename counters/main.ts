@@ -100,9 +100,8 @@ export async function startCounters(
   mountApiDocs(app, "counters API");
 
   const repairs = metrics.counter("counters_reconcile_repairs_total", "Counters repaired");
-  // Cache keys (`user:<id>`, `group:<id>`); until group entries are cached, users only.
-  const afterChange = (keys: string[]) =>
-    reader.changed(keys.filter((k) => k.startsWith("user:")).map((k) => k.slice("user:".length)));
+  // Keys of the changed states: `user:<id>`, `group:<id>` (counters/cache_keys.ts).
+  const afterChange = (keys: string[]) => reader.changed(keys);
   const reconciliation = config.RECONCILE_INTERVAL_MS > 0
     ? startPeriodic("reconciliation", config.RECONCILE_INTERVAL_MS, async () => {
       const repaired = await reconcileOnce(sql);

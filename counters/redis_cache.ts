@@ -1,12 +1,13 @@
 /**
- * Users' counters in Redis, in namespaces called generations. Redis says which generation its
+ * Counters states in Redis (users' and groups', by cache key: counters/cache_keys.ts), in namespaces
+ * called generations. Redis says which generation its
  * entries belong to (the `generation` key); a read or write names the generation it trusts and is
  * refused when Redis holds another, so a Redis that was flushed, restarted from an older snapshot
  * or re-stamped by another instance is never read as if it were the one the entries were written
  * for. Which generation is current is decided in counters/coherence.ts; this module is only I/O.
  */
 import { Redis } from "ioredis";
-import type { UserCounters } from "./counters.ts";
+import { type CachedState, userKey } from "./cache_keys.ts";
 
 /** Thrown when Redis' generation is not the one a call named. */
 export class GenerationMismatch extends Error {
@@ -23,20 +24,26 @@ export interface RedisIdentity {
   stamp: string | null;
 }
 
-/** Reads and writes cached counters; every call may reject when Redis is unreachable. */
+/** One cache key's state. */
+export interface CacheEntry {
+  key: string;
+  state: CachedState;
+}
+
+/** Reads and writes cached states; every call may reject when Redis is unreachable. */
 export interface RedisCache {
-  /** The users' entries in generation `stamp`, in order; GenerationMismatch if Redis holds another. */
-  getMany(stamp: string, userIds: string[]): Promise<(UserCounters | null)[]>;
+  /**
+   * The keys' states in generation `stamp`, in order, in one round trip; GenerationMismatch if
+   * Redis holds another generation.
+   */
+  getMany(stamp: string, keys: string[]): Promise<(CachedState | null)[]>;
   /**
    * Stores each entry in generation `stamp` unless a newer version is held; per entry `true`
    * (stored), `false` (a newer one is held) or the error (GenerationMismatch, out of memory, ...).
    */
-  setManyIfNewer(
-    stamp: string,
-    entries: { userId: string; counters: UserCounters }[],
-  ): Promise<(boolean | Error)[]>;
-  /** Deletes the users' entries in generation `stamp`; Redis allows it even when out of memory. */
-  deleteMany(stamp: string, userIds: string[]): Promise<void>;
+  setManyIfNewer(stamp: string, entries: CacheEntry[]): Promise<(boolean | Error)[]>;
+  /** Deletes the keys' entries in generation `stamp`; Redis allows it even when out of memory. */
+  deleteMany(stamp: string, keys: string[]): Promise<void>;
   identity(): Promise<RedisIdentity>;
   /** Sets Redis' generation to `next` if it holds `expected` (null: none); false otherwise. */
   swapGeneration(expected: string | null, next: string): Promise<boolean>;
@@ -77,9 +84,27 @@ export interface RedisCacheOptions {
   commandTimeoutMs?: number;
 }
 
-/** The key of a user's entry in a generation (before the key prefix). */
+/** The Redis key of a cache key's entry in a generation (before the key prefix). */
+export function redisKey(stamp: string, key: string): string {
+  return `g:${stamp}:${key}`;
+}
+
+/** The Redis key of a user's entry in a generation (before the key prefix). */
 export function entryKey(stamp: string, userId: string): string {
-  return `g:${stamp}:user:${userId}`;
+  return redisKey(stamp, userKey(userId));
+}
+
+/** An entry as stored: "version|json of the rest", so the write script reads the version alone. */
+function encode(state: CachedState): string {
+  const { version: _, ...rest } = state;
+  return JSON.stringify(rest);
+}
+
+/** An entry as stored, read back; null for none. */
+function decode(raw: string | null): CachedState | null {
+  if (raw === null) return null;
+  const bar = raw.indexOf("|");
+  return { version: Number(raw.slice(0, bar)), ...JSON.parse(raw.slice(bar + 1)) };
 }
 
 /** Opens the Redis cache; commands fail fast while Redis is down instead of queueing. */
@@ -122,34 +147,29 @@ export function openRedisCache(options: RedisCacheOptions): RedisCache {
       redis.once("ready", done);
     });
   };
-  const parse = (raw: string | null): UserCounters | null => {
-    if (raw === null) return null;
-    const bar = raw.indexOf("|");
-    return { version: Number(raw.slice(0, bar)), dialogs: JSON.parse(raw.slice(bar + 1)) };
-  };
   return {
-    async getMany(stamp, userIds) {
+    async getMany(stamp, keys) {
       await ready();
       const [held, ...raw] = await redis.mget(
         GENERATION_KEY,
-        ...userIds.map((u) => entryKey(stamp, u)),
+        ...keys.map((key) => redisKey(stamp, key)),
       );
       if (held !== stamp) throw new GenerationMismatch(stamp, held ?? null);
-      return raw.map(parse);
+      return raw.map(decode);
     },
     async setManyIfNewer(stamp, entries) {
       if (entries.length === 0) return [];
       await ready();
       const pipeline = redis.pipeline();
-      for (const { userId, counters } of entries) {
+      for (const { key, state } of entries) {
         pipeline.eval(
           SET_IF_NEWER,
           2,
           GENERATION_KEY,
-          entryKey(stamp, userId),
+          redisKey(stamp, key),
           stamp,
-          String(counters.version),
-          JSON.stringify(counters.dialogs),
+          String(state.version),
+          encode(state),
           ttl,
         );
       }
@@ -161,10 +181,10 @@ export function openRedisCache(options: RedisCacheOptions): RedisCache {
         return result === 1;
       });
     },
-    async deleteMany(stamp, userIds) {
-      if (userIds.length === 0) return;
+    async deleteMany(stamp, keys) {
+      if (keys.length === 0) return;
       await ready();
-      await redis.del(...userIds.map((u) => entryKey(stamp, u)));
+      await redis.del(...keys.map((key) => redisKey(stamp, key)));
     },
     async identity() {
       await ready();

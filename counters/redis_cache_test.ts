@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { entryKey, GenerationMismatch, openRedisCache } from "./redis_cache.ts";
+import { groupKey, userKey } from "./cache_keys.ts";
+import { entryKey, GenerationMismatch, openRedisCache, redisKey } from "./redis_cache.ts";
 import { integrationTest } from "../testing/env.ts";
 
 integrationTest(
@@ -8,25 +9,25 @@ integrationTest(
     const cache = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
     try {
       assert.equal(await cache.swapGeneration(null, "g1"), true);
-      const [a, b, c] = [1, 2, 3].map(() => crypto.randomUUID());
+      const [a, b, c] = [1, 2, 3].map(() => userKey(crypto.randomUUID()));
       await cache.setManyIfNewer("g1", [{
-        userId: b!,
-        counters: { version: 5, dialogs: { p: 5 } },
+        key: b!,
+        state: { version: 5, dialogs: { p: 5 } },
       }]);
       const results = await cache.setManyIfNewer("g1", [
-        { userId: a!, counters: { version: 1, dialogs: { p: 1 } } },
-        { userId: b!, counters: { version: 4, dialogs: { p: 4 } } },
-        { userId: b!, counters: { version: 5, dialogs: { p: 9 } } },
-        { userId: c!, counters: { version: 2, dialogs: {} } },
+        { key: a!, state: { version: 1, dialogs: { p: 1 } } },
+        { key: b!, state: { version: 4, dialogs: { p: 4 } } },
+        { key: b!, state: { version: 5, dialogs: { p: 9 } } },
+        { key: c!, state: { version: 2, dialogs: {} } },
       ]);
       assert.deepEqual(results, [true, false, false, true]);
-      assert.deepEqual(await cache.getMany("g1", [a!, b!, c!, crypto.randomUUID()]), [
+      assert.deepEqual(await cache.getMany("g1", [a!, b!, c!, userKey(crypto.randomUUID())]), [
         { version: 1, dialogs: { p: 1 } },
         { version: 5, dialogs: { p: 5 } },
         { version: 2, dialogs: {} },
         null,
       ]);
-      const ttl = await env.redis().pttl(`${env.redisPrefix}${entryKey("g1", a!)}`);
+      const ttl = await env.redis().pttl(`${env.redisPrefix}${redisKey("g1", a!)}`);
       assert.ok(ttl > 0, "entries expire");
     } finally {
       await cache.close();
@@ -39,15 +40,15 @@ integrationTest(
   async (env) => {
     const cache = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
     try {
-      const user = crypto.randomUUID();
+      const user = userKey(crypto.randomUUID());
       await assert.rejects(cache.getMany("g1", [user]), GenerationMismatch, "no generation yet");
       assert.equal(await cache.swapGeneration(null, "g1"), true);
-      await cache.setManyIfNewer("g1", [{ userId: user, counters: { version: 1, dialogs: {} } }]);
+      await cache.setManyIfNewer("g1", [{ key: user, state: { version: 1, dialogs: {} } }]);
       assert.equal(await cache.swapGeneration("g0", "g2"), false, "Redis holds g1, not g0");
       assert.equal(await cache.swapGeneration("g1", "g2"), true);
       await assert.rejects(cache.getMany("g1", [user]), GenerationMismatch);
       const [written] = await cache.setManyIfNewer("g1", [
-        { userId: user, counters: { version: 2, dialogs: {} } },
+        { key: user, state: { version: 2, dialogs: {} } },
       ]);
       assert.ok(
         written instanceof GenerationMismatch,
@@ -63,6 +64,45 @@ integrationTest(
   },
 );
 
+integrationTest(
+  "RedisCache keeps user and group states side by side, each with its own version, as g:<stamp>:<key>",
+  async (env) => {
+    const cache = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    try {
+      assert.equal(await cache.swapGeneration(null, "g1"), true);
+      const userId = crypto.randomUUID(), groupId = crypto.randomUUID();
+      const user = {
+        version: 3,
+        dialogs: {},
+        muted: [groupId],
+        groups: {
+          [groupId]: { joinedSeq: 1, readSeq: 2, muted: true, own: [4], mentions: [5] },
+        },
+      };
+      const group = { version: 7, lastSeq: 9, deleted: [3], mentionsAll: [6] };
+      assert.deepEqual(
+        await cache.setManyIfNewer("g1", [
+          { key: userKey(userId), state: user },
+          { key: groupKey(groupId), state: group },
+          { key: groupKey(groupId), state: { ...group, version: 6, lastSeq: 8 } },
+        ]),
+        [true, true, false],
+        "the group's older version is refused",
+      );
+      assert.deepEqual(
+        await cache.getMany("g1", [groupKey(groupId), userKey(userId), groupKey(userId)]),
+        [group, user, null],
+        "read back in one MGET; a user id under the group kind is another key",
+      );
+      const raw = await env.redis().get(`${env.redisPrefix}g:g1:group:${groupId}`);
+      assert.equal(raw, `7|{"lastSeq":9,"deleted":[3],"mentionsAll":[6]}`);
+      assert.equal(entryKey("g1", userId), `g:g1:user:${userId}`);
+    } finally {
+      await cache.close();
+    }
+  },
+);
+
 Deno.test({
   name: "RedisCache rejects quickly when Redis is unreachable",
   sanitizeOps: false,
@@ -71,7 +111,7 @@ Deno.test({
     const cache = openRedisCache({ url: "redis://127.0.0.1:1", keyPrefix: "x:" });
     try {
       const started = Date.now();
-      await assert.rejects(cache.getMany("g", [crypto.randomUUID()]));
+      await assert.rejects(cache.getMany("g", [userKey(crypto.randomUUID())]));
       assert.ok(Date.now() - started < 2_000, "fails fast instead of queueing");
     } finally {
       await cache.close();

@@ -39,12 +39,28 @@ integrationTest(
       const a = crypto.randomUUID(), b = crypto.randomUUID();
 
       await sendCommitted(dialogs, a, b, "one");
-      assert.deepEqual(await countersOf(counters, b), { total: 1, dialogs: { [a]: 1 } });
-      assert.equal(await env.cachedEntry(b), `1|{"${a}":1}`, "cached through the proxy");
+      assert.deepEqual(await countersOf(counters, b), {
+        total: 1,
+        dialogs: { [a]: 1 },
+        groups: {},
+        mentions: 0,
+        muted: [],
+      });
+      assert.equal(
+        await env.cachedEntry(b),
+        `1|{"dialogs":{"${a}":1}}`,
+        "cached through the proxy",
+      );
       assert.equal((await call(`${counters.url}/health/ready`)).status, 200);
 
       await proxy.cut();
-      assert.deepEqual(await countersOf(counters, b), { total: 1, dialogs: { [a]: 1 } });
+      assert.deepEqual(await countersOf(counters, b), {
+        total: 1,
+        dialogs: { [a]: 1 },
+        groups: {},
+        mentions: 0,
+        muted: [],
+      });
       const ready = await call(`${counters.url}/health/ready`);
       assert.equal(ready.status, 503);
       assert.equal(ready.body.checks.postgres, "ok");
@@ -53,8 +69,14 @@ integrationTest(
       assert.match(ready.body.detail, /redis/);
 
       await sendCommitted(dialogs, a, b, "two");
-      assert.deepEqual(await countersOf(counters, b), { total: 2, dialogs: { [a]: 2 } });
-      assert.equal(await env.cachedEntry(b), `1|{"${a}":1}`, "Redis missed the change");
+      assert.deepEqual(await countersOf(counters, b), {
+        total: 2,
+        dialogs: { [a]: 2 },
+        groups: {},
+        mentions: 0,
+        muted: [],
+      });
+      assert.equal(await env.cachedEntry(b), `1|{"dialogs":{"${a}":1}}`, "Redis missed the change");
       const [marked] = await env.sql("counters")`select redis_run_id from cache_generation`;
       assert.equal(marked!.redis_run_id, null, "the missed change marked the cache unsafe");
 
@@ -66,8 +88,14 @@ integrationTest(
       await waitFor(async () => (await env.cachedEntry(b)) === null, {
         what: "a new generation, without the stale entry",
       });
-      assert.deepEqual(await countersOf(counters, b), { total: 2, dialogs: { [a]: 2 } });
-      assert.equal(await env.cachedEntry(b), `2|{"${a}":2}`, "refilled at version 2");
+      assert.deepEqual(await countersOf(counters, b), {
+        total: 2,
+        dialogs: { [a]: 2 },
+        groups: {},
+        mentions: 0,
+        muted: [],
+      });
+      assert.equal(await env.cachedEntry(b), `2|{"dialogs":{"${a}":2}}`, "refilled at version 2");
     } finally {
       await proxy.close();
     }

@@ -137,16 +137,31 @@ integrationTest(
     const stream = await openStream(counters, b);
     try {
       const first = await stream.nextEvent();
-      assert.deepEqual(first, { id: "0", data: { total: 0, dialogs: {} } });
+      assert.deepEqual(first, {
+        id: "0",
+        data: { total: 0, dialogs: {}, groups: {}, mentions: 0, muted: [] },
+      });
 
       await send(dialogs, a, b);
       const second = await stream.nextEvent(10_000);
-      assert.deepEqual(second.data, { total: 1, dialogs: { [a]: 1 } });
+      assert.deepEqual(second.data, {
+        total: 1,
+        dialogs: { [a]: 1 },
+        groups: {},
+        mentions: 0,
+        muted: [],
+      });
       assert.ok(Number(second.id) > Number(first.id), `id ${second.id} > ${first.id}`);
 
       await send(dialogs, a, b);
       const third = await stream.nextEvent(10_000);
-      assert.deepEqual(third.data, { total: 2, dialogs: { [a]: 2 } });
+      assert.deepEqual(third.data, {
+        total: 2,
+        dialogs: { [a]: 2 },
+        groups: {},
+        mentions: 0,
+        muted: [],
+      });
       assert.ok(Number(third.id) > Number(second.id), `id ${third.id} > ${second.id}`);
     } finally {
       await stream.cancel();
@@ -191,7 +206,7 @@ integrationTest(
       assert.equal((await onOne.nextEvent()).data.total, 0);
       assert.equal((await onTwo.nextEvent()).data.total, 0);
       await send(dialogs, a, b);
-      const expected = { total: 1, dialogs: { [a]: 1 } };
+      const expected = { total: 1, dialogs: { [a]: 1 }, groups: {}, mentions: 0, muted: [] };
       assert.deepEqual((await onOne.nextEvent(10_000)).data, expected);
       assert.deepEqual((await onTwo.nextEvent(10_000)).data, expected);
       const applied = env.logs.filter((l) =>
@@ -230,7 +245,13 @@ integrationTest(
     });
     try {
       const first = await again.nextEvent();
-      assert.deepEqual(first.data, { total: 1, dialogs: { [a]: 1 } });
+      assert.deepEqual(first.data, {
+        total: 1,
+        dialogs: { [a]: 1 },
+        groups: {},
+        mentions: 0,
+        muted: [],
+      });
       assert.ok(Number(first.id) > Number(oldId), `id ${first.id} > ${oldId}`);
     } finally {
       await again.cancel();
@@ -254,7 +275,10 @@ integrationTest(
 
     const stream = await openStream(counters, me, { Authorization: await bearer(me) });
     try {
-      assert.deepEqual(await stream.nextEvent(), { id: "0", data: { total: 0, dialogs: {} } });
+      assert.deepEqual(await stream.nextEvent(), {
+        id: "0",
+        data: { total: 0, dialogs: {}, groups: {}, mentions: 0, muted: [] },
+      });
     } finally {
       await stream.cancel();
     }

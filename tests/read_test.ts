@@ -61,7 +61,13 @@ integrationTest(
     assert.equal(outbox!.n, 1, "a read of nothing emits no event");
     const more = await send(dialogs, a, b, "new");
     await waitForStatus(dialogs, a, more.body.messageId, "committed");
-    assert.deepEqual(await countersOf(counters, b), { total: 1, dialogs: { [a]: 1 } });
+    assert.deepEqual(await countersOf(counters, b), {
+      total: 1,
+      dialogs: { [a]: 1 },
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
   },
 );
 

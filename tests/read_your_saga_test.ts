@@ -21,7 +21,7 @@ integrationTest(
       const cached = await env.cachedEntry(b);
       assert.ok(cached, "the recipient's counters are in Redis");
       assert.equal(
-        JSON.parse(cached.slice(cached.indexOf("|") + 1))[a],
+        JSON.parse(cached.slice(cached.indexOf("|") + 1)).dialogs[a],
         i,
         `Redis counts message ${i}`,
       );

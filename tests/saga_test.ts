@@ -25,8 +25,20 @@ integrationTest(
 
     await waitForStatus(s.dialogs, a, sent.body.messageId, "committed");
     // Read-your-saga: committed means the counter already includes it.
-    assert.deepEqual(await counters(s.counters, b), { total: 1, dialogs: { [a]: 1 } });
-    assert.deepEqual(await counters(s.counters, a), { total: 0, dialogs: {} });
+    assert.deepEqual(await counters(s.counters, b), {
+      total: 1,
+      dialogs: { [a]: 1 },
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
+    assert.deepEqual(await counters(s.counters, a), {
+      total: 0,
+      dialogs: {},
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
     const one = await call(`${s.counters.url}/api/counters/${a}`, { auth: await bearer(b) });
     assert.deepEqual(one.body, { peerId: a, unread: 1 });
 
@@ -56,7 +68,13 @@ integrationTest(
       /\ncounters_cache_memory_serving 1\n/.test(
         await fetch(`${s.counters.url}/metrics`).then((r) => r.text()),
       ), { what: "counters serving from memory" });
-    assert.deepEqual(await counters(s.counters, b), { total: 1, dialogs: { [a]: 1 } });
+    assert.deepEqual(await counters(s.counters, b), {
+      total: 1,
+      dialogs: { [a]: 1 },
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
     const countersMetrics = await fetch(`${s.counters.url}/metrics`).then((r) => r.text());
     assert.match(countersMetrics, /\nsaga_consumer_pending 0\n/);
     assert.match(countersMetrics, /\nsaga_consumer_ack_pending 0\n/);
@@ -87,7 +105,13 @@ integrationTest(
     const second = await send(s.dialogs, a, b, "two");
     await waitForStatus(s.dialogs, a, second.body.messageId, "failed");
 
-    assert.deepEqual(await counters(s.counters, b), { total: 1, dialogs: { [a]: 1 } });
+    assert.deepEqual(await counters(s.counters, b), {
+      total: 1,
+      dialogs: { [a]: 1 },
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
     const hidden = await call(`${s.dialogs.url}/api/messages/${second.body.messageId}`, {
       auth: await bearer(b),
     });
@@ -131,7 +155,13 @@ integrationTest(
       l.requestId === "trace-duplicate" && l.msg === "message counted"
     )!;
     assert.equal(dup.redelivery, true);
-    assert.deepEqual(await counters(s.counters, b), { total: 1, dialogs: { [a]: 1 } });
+    assert.deepEqual(await counters(s.counters, b), {
+      total: 1,
+      dialogs: { [a]: 1 },
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
     assert.equal(await statusOf(s.dialogs, a, sent.body.messageId), "committed");
   },
 );
@@ -151,7 +181,13 @@ integrationTest(
 
     const restarted = await env.startDialogs();
     await waitForStatus(restarted, a, sent.body.messageId, "committed");
-    assert.deepEqual(await counters(countersService, b), { total: 1, dialogs: { [a]: 1 } });
+    assert.deepEqual(await counters(countersService, b), {
+      total: 1,
+      dialogs: { [a]: 1 },
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
   },
 );
 
@@ -172,7 +208,13 @@ integrationTest(
     assert.equal(dlq.state.messages, 1);
     const dead = (await jsm.streams.getMessage(`${env.stream}_DLQ`, { seq: 1 }))!;
     assert.match(dead.header.get("Dead-Letter-Reason"), /id/);
-    assert.deepEqual(await counters(s.counters, b), { total: 1, dialogs: { [a]: 1 } });
+    assert.deepEqual(await counters(s.counters, b), {
+      total: 1,
+      dialogs: { [a]: 1 },
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
   },
 );
 
@@ -196,7 +238,13 @@ integrationTest(
     assert.equal(await statusOf(s.dialogs, a, sent.body.messageId), "pending", "never failed");
     await admin.unsafe(`alter database "${countersDb}" allow_connections true`);
     await waitForStatus(s.dialogs, a, sent.body.messageId, "committed");
-    assert.deepEqual(await counters(s.counters, b), { total: 1, dialogs: { [a]: 1 } });
+    assert.deepEqual(await counters(s.counters, b), {
+      total: 1,
+      dialogs: { [a]: 1 },
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
   },
 );
 

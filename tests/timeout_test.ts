@@ -25,7 +25,13 @@ integrationTest(
         env.logs.some((l) => l.msg === "message counted"),
       { what: "counters to apply the send and its cancel" },
     );
-    assert.deepEqual(await countersOf(counters, b), { total: 0, dialogs: {} });
+    assert.deepEqual(await countersOf(counters, b), {
+      total: 0,
+      dialogs: {},
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
     assert.equal(
       await statusOf(dialogs, a, sent.body.messageId),
       "failed",
@@ -35,7 +41,13 @@ integrationTest(
 
     const next = await send(dialogs, a, b, "counted");
     await waitForStatus(dialogs, a, next.body.messageId, "committed");
-    assert.deepEqual(await countersOf(counters, b), { total: 1, dialogs: { [a]: 1 } });
+    assert.deepEqual(await countersOf(counters, b), {
+      total: 1,
+      dialogs: { [a]: 1 },
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
   },
 );
 
@@ -69,7 +81,13 @@ integrationTest(
         what: "the late send",
       },
     );
-    assert.deepEqual(await countersOf(counters, b), { total: 0, dialogs: {} });
+    assert.deepEqual(await countersOf(counters, b), {
+      total: 0,
+      dialogs: {},
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
     assert.equal(await statusOf(dialogs, a, sent.body.messageId), "failed");
   },
 );
@@ -127,7 +145,13 @@ integrationTest(
     await waitFor(async () => (await countersOf(counters!, b)).total === 0, {
       what: "b's counter back to 0",
     });
-    assert.deepEqual(await countersOf(counters!, b), { total: 0, dialogs: {} });
+    assert.deepEqual(await countersOf(counters!, b), {
+      total: 0,
+      dialogs: {},
+      groups: {},
+      mentions: 0,
+      muted: [],
+    });
     assert.equal(await statusOf(dialogs, b, sent.body.messageId), undefined, "never visible to b");
   },
 );

@@ -84,8 +84,8 @@ integrationTest(
       });
       assert.deepEqual(
         await cache.setManyIfNewer(stamp, [{
-          userId: b,
-          counters: { version: 1e12, dialogs: { [a]: 7 } },
+          key: `user:${b}`,
+          state: { version: 1e12, dialogs: { [a]: 7 } },
         }]),
         [true],
       );

@@ -1,8 +1,12 @@
 /// <reference lib="dom" />
-/** The web page in headless Chromium: two users, live badges, reads and a failed send. */
+/**
+ * The web page in headless Chromium: two and three users, live badges, reads, failed sends,
+ * groups, mentions, mutes and deletes, and a phone-sized screen.
+ */
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { integrationTest, type Service, type TestEnv } from "../testing/env.ts";
+import { signToken } from "../shared/auth.ts";
+import { integrationTest, type Service, TEST_JWT_SECRET, type TestEnv } from "../testing/env.ts";
 import { freePort } from "../testing/processes.ts";
 
 /** Debian's Chromium; playwright-core downloads no browser of its own. */
@@ -40,6 +44,7 @@ async function startBoth(env: TestEnv) {
 
 async function signIn(browser: Browser, dialogs: Service, userId: string, width = 1000) {
   const context = await browser.newContext({ viewport: { width, height: 700 } });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: dialogs.url });
   const page = await context.newPage();
   await page.goto(dialogs.url);
   assert.equal(await page.isVisible("#app"), false, "nothing but the sign-in before signing in");
@@ -52,9 +57,66 @@ async function signIn(browser: Browser, dialogs: Service, userId: string, width 
 }
 
 const total = (page: Page) => page.textContent("#total");
+const row = (kind: "peer" | "group", id: string) => `#dialoglist li[data-${kind}="${id}"]`;
+
+/** Waits until the selector's element is visible with exactly this text. */
+async function waitText(page: Page, selector: string, text: string) {
+  await page.waitForFunction(
+    ([sel, want]) => {
+      const el = document.querySelector<HTMLElement>(sel!);
+      return el !== null && !el.hidden && el.offsetParent !== null && el.textContent === want;
+    },
+    [selector, text],
+  );
+}
+
+/** Waits until the selector's element is hidden (or gone). */
+async function waitHidden(page: Page, selector: string) {
+  await page.waitForFunction((sel) => {
+    const el = document.querySelector<HTMLElement>(sel);
+    return el === null || el.hidden || el.offsetParent === null;
+  }, selector);
+}
+
+/** Leaves the open chat (the Back button shows on narrow screens only). */
+async function back(page: Page) {
+  await page.evaluate(() => document.getElementById("back")?.click());
+}
+
+/** Calls a dialogs route as `userId`, as a second device of that user would. */
+async function call(
+  dialogs: Service,
+  userId: string,
+  method: string,
+  path: string,
+  body?: unknown,
+) {
+  const res = await fetch(`${dialogs.url}${path}`, {
+    method,
+    headers: {
+      Authorization: `Bearer ${await signToken(userId, TEST_JWT_SECRET)}`,
+      "Content-Type": "application/json",
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await res.json();
+  assert.ok(res.ok, `${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+/** Sends from the open chat and waits until the message is committed. */
+async function sendText(page: Page, text: string) {
+  const before = await page.locator(".msg.mine.committed").count();
+  await page.fill("#text", text);
+  await page.click("#compose button");
+  await page.waitForFunction(
+    (n) => document.querySelectorAll(".msg.mine.committed").length > n,
+    before,
+  );
+}
 
 integrationTest(
-  "web page: A sends and B's badge rises live; B reads it and the badge falls; a refused send shows failed",
+  "web page: A sends and B's badge rises live; B reads it and A sees read; a refused send shows its reason, retries, and is not the preview",
   async (env) => {
     const { dialogs } = await startBoth(env);
     const a = crypto.randomUUID(), b = crypto.randomUUID();
@@ -69,34 +131,59 @@ integrationTest(
       await pageA.fill("#text", "Hello from A");
       await pageA.click("#compose button");
       await pageA.waitForSelector(".msg.mine.committed >> text=delivered");
+      await pageA.waitForSelector(row("peer", b));
+      assert.equal(
+        await pageA.locator("#dialoglist .badge:visible").count(),
+        0,
+        "no badge on a row with nothing unread",
+      );
 
       // No reload: the badge and the title follow the counters stream.
       await pageB.waitForFunction(() => document.getElementById("total")?.textContent === "1");
       assert.equal(await pageB.title(), "(1) Unread");
-      await pageB.waitForSelector(`#dialoglist li[data-peer="${a}"] .badge:text("1")`);
-      const screenshot = Deno.env.get("SCREENSHOT");
-      if (screenshot) await pageB.screenshot({ path: screenshot });
+      await waitText(pageB, `${row("peer", a)} .badge.count`, "1");
 
-      await pageB.click(`#dialoglist li[data-peer="${a}"]`);
+      await pageB.click(row("peer", a));
       await pageB.waitForSelector(".msg >> text=Hello from A");
       await pageB.waitForFunction(() => document.getElementById("total")?.textContent === "0");
       assert.equal(await pageB.title(), "Unread");
+      await waitHidden(pageB, `${row("peer", a)} .badge.count`);
+      // The sender sees that it was read, without reloading.
+      await waitText(pageA, ".msg.mine .state", "read Delete");
 
       // With the dialog open, a new message is shown and read at once, live.
-      await pageA.fill("#text", "Second");
-      await pageA.click("#compose button");
+      await sendText(pageA, "Second");
       await pageB.waitForSelector(".msg >> text=Second");
       await pageB.waitForFunction(() => document.getElementById("total")?.textContent === "0");
 
       await env.sql(
         "counters",
       )`alter table unread_counters add constraint unread_max check (unread <= 0)`;
-      await pageB.evaluate(() => document.getElementById("back")?.click());
+      await back(pageB);
       await pageA.fill("#text", "Refused");
       await pageA.click("#compose button");
       await pageA.waitForSelector(".msg.mine.failed >> text=Refused");
-      assert.match(await pageA.textContent(".msg.mine.failed .state") ?? "", /failed/);
+      assert.match(await pageA.textContent(".msg.mine.failed .reason") ?? "", /Not delivered/);
+      assert.match(await pageA.textContent(".msg.mine.failed .state") ?? "", /not sent/);
       assert.equal(await total(pageB), "0", "a failed message never shows up as unread");
+      await waitText(pageA, `${row("peer", b)} .last`, "you: Second");
+
+      // A send the API refuses outright gives the API's reason, and a retry too.
+      await pageA.fill("#text", "x".repeat(4096));
+      await pageA.evaluate(() => {
+        const input = document.getElementById("text") as HTMLInputElement;
+        input.removeAttribute("maxlength");
+        input.value += "y";
+      });
+      await pageA.click("#compose button");
+      await pageA.waitForSelector(".msg.mine.failed .reason >> text=at most 4096");
+
+      await env.sql("counters")`alter table unread_counters drop constraint unread_max`;
+      await pageA.click('.msg.mine.failed:has-text("Refused") .retry');
+      await pageA.waitForSelector('.msg.mine.committed:has-text("Refused")');
+      assert.equal(await pageA.locator('.msg:has-text("Refused")').count(), 1, "retried, once");
+      await pageB.waitForFunction(() => document.getElementById("total")?.textContent === "1");
+      await waitText(pageA, `${row("peer", b)} .last`, "you: Refused");
     } finally {
       await browser.close();
     }
@@ -104,18 +191,192 @@ integrationTest(
 );
 
 integrationTest(
-  "web page: it fits a phone: the list, then the dialog with a way back",
+  "web page: a muted dialog's badge is grey and out of the total; deleting an unread message lowers it",
+  async (env) => {
+    const { dialogs } = await startBoth(env);
+    const a = crypto.randomUUID(), b = crypto.randomUUID();
+    const browser = await launch();
+    try {
+      const pageA = await signIn(browser, dialogs, a);
+      const pageB = await signIn(browser, dialogs, b);
+      await pageB.fill("#peer", a);
+      await pageB.click("#newdialog button");
+      await pageB.click("#mutebtn");
+      await waitText(pageB, "#mutebtn", "Unmute");
+      await back(pageB);
+
+      await pageA.fill("#peer", b);
+      await pageA.click("#newdialog button");
+      await sendText(pageA, "one");
+      await sendText(pageA, "two");
+      await waitText(pageB, `${row("peer", a)} .badge.count`, "2");
+      assert.equal(
+        await pageB.getAttribute(`${row("peer", a)} .badge.count`, "class"),
+        "badge count muted",
+      );
+      assert.equal(await total(pageB), "0", "a muted dialog is left out of the total");
+
+      const two = pageA.locator('.msg.mine:has-text("two") .delete');
+      await two.click();
+      assert.equal(await two.textContent(), "Delete for everyone?");
+      await two.click();
+      await pageA.waitForFunction(() =>
+        ![...document.querySelectorAll(".msg")].some((m) => m.textContent?.startsWith("two"))
+      );
+      await waitText(pageB, `${row("peer", a)} .badge.count`, "1");
+
+      await pageB.click(row("peer", a));
+      await pageB.waitForSelector(".msg >> text=one");
+      assert.equal(await pageB.locator('.msg:has-text("two")').count(), 0, "gone for the peer");
+      await pageB.click("#mutebtn");
+      await waitText(pageB, "#mutebtn", "Mute");
+      await back(pageB);
+      await sendText(pageA, "three");
+      await pageB.waitForFunction(() => document.getElementById("total")?.textContent === "1");
+      assert.equal(
+        await pageB.getAttribute(`${row("peer", a)} .badge.count`, "class"),
+        "badge count",
+      );
+    } finally {
+      await browser.close();
+    }
+  },
+);
+
+integrationTest(
+  "web page: three users in a group: badges, @ badges for mentions, a muted group, a delete",
+  async (env) => {
+    const { dialogs } = await startBoth(env);
+    const [a, b, c] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+    const browser = await launch();
+    try {
+      const pageA = await signIn(browser, dialogs, a);
+      const pageB = await signIn(browser, dialogs, b);
+      const pageC = await signIn(browser, dialogs, c);
+
+      // A creates the group on the page.
+      await pageA.click("#groupbtn");
+      await pageA.fill("#grouptitle", "Launch");
+      await pageA.fill("#groupmembers", `${b}, ${c.toUpperCase()}`);
+      await pageA.click("#creategroup");
+      await waitText(pageA, "#dialogtitle", "Launch · 3 members");
+      const group = await pageA.evaluate(() =>
+        document.querySelector<HTMLElement>("#dialoglist li.open")?.dataset.group
+      );
+      assert.ok(group, "the new group is listed and open");
+
+      // A mention by chip: B gets an @ badge, C only the unread one.
+      await pageA.fill("#text", "Hi");
+      await pageA.click(`#chips [data-mention="${b}"]`);
+      assert.equal(await pageA.inputValue("#text"), `Hi @${b} `);
+      await sendText(pageA, await pageA.inputValue("#text"));
+      await waitText(pageB, `${row("group", group)} .badge.count`, "1");
+      await waitText(pageB, `${row("group", group)} .badge.at`, "@");
+      await waitText(pageB, "#mentions", "@1");
+      await waitText(pageC, `${row("group", group)} .badge.count`, "1");
+      await waitHidden(pageC, `${row("group", group)} .badge.at`);
+      assert.equal(await pageC.textContent(`${row("group", group)} .peer`), "Launchgroup");
+
+      // @all typed by hand mentions everyone but the sender.
+      await sendText(pageA, "@all standup at ten");
+      await waitText(pageB, `${row("group", group)} .badge.count`, "2");
+      await waitText(pageB, `${row("group", group)} .badge.at`, "@2");
+      await waitText(pageC, `${row("group", group)} .badge.at`, "@");
+      await waitHidden(pageA, `${row("group", group)} .badge.count`);
+
+      // C reads the group, then mutes it: its badge turns grey and leaves the total.
+      await pageC.click(row("group", group));
+      await pageC.waitForSelector(".msg.mentioned >> text=standup at ten");
+      await pageC.waitForFunction(() => document.getElementById("total")?.textContent === "0");
+      await pageC.click("#mutebtn");
+      await waitText(pageC, "#mutebtn", "Unmute");
+      await back(pageC);
+      await sendText(pageA, "third");
+      await waitText(pageC, `${row("group", group)} .badge.count`, "1");
+      assert.match(
+        await pageC.getAttribute(`${row("group", group)} .badge.count`, "class") ?? "",
+        /muted/,
+      );
+      assert.equal(await total(pageC), "0", "a muted group is left out of the total");
+      await waitText(pageB, `${row("group", group)} .badge.count`, "3");
+      assert.equal(await total(pageB), "3");
+
+      // A deletes "third": it leaves every count that included it.
+      const third = pageA.locator('.msg.mine:has-text("third") .delete');
+      await third.click();
+      await third.click();
+      await waitText(pageB, `${row("group", group)} .badge.count`, "2");
+      await waitHidden(pageC, `${row("group", group)} .badge.count`);
+
+      // B: a muted dialog with C, and another group that mentions B.
+      await pageB.fill("#peer", c);
+      await pageB.click("#newdialog button");
+      await pageB.click("#mutebtn");
+      await waitText(pageB, "#mutebtn", "Unmute");
+      await back(pageB);
+      await call(dialogs, c, "POST", `/api/dialog/${b}/send`, { text: "lunch?" });
+      const design = await call(dialogs, c, "POST", "/api/groups", {
+        title: "Design",
+        members: [a, b],
+      });
+      await call(dialogs, c, "POST", `/api/groups/${design.id}/send`, {
+        text: `@${b} the mockups are in`,
+        mentions: [b],
+      });
+      await waitText(pageB, `${row("group", design.id)} .badge.at`, "@");
+      await waitText(pageB, `${row("peer", c)} .badge.count`, "1");
+      await waitText(pageB, "#total", "3");
+
+      // B opens Launch: both messages, the mentions of B marked; the group is read.
+      await pageB.click(row("group", group));
+      await pageB.waitForSelector(".msg.mentioned >> text=standup at ten");
+      assert.equal(await pageB.locator(".msg.mentioned").count(), 2);
+      assert.equal(await pageB.locator('.msg:has-text("third")').count(), 0, "deleted for all");
+      await waitText(pageB, "#total", "1");
+      await waitText(pageB, "#mentions", "@1");
+      const screenshot = Deno.env.get("SCREENSHOT");
+      if (screenshot) await pageB.screenshot({ path: screenshot });
+    } finally {
+      await browser.close();
+    }
+  },
+);
+
+integrationTest(
+  "web page: it fits a phone: the list with errors where they show, then the chat with a way back",
   async (env) => {
     const { dialogs } = await startBoth(env);
     const browser = await launch();
+    const me = crypto.randomUUID();
     try {
-      const page = await signIn(browser, dialogs, crypto.randomUUID(), 380);
+      const page = await signIn(browser, dialogs, me, 380);
+      assert.equal(await page.textContent("#myid"), me, "the full own id is shown");
+      await page.click("#copyid");
+      await waitText(page, "#copyid", "Copied");
+      assert.equal(await page.evaluate(() => navigator.clipboard.readText()), me);
+
+      await page.fill("#peer", "not-a-uuid");
+      await page.click("#newdialog button");
+      assert.equal(await page.isVisible("#dialogs"), true, "a bad id keeps the list");
+      assert.equal(await page.isVisible("#listerror"), true, "and its error shows there");
+      assert.match(await page.textContent("#listerror") ?? "", /UUID/);
+      await page.fill("#peer", me);
+      await page.click("#newdialog button");
+      assert.equal(await page.textContent("#listerror"), "That is you.");
+
       await page.fill("#peer", crypto.randomUUID());
       await page.click("#newdialog button");
       assert.equal(await page.isVisible("#dialogs"), false, "the list gives way to the dialog");
       assert.equal(await page.isVisible("#compose"), true);
+      assert.equal(await page.textContent("#listerror"), "", "the error is gone");
       await page.click("#back");
       assert.equal(await page.isVisible("#dialogs"), true);
+      await page.click("#groupbtn");
+      await page.fill("#grouptitle", "Trip");
+      await page.fill("#groupmembers", "bob");
+      await page.click("#creategroup");
+      assert.match(await page.textContent("#listerror") ?? "", /Not a user id \(UUID\): bob/);
+      assert.equal(await page.isVisible("#listerror"), true);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth > innerWidth);
       assert.equal(overflow, false, "no sideways scrolling");
     } finally {
