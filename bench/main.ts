@@ -113,10 +113,13 @@ async function main() {
   await findBinary("wrk");
   await findBinary("pgbench");
   const world = await planWorld();
-  // Stopped from outside (Ctrl-C, timeout), the run still removes its processes and databases.
+  // Stopped from outside (Ctrl-C, timeout), the run still removes its processes and databases;
+  // the measurements, failing as their processes go, tear down the same once.
+  let down: Promise<void> | undefined;
+  const tearDown = () => down ??= tearDownWorld(world);
   const stop = () => {
     log("stopped; tearing down");
-    tearDownWorld(world).finally(() => Deno.exit(130));
+    tearDown().finally(() => Deno.exit(130));
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, stop);
   try {
@@ -158,8 +161,8 @@ async function main() {
     const missed = measured.filter((t) => !t.met).length;
     log(`${missed} target(s) missed; logs in ${world.logs}`);
   } finally {
+    await tearDown();
     for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(signal, stop);
-    await tearDownWorld(world);
   }
 }
 
