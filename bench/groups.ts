@@ -463,7 +463,7 @@ async function measureStreams(
     };
   } finally {
     abort.abort();
-    await Promise.all(streams.map((s) => s.ended));
+    await Promise.race([Promise.all(streams.map((s) => s.ended)), sleep(5_000)]);
   }
 }
 

@@ -65,6 +65,9 @@ export async function readSse(
   }
   const parser = sseParser();
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  // An abort does not always end a pending read of a body already streaming: cancel it too.
+  const cancel = () => reader.cancel().catch(() => {});
+  signal.addEventListener("abort", cancel, { once: true });
   try {
     for (;;) {
       const { value, done } = await reader.read();
@@ -75,6 +78,7 @@ export async function readSse(
   } catch (err) {
     if (!signal.aborted) throw err;
   } finally {
+    signal.removeEventListener("abort", cancel);
     reader.releaseLock();
   }
 }
