@@ -1,16 +1,22 @@
 /**
  * `deno task bench`: measures, in one run on this machine, (a) a bare Hono hello, (b) GET
- * /api/counters for 10,000 users, (c) the naive count over 1,000,000 messages and (d) the write path
- * beside pgbench's ceiling; prints the table and writes docs/performance.md and its chart.
+ * /api/counters for 10,000 users, (c) the naive count over 1,000,000 messages, (d) the write path
+ * beside pgbench's ceiling and (g1)–(g3) groups (issue 14); prints the table and writes
+ * docs/performance.md and its chart. `--no-groups` leaves the groups out, `--only-groups` measures
+ * nothing else (and writes no doc).
  */
 import { findBinary } from "../testing/processes.ts";
+import { GROUP_DEFAULTS, measureGroups } from "./groups.ts";
 import { log, measureReads, measureWrites, NO_READS, NO_WRITES, seedUsers } from "./measure.ts";
 import {
   type BenchFigures,
   chartSvg,
   figuresTable,
+  groupsTable,
+  groupTargets,
   performanceDoc,
   targets,
+  targetsMarkdown,
   targetsTable,
 } from "./report.ts";
 import { planWorld, startWorld, tearDownWorld } from "./world.ts";
@@ -24,6 +30,12 @@ interface BenchOptions {
   write: boolean;
   read: boolean;
   doc: boolean;
+  groups: boolean;
+  /** (g1)'s sends per second, (g3)'s streams and sends per second, the large group's members. */
+  groupRate: number | undefined;
+  streams: number;
+  streamRate: number;
+  groupMembers: number;
 }
 
 function parseArgs(args: string[]): BenchOptions {
@@ -33,6 +45,11 @@ function parseArgs(args: string[]): BenchOptions {
     write: true,
     read: true,
     doc: true,
+    groups: true,
+    groupRate: undefined,
+    streams: GROUP_DEFAULTS.streams,
+    streamRate: GROUP_DEFAULTS.streamRate,
+    groupMembers: GROUP_DEFAULTS.members,
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
@@ -41,10 +58,25 @@ function parseArgs(args: string[]): BenchOptions {
     else if (a === "--no-write") options.write = false;
     else if (a === "--no-read") options.read = false;
     else if (a === "--no-doc") options.doc = false;
+    else if (a === "--no-groups") options.groups = false;
+    else if (a === "--only-groups") {
+      options.read = false;
+      options.write = false;
+    } else if (a === "--group-rate") options.groupRate = Number(args[++i]);
+    else if (a === "--streams") options.streams = Number(args[++i]);
+    else if (a === "--stream-rate") options.streamRate = Number(args[++i]);
+    else if (a === "--group-members") options.groupMembers = Number(args[++i]);
     else throw new Error(`unknown option ${a}`);
   }
-  if (!(options.seconds > 0 && options.connections > 0)) {
-    throw new Error("numbers must be positive");
+  const numbers = [
+    options.seconds,
+    options.connections,
+    options.groupRate ?? 1,
+    options.streamRate,
+  ];
+  if (!numbers.every((n) => n > 0)) throw new Error("numbers must be positive");
+  if (!(options.groupMembers > options.streams + 1 && options.streams > 0)) {
+    throw new Error("--group-members must exceed --streams + 1");
   }
   return options;
 }
@@ -81,13 +113,33 @@ async function main() {
   await findBinary("wrk");
   await findBinary("pgbench");
   const world = await planWorld();
+  // Stopped from outside (Ctrl-C, timeout), the run still removes its processes and databases;
+  // the measurements, failing as their processes go, tear down the same once.
+  let down: Promise<void> | undefined;
+  const tearDown = () => down ??= tearDownWorld(world);
+  const stop = () => {
+    log("stopped; tearing down");
+    tearDown().finally(() => Deno.exit(130));
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, stop);
   try {
     await startWorld(world);
-    const seeded = await seedUsers(world);
-    const reads = options.read ? await measureReads(world, options, seeded) : NO_READS;
-    const writes = options.write ? await measureWrites(world, options, seeded) : NO_WRITES;
-    await seeded.dSql.end();
-    await seeded.cSql.end();
+    const others = options.read || options.write;
+    const seeded = others ? await seedUsers(world) : undefined;
+    const reads = options.read ? await measureReads(world, options, seeded!) : NO_READS;
+    const writes = options.write ? await measureWrites(world, options, seeded!) : NO_WRITES;
+    await seeded?.dSql.end();
+    await seeded?.cSql.end();
+    const groups = options.groups
+      ? await measureGroups(world, {
+        seconds: options.seconds,
+        connections: options.connections,
+        rate: options.groupRate,
+        members: options.groupMembers,
+        streams: options.streams,
+        streamRate: options.streamRate,
+      })
+      : undefined;
 
     const { countersRssMb, ...readRuns } = reads;
     const { dialogsRssMb, countersRssMb: countersRssWrite, ...writeFigures } = writes;
@@ -98,16 +150,19 @@ async function main() {
       ...readRuns,
       ...writeFigures,
       rssMb: { counters: Math.max(countersRssMb, countersRssWrite), dialogs: dialogsRssMb },
+      ...(groups ? { groups } : {}),
     };
-    console.log(figuresTable(figures));
+    const measured = others ? targets(figures) : groups ? groupTargets(groups) : [];
+    console.log(others ? figuresTable(figures) : groups ? groupsTable(groups) : "");
     console.log();
-    console.log(targetsTable(figures));
-    // A run without the reads or the write path would leave docs/performance.md without half its figures.
-    if (options.doc && options.write && options.read) await writePerformanceDoc(figures);
-    const missed = targets(figures).filter((t) => !t.met).length;
+    console.log(others ? targetsTable(figures) : targetsMarkdown(measured));
+    // A run without any part would leave docs/performance.md without some of its figures.
+    if (options.doc && options.write && options.read && groups) await writePerformanceDoc(figures);
+    const missed = measured.filter((t) => !t.met).length;
     log(`${missed} target(s) missed; logs in ${world.logs}`);
   } finally {
-    await tearDownWorld(world);
+    await tearDown();
+    for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(signal, stop);
   }
 }
 

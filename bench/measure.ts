@@ -16,10 +16,11 @@ export interface MeasureOptions {
 
 const url = (p: { port: number }, path: string) => `http://127.0.0.1:${p.port}${path}`;
 /** A progress line on stderr. */
-export const log = (msg: string) => console.error(`bench: ${msg}`);
+export const log = (msg: string) =>
+  console.error(`bench ${new Date().toISOString().slice(11, 19)}: ${msg}`);
 
-/** The highest VmRSS of `pid` sampled every 200 ms while `work` runs, in MB. */
-async function peakRss<T>(pids: number[], work: Promise<T>): Promise<[T, number[]]> {
+/** The highest VmRSS of each of `pids` sampled every 200 ms while `work` runs, in MB. */
+export async function peakRss<T>(pids: number[], work: Promise<T>): Promise<[T, number[]]> {
   const peaks = pids.map(() => 0);
   let done = false;
   const sampler = (async () => {

@@ -19,6 +19,59 @@ export interface BenchFigures {
   sendAcceptPerSecond: number;
   halfLoad: { rate: number; p50Ms: number; p99Ms: number; failed: number };
   rssMb: { counters: number; dialogs: number };
+  /** Issue 14's group measurements; absent from a run with `--no-groups`. */
+  groups?: GroupFigures;
+}
+
+/** Sends to one group at a fixed rate, through the whole saga. */
+export interface GroupSends {
+  /** Members of the group. */
+  members: number;
+  count: number;
+  failed: number;
+  /** send → committed (or failed) percentiles. */
+  p50Ms: number;
+  p99Ms: number;
+  /** Rows inserted, updated or deleted in the counters database per message sent. */
+  rowsPerMessage: number;
+}
+
+/** Live streams of one group's members on one counters instance while the group gets messages. */
+export interface StreamFigures {
+  streams: number;
+  /** Committed messages sent while the streams were open, and their rate. */
+  messages: number;
+  rate: number;
+  /** commit → `counters` event samples: one per stream and message. */
+  samples: number;
+  /** Messages some stream never showed within the wait. */
+  missing: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** The counters instance's peak RSS while it served the streams. */
+  rssMb: number;
+}
+
+/** What the group part of a run (issue 14) measured. */
+export interface GroupFigures {
+  /** (g1) the same offered load, sends per second, to a large and to a 2-member group. */
+  rate: number;
+  /** The 2-member group's sends per second at full speed, whose half `rate` is; 0 when fixed. */
+  ceiling: number;
+  large: GroupSends;
+  small: GroupSends;
+  /**
+   * (g2) GET /api/counters for `readers` users each in `conversations` groups of `groupSize`
+   * members vs as many users with as many dialogs.
+   */
+  conversations: number;
+  readers: number;
+  groupSize: number;
+  readGroups: Run;
+  readDialogs: Run;
+  /** (g3) streams of the large group's members on one counters instance. */
+  streams: StreamFigures;
 }
 
 /** One wrk run. */
@@ -34,6 +87,47 @@ export interface Target {
   what: string;
   measured: string;
   met: boolean;
+}
+
+const count = (n: number) => n.toLocaleString("en-US");
+
+/** Issue 14's targets, each computed from figures of the same run. */
+export function groupTargets(g: GroupFigures): Target[] {
+  const latency = g.large.p99Ms / g.small.p99Ms;
+  const reads = g.readGroups.requestsPerSecond / g.readDialogs.requestsPerSecond;
+  return [
+    {
+      what: `(g1) p99 send→committed, ${count(g.large.members)}-member group ≤ 1.2 × ${
+        count(g.small.members)
+      }-member group`,
+      measured: `${latency.toFixed(2)}× (${g.large.p99Ms.toFixed(0)} ms vs ${
+        g.small.p99Ms.toFixed(0)
+      } ms at ${g.rate.toFixed(0)}/s)`,
+      met: latency <= 1.2 && g.large.failed === 0 && g.small.failed === 0,
+    },
+    {
+      what: "(g1) rows written in counters per group message, whatever the group's size",
+      measured: `${g.large.rowsPerMessage.toFixed(1)} (${count(g.large.members)} members), ${
+        g.small.rowsPerMessage.toFixed(1)
+      } (${count(g.small.members)} members)`,
+      // A constant: the large group may write no more than the small one, give or take a row.
+      met: g.large.rowsPerMessage <= g.small.rowsPerMessage + 1,
+    },
+    {
+      what: `(g2) GET /api/counters, ${g.conversations} groups ≥ 0.8 × ${g.conversations} dialogs`,
+      measured: `${reads.toFixed(2)}×`,
+      met: reads >= 0.8 && g.readGroups.errors === 0 && g.readDialogs.errors === 0,
+    },
+    {
+      what: `(g3) commit → counters event p99 ≤ 1 s, ${
+        count(g.streams.streams)
+      } streams on one counters instance`,
+      measured: `${g.streams.p99Ms.toFixed(0)} ms over ${count(g.streams.samples)} events${
+        g.streams.missing ? `, ${g.streams.missing} never shown` : ""
+      }; counters RSS ${g.streams.rssMb.toFixed(0)} MB`,
+      met: g.streams.p99Ms <= 1000 && g.streams.missing === 0 && g.streams.samples > 0,
+    },
+  ];
 }
 
 /** The targets, each computed from figures of the same run. */
@@ -91,7 +185,45 @@ export function targets(f: BenchFigures): Target[] {
       } MB`,
       met: f.rssMb.counters <= 150 && f.rssMb.dialogs <= 150,
     },
+    ...(f.groups ? groupTargets(f.groups) : []),
   ];
+}
+
+/** The group figures as Markdown tables. */
+export function groupsTable(g: GroupFigures): string {
+  const sends = (s: GroupSends) =>
+    `| (g1) sends to a ${count(s.members)}-member group | ${g.rate.toFixed(0)} | ${
+      s.p50Ms.toFixed(0)
+    } | ${s.p99Ms.toFixed(0)} | ${s.failed} of ${count(s.count)} | ${
+      s.rowsPerMessage.toFixed(1)
+    } |`;
+  const read = (name: string, run: Run) =>
+    `| ${name} | ${run.requestsPerSecond.toFixed(0)} | ${run.p50Ms.toFixed(2)} | ${
+      run.p99Ms.toFixed(2)
+    } | ${run.errors} |`;
+  const st = g.streams;
+  return [
+    "| group sends (send → committed) | offered /s | p50 ms | p99 ms | failed | rows in counters per message |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ...(g.ceiling
+      ? [`| (g1) 2-member group at full speed (16 connections) | ${g.ceiling.toFixed(0)} | | | | |`]
+      : []),
+    sends(g.small),
+    sends(g.large),
+    "",
+    "| group reads | requests/s | p50 ms | p99 ms | errors |",
+    "| --- | ---: | ---: | ---: | ---: |",
+    read(`(g2) GET /api/counters, users in ${g.conversations} groups`, g.readGroups),
+    read(`(g2) GET /api/counters, users with ${g.conversations} dialogs`, g.readDialogs),
+    "",
+    "| live streams | streams | messages | events | p50 ms | p99 ms | max ms | counters RSS MB |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `| (g3) commit → counters event, ${count(g.large.members)}-member group at ${
+      st.rate.toFixed(0)
+    }/s | ${count(st.streams)} | ${st.messages} | ${count(st.samples)} | ${st.p50Ms.toFixed(0)} | ${
+      st.p99Ms.toFixed(0)
+    } | ${st.maxMs.toFixed(0)} | ${st.rssMb.toFixed(0)} |`,
+  ].join("\n");
 }
 
 /** The figures as a Markdown table. */
@@ -126,16 +258,22 @@ export function figuresTable(f: BenchFigures): string {
     `| RSS under load | | counters ${f.rssMb.counters.toFixed(0)} MB, dialogs ${
       f.rssMb.dialogs.toFixed(0)
     } MB |`,
+    ...(f.groups ? ["", groupsTable(f.groups)] : []),
+  ].join("\n");
+}
+
+/** `list` as a Markdown table. */
+export function targetsMarkdown(list: Target[]): string {
+  return [
+    "| target | measured | met |",
+    "| --- | --- | --- |",
+    ...list.map((t) => `| ${t.what} | ${t.measured} | ${t.met ? "yes" : "**no**"} |`),
   ].join("\n");
 }
 
 /** The targets as a Markdown table. */
 export function targetsTable(f: BenchFigures): string {
-  return [
-    "| target | measured | met |",
-    "| --- | --- | --- |",
-    ...targets(f).map((t) => `| ${t.what} | ${t.measured} | ${t.met ? "yes" : "**no**"} |`),
-  ].join("\n");
+  return targetsMarkdown(targets(f));
 }
 
 /** A horizontal bar chart of the read runs' requests per second. */
@@ -167,6 +305,38 @@ export function chartSvg(f: BenchFigures): string {
     rows.join("") + `</svg>\n`;
 }
 
+/** How the group figures were measured, for docs/performance.md. */
+export function groupMethod(g: GroupFigures): string {
+  return `Groups (issue 14): (g1) the bench process sends to a 2-member group and then to a ${
+    count(g.large.members)
+  }-member group (from 1,000 of its members) at the same offered load, ${
+    g.rate.toFixed(0)
+  } sends/s${
+    g.ceiling
+      ? ` (half the ${
+        g.ceiling.toFixed(0)
+      }/s the 2-member group's saga does with 16 wrk connections sending as fast as they go)`
+      : ""
+  } evenly spaced whatever the answers take (an open loop), each for the run's duration;
+send → committed is the saga's own \`created_at\` → \`finished_at\`; the rows per message are the
+counters database's inserts, updates and deletes (\`pg_stat_user_tables\`) over the run divided by
+the sends.
+(g2) wrk reads \`GET /api/counters\` for ${
+    count(g.readers)
+  } users each in ${g.conversations} groups of ${
+    count(g.groupSize)
+  } members (each group has three messages, one mentioning \`all\`, one a member), then for ${
+    count(g.readers)
+  } users each with ${g.conversations} dialogs of 1–9 unread, with the same connections and duration.
+(g3) ${
+    count(g.streams.streams)
+  } members of the large group hold \`GET /api/counters/stream\` open on the one counters instance
+(fetch readers in the bench process) while other members send at ${
+    g.streams.rate.toFixed(0)
+  }/s; a sample is the time from a message's commit in dialogs to the first \`counters\` event of a
+stream whose count includes it.`;
+}
+
 /** docs/performance.md for this run; `scaling` is the hand-written section kept between runs. */
 export function performanceDoc(f: BenchFigures, command: string, scaling: string): string {
   return `# Performance
@@ -178,7 +348,7 @@ each request carrying a real JWT of a different user; wrk also drives the sends,
 fast as 32 connections go and then at half that rate as steady arrivals (each connection pauses a
 random time between sends, so the offered load has no bursts); pgbench measures Postgres' ceiling. The services run as separate processes with \`LOG_LEVEL=warn\`, the
 load generator shares the machine's 2 cores with them.
-
+${f.groups ? `\n${groupMethod(f.groups)}\n` : ""}
 ![requests per second](performance.svg)
 
 ## Figures

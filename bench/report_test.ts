@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { type BenchFigures, figuresTable, targets, targetsTable } from "./report.ts";
+import {
+  type BenchFigures,
+  figuresTable,
+  type GroupFigures,
+  performanceDoc,
+  targets,
+  targetsTable,
+} from "./report.ts";
 import { parseWrk } from "./wrk.ts";
 
 const WRK_OUTPUT = `Running 10s test @ http://127.0.0.1:8082/api/counters
@@ -92,4 +99,128 @@ Deno.test("figuresTable() shows every run with its ratio to the hello baseline",
   );
   assert.match(targetsTable(figures()), /0\.75× \(the floor of this response on Deno: 0\.60×\)/);
   assert.match(table, /\| \(d\) sends through the whole saga .* \| 1500 \| 0\.50 × the ceiling/);
+});
+
+const sends = (members: number, p99Ms: number, rowsPerMessage = 9, failed = 0) => ({
+  members,
+  count: 1_000,
+  failed,
+  p50Ms: 20,
+  p99Ms,
+  rowsPerMessage,
+});
+
+function groupFigures(overrides: Partial<GroupFigures> = {}): GroupFigures {
+  return {
+    rate: 100,
+    ceiling: 210,
+    large: sends(10_000, 60),
+    small: sends(2, 55),
+    conversations: 50,
+    readers: 1_000,
+    groupSize: 500,
+    readGroups: run(20_000),
+    readDialogs: run(24_000),
+    streams: {
+      streams: 1_000,
+      messages: 50,
+      rate: 5,
+      samples: 50_000,
+      missing: 0,
+      p50Ms: 80,
+      p99Ms: 400,
+      maxMs: 700,
+      rssMb: 140,
+    },
+    ...overrides,
+  };
+}
+
+const missedOf = (f: BenchFigures) => targets(f).filter((t) => !t.met).map((t) => t.what);
+
+Deno.test("targets() leave the group targets out of a run without groups", () => {
+  assert.equal(targets(figures()).filter((t) => t.what.startsWith("(g")).length, 0);
+  assert.doesNotMatch(figuresTable(figures()), /\(g1\)/);
+});
+
+Deno.test("group targets are all met by figures that meet them", () => {
+  const all = targets(figures({ groups: groupFigures() }));
+  assert.deepEqual(all.filter((t) => t.what.startsWith("(g")).map((t) => [t.what, t.met]), [
+    ["(g1) p99 send→committed, 10,000-member group ≤ 1.2 × 2-member group", true],
+    ["(g1) rows written in counters per group message, whatever the group's size", true],
+    ["(g2) GET /api/counters, 50 groups ≥ 0.8 × 50 dialogs", true],
+    ["(g3) commit → counters event p99 ≤ 1 s, 1,000 streams on one counters instance", true],
+  ]);
+});
+
+Deno.test("each group target is missed by the figure it bounds", () => {
+  const g1 = "(g1) p99 send→committed, 10,000-member group ≤ 1.2 × 2-member group";
+  const rows = "(g1) rows written in counters per group message, whatever the group's size";
+  const g2 = "(g2) GET /api/counters, 50 groups ≥ 0.8 × 50 dialogs";
+  const g3 = "(g3) commit → counters event p99 ≤ 1 s, 1,000 streams on one counters instance";
+  const missed = (g: Partial<GroupFigures>) => missedOf(figures({ groups: groupFigures(g) }));
+  assert.deepEqual(missed({ large: sends(10_000, 67) }), [g1]);
+  assert.deepEqual(missed({ large: sends(10_000, 60, 9, 1) }), [g1]);
+  assert.deepEqual(missed({ small: sends(2, 55, 9, 2) }), [g1]);
+  assert.deepEqual(missed({ large: sends(10_000, 60, 10.5) }), [rows]);
+  assert.deepEqual(missed({ large: sends(10_000, 60, 10) }), []);
+  assert.deepEqual(missed({ readGroups: run(19_000) }), [g2]);
+  assert.deepEqual(missed({ readGroups: { ...run(20_000), errors: 1 } }), [g2]);
+  const streams = groupFigures().streams;
+  assert.deepEqual(missed({ streams: { ...streams, p99Ms: 1_001 } }), [g3]);
+  assert.deepEqual(missed({ streams: { ...streams, missing: 1 } }), [g3]);
+  assert.deepEqual(missed({ streams: { ...streams, samples: 0 } }), [g3]);
+});
+
+Deno.test("the targets table prints each group figure beside its target", () => {
+  const table = targetsTable(figures({ groups: groupFigures() }));
+  assert.match(table, /\| 1\.09× \(60 ms vs 55 ms at 100\/s\) \| yes \|/);
+  assert.match(table, /\| 9\.0 \(10,000 members\), 9\.0 \(2 members\) \| yes \|/);
+  assert.match(table, /\| 0\.83× \| yes \|/);
+  assert.match(table, /\| 400 ms over 50,000 events; counters RSS 140 MB \| yes \|/);
+  const late = groupFigures({ streams: { ...groupFigures().streams, p99Ms: 1_500, missing: 3 } });
+  assert.match(
+    targetsTable(figures({ groups: late })),
+    /\| 1500 ms over 50,000 events, 3 never shown; counters RSS 140 MB \| \*\*no\*\* \|/,
+  );
+});
+
+Deno.test("figuresTable() adds the group sends, reads and streams", () => {
+  const table = figuresTable(figures({ groups: groupFigures() }));
+  assert.match(table, /\| \(g1\) 2-member group at full speed \(16 connections\) \| 210 \|/);
+  assert.doesNotMatch(
+    figuresTable(figures({ groups: groupFigures({ ceiling: 0 }) })),
+    /at full speed/,
+  );
+  assert.match(
+    table,
+    /\| \(g1\) sends to a 2-member group \| 100 \| 20 \| 55 \| 0 of 1,000 \| 9\.0 \|/,
+  );
+  assert.match(
+    table,
+    /\| \(g1\) sends to a 10,000-member group \| 100 \| 20 \| 60 \| 0 of 1,000 \| 9\.0 \|/,
+  );
+  assert.match(
+    table,
+    /\| \(g2\) GET \/api\/counters, users in 50 groups \| 20000 \| 1\.00 \| 5\.00 \| 0 \|/,
+  );
+  assert.match(table, /\| \(g2\) GET \/api\/counters, users with 50 dialogs \| 24000 \|/);
+  assert.match(
+    table,
+    /\| \(g3\) commit → counters event, 10,000-member group at 5\/s \| 1,000 \| 50 \| 50,000 \| 80 \| 400 \| 700 \| 140 \|/,
+  );
+});
+
+Deno.test("performanceDoc() explains the group method only when the run measured groups", () => {
+  const kept = "<!-- kept -->";
+  assert.doesNotMatch(performanceDoc(figures(), "deno task bench", kept), /Groups \(issue 14\)/);
+  const doc = performanceDoc(figures({ groups: groupFigures() }), "deno task bench", kept);
+  assert.match(
+    doc,
+    /Groups \(issue 14\): \(g1\) the bench process sends to a 2-member group and then to a 10,000-member group/,
+  );
+  assert.match(doc, /1,000 users each in 50 groups of 500 members/);
+  assert.match(doc, /100 sends\/s \(half the 210\/s the 2-member group's saga does/);
+  assert.match(doc, /\(g3\) 1,000 members of the large group/);
+  assert.ok(doc.trimEnd().endsWith(kept));
 });

@@ -72,7 +72,7 @@ export function sendLoad(
   const senders = users.map((from, i) => {
     let peer = users[(i * 104_729 + 1) % users.length]!;
     if (peer === from) peer = users[(i + 1) % users.length]!;
-    return { token: tokens.get(from)!, peer };
+    return { token: tokens.get(from)!, path: `/api/dialog/${peer}/send` };
   });
   return runWrkSends(dialogsUrl, {
     connections: options.connections,

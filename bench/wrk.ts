@@ -21,14 +21,14 @@ request = function()
 end
 `;
 
-// Each line of WRK_SENDS is "<token> <peer id>". With WRK_DELAY_MS, each connection waits a random
+// Each line of WRK_SENDS is "<token> <path>", a POST of {"text":"bench"}. With WRK_DELAY_MS, each connection waits a random
 // 0..2×that many milliseconds before its next send, so sends arrive spread out at a steady rate
 // instead of in bursts.
 const SENDS = `
 local sends = {}
 for line in io.lines(os.getenv("WRK_SENDS")) do
-  local token, peer = line:match("^(%S+) (%S+)$")
-  sends[#sends + 1] = { token = token, peer = peer }
+  local token, path = line:match("^(%S+) (%S+)$")
+  sends[#sends + 1] = { token = token, path = path }
 end
 local meanDelay = tonumber(os.getenv("WRK_DELAY_MS") or "0")
 math.randomseed(tonumber(tostring({}):match("0x(%x+)") or "1", 16) % 2147483647)
@@ -36,7 +36,7 @@ local i = math.random(1, #sends)
 request = function()
   i = i + 1
   local s = sends[(i % #sends) + 1]
-  return wrk.format("POST", "/api/dialog/" .. s.peer .. "/send",
+  return wrk.format("POST", s.path,
     { ["Authorization"] = "Bearer " .. s.token, ["Content-Type"] = "application/json" },
     '{"text":"bench"}')
 end
@@ -56,20 +56,21 @@ export function runWrk(
 }
 
 /**
- * Runs wrk with sends from rotating senders to their peers: as fast as the connections go, or,
- * with `meanDelayMs`, each connection pausing that long on average between sends.
+ * Runs wrk with sends from rotating senders, each a POST of `{"text":"bench"}` to its path (a
+ * dialog's or a group's send): as fast as the connections go, or, with `meanDelayMs`, each
+ * connection pausing that long on average between sends.
  */
 export function runWrkSends(
   url: string,
   options: {
     connections: number;
     seconds: number;
-    senders: { token: string; peer: string }[];
+    senders: { token: string; path: string }[];
     meanDelayMs?: number;
   },
 ): Promise<WrkResult> {
   const files = {
-    WRK_SENDS: options.senders.map((s) => `${s.token} ${s.peer}`).join("\n") + "\n",
+    WRK_SENDS: options.senders.map((s) => `${s.token} ${s.path}`).join("\n") + "\n",
   };
   const env: Record<string, string> = {};
   if (options.meanDelayMs) env.WRK_DELAY_MS = String(Math.round(options.meanDelayMs));

@@ -25,12 +25,13 @@ function recordingServer() {
   return { seen, server, url: `http://127.0.0.1:${server.addr.port}` };
 }
 
+const GROUP = "22222222-2222-4222-8222-222222222222";
 const senders = [
-  { token: "token-a", peer: "11111111-1111-4111-8111-111111111111" },
-  { token: "token-b", peer: "22222222-2222-4222-8222-222222222222" },
+  { token: "token-a", path: "/api/dialog/11111111-1111-4111-8111-111111111111/send" },
+  { token: "token-b", path: `/api/groups/${GROUP}/send` },
 ];
 
-Deno.test("runWrkSends() posts a JSON send from each sender to its peer", async () => {
+Deno.test("runWrkSends() posts a JSON send from each sender to its path", async () => {
   const { seen, server, url } = recordingServer();
   try {
     const result = await runWrkSends(url, { connections: 2, seconds: 1, senders });
@@ -38,8 +39,8 @@ Deno.test("runWrkSends() posts a JSON send from each sender to its peer", async 
     assert.ok(seen.length > 10, `only ${seen.length} sends`);
     const pairs = new Set(seen.map((s) => `${s.auth} ${s.path}`));
     assert.deepEqual([...pairs].sort(), [
-      `Bearer token-a /api/dialog/${senders[0]!.peer}/send`,
-      `Bearer token-b /api/dialog/${senders[1]!.peer}/send`,
+      `Bearer token-a ${senders[0]!.path}`,
+      `Bearer token-b ${senders[1]!.path}`,
     ]);
     for (const s of seen) {
       assert.equal(s.method, "POST");
