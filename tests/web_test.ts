@@ -304,6 +304,9 @@ integrationTest(
       // A deletes "third": it leaves every count that included it.
       const third = pageA.locator('.msg.mine:has-text("third") .delete');
       await third.click();
+      await pageA.waitForSelector(
+        '.msg.mine:has-text("third") .delete >> text=Delete for everyone?',
+      );
       await third.click();
       await waitText(pageB, `${row("group", group)} .badge.count`, "2");
       await waitHidden(pageC, `${row("group", group)} .badge.count`);

@@ -537,14 +537,19 @@ function actionButton(label: string, cls: string, act: () => Promise<void>): HTM
   return button;
 }
 
+/** Messages whose Delete was pressed once; kept apart from the buttons, which re-renders replace. */
+const armedDeletes = new Set<string>();
+
 /** Delete asks once more ("Delete for everyone?") before it deletes. */
 function deleteButton(m: Shown): HTMLButtonElement {
-  const button = actionButton("Delete", "delete", async () => {
-    if (button.dataset.armed !== "yes") {
-      button.dataset.armed = "yes";
-      button.textContent = "Delete for everyone?";
+  const ask = "Delete for everyone?";
+  const button = actionButton(armedDeletes.has(m.id) ? ask : "Delete", "delete", async () => {
+    if (!armedDeletes.has(m.id)) {
+      armedDeletes.add(m.id);
+      button.textContent = ask;
       return;
     }
+    armedDeletes.delete(m.id);
     await api(`/api/messages/${m.id}`, { method: "DELETE" });
     state.messages = state.messages.filter((x) => x.id !== m.id);
     renderMessages();
