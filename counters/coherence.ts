@@ -44,7 +44,7 @@ import type { Logger } from "../shared/log.ts";
 import type { Counter } from "../shared/metrics.ts";
 import { type CachedState, groupKey, normalKey, parseKey, userKey } from "./cache_keys.ts";
 import { loadManyGroupCounters, loadManyUserCounters } from "./counter_store.ts";
-import type { GroupCounters, GroupLookup, UserCounters } from "./counters.ts";
+import { type GroupCounters, groupIdsOf, type GroupLookup, type UserCounters } from "./counters.ts";
 import type { LiveUpdates } from "./live_updates.ts";
 import type { LocalCache } from "./local_cache.ts";
 import { type CacheEntry, GenerationMismatch, type RedisCache } from "./redis_cache.ts";
@@ -148,6 +148,18 @@ export interface CoherenceDeps {
 
 /** The lookup of a user in no group. */
 const NO_GROUPS: GroupLookup = () => undefined;
+
+/**
+ * A lookup of `parts` by the ids in `ids`, fastest when asked in that order (as countersJson and
+ * countersBody ask).
+ */
+function inOrder(ids: string[], parts: GroupCounters[]): GroupLookup {
+  let next = 0;
+  return (groupId) => {
+    if (ids[next] !== groupId) next = ids.indexOf(groupId);
+    return next < 0 ? undefined : parts[next++];
+  };
+}
 
 /** A new generation stamp. */
 function newStamp(): string {
@@ -523,16 +535,15 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     if (!localUsable()) return undefined;
     const user = local.get("user", userId) as UserCounters | undefined;
     if (user === undefined) return undefined;
-    let groups: Record<string, GroupCounters> | undefined;
-    for (const groupId in user.groups) {
-      const group = local.get("group", groupId) as GroupCounters | undefined;
-      if (group === undefined) return undefined;
-      (groups ??= {})[groupId] = group;
+    const groupIds = groupIdsOf(user);
+    if (groupIds.length === 0) {
+      cacheLookups.inc({ result: "local" });
+      return { user, group: NO_GROUPS };
     }
+    const parts = local.getAll("group", groupIds) as GroupCounters[] | undefined;
+    if (parts === undefined) return undefined;
     cacheLookups.inc({ result: "local" });
-    if (groups === undefined) return { user, group: NO_GROUPS };
-    const held = groups;
-    return { user, group: (groupId) => held[groupId] };
+    return { user, group: inOrder(groupIds, parts) };
   }
 
   async function readGroups(groupIds: string[]): Promise<GroupCounters[]> {

@@ -140,29 +140,35 @@ export function composedVersion(counters: UserCounters, groups: GroupLookup = NO
 // A user state is never changed once made (a change makes a new state), and neither is a group
 // state, so with the same group states its body is serialised once, however many reads serve it.
 const bodies = new WeakMap<UserCounters, { parts: (GroupCounters | undefined)[]; json: string }>();
+const groupIds = new WeakMap<UserCounters, string[]>();
+const NO_IDS: string[] = [];
 
-/** The states of the user's groups as `groups` gives them now, in the user's order. */
-function groupParts(counters: UserCounters, groups: GroupLookup): (GroupCounters | undefined)[] {
-  const parts: (GroupCounters | undefined)[] = [];
-  for (const groupId in counters.groups) parts.push(groups(groupId));
-  return parts;
+/** The ids of the user's groups, listed once per user state. */
+export function groupIdsOf(counters: UserCounters): string[] {
+  if (counters.groups === undefined) return NO_IDS;
+  let ids = groupIds.get(counters);
+  if (ids === undefined) groupIds.set(counters, ids = Object.keys(counters.groups));
+  return ids;
 }
 
 /** countersBody() as JSON, made once per user state and group states. */
 export function countersJson(counters: UserCounters, groups: GroupLookup = NO_GROUPS): string {
-  const parts = counters.groups === undefined ? NO_PARTS : groupParts(counters, groups);
+  const ids = groupIdsOf(counters);
   const held = bodies.get(counters);
-  if (held !== undefined && sameParts(held.parts, parts)) return held.json;
+  if (held !== undefined && sameParts(held.parts, ids, groups)) return held.json;
   const json = JSON.stringify(countersBody(counters, groups));
-  bodies.set(counters, { parts, json });
+  bodies.set(counters, { parts: ids.map(groups), json });
   return json;
 }
 
-const NO_PARTS: (GroupCounters | undefined)[] = [];
-
-function sameParts(a: (GroupCounters | undefined)[], b: (GroupCounters | undefined)[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/** Whether `groups` gives, for each of `ids`, the very state held in `parts`. */
+function sameParts(
+  parts: (GroupCounters | undefined)[],
+  ids: string[],
+  groups: GroupLookup,
+): boolean {
+  if (parts.length !== ids.length) return false;
+  for (let i = 0; i < ids.length; i++) if (parts[i] !== groups(ids[i]!)) return false;
   return true;
 }
 

@@ -21,6 +21,8 @@ export type StateKind = ParsedKey["kind"];
 /** The in-process cache. */
 export interface LocalCache {
   get(kind: StateKind, id: string): CachedState | undefined;
+  /** get() of every id, in order, with one look at the clock; undefined when any is missing. */
+  getAll(kind: StateKind, ids: readonly string[]): CachedState[] | undefined;
   /**
    * Keeps `state` unless a newer version is held, or unless `epoch` (the epoch when the value
    * was loaded) is given and is no longer the current one.
@@ -70,22 +72,37 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     epoch++;
   };
   let refreshDue: (kind: StateKind, id: string) => void = () => {};
+  /** The entry's state if it may be served at `at`; reports it for refresh when due. */
+  function servable(kind: StateKind, id: string, at: number): CachedState | undefined {
+    const entries = byKind[kind];
+    const entry = entries.get(id);
+    if (!entry) return undefined;
+    const age = at - entry.storedAt;
+    if (age > ttlMs) {
+      entries.delete(id);
+      return undefined;
+    }
+    if (age > refreshAfterMs && !entry.refreshReported) {
+      entry.refreshReported = true;
+      refreshDue(kind, id);
+    }
+    return entry.state;
+  }
   return {
     get(kind, id) {
       if (suspended) return undefined;
-      const entries = byKind[kind];
-      const entry = entries.get(id);
-      if (!entry) return undefined;
-      const age = now() - entry.storedAt;
-      if (age > ttlMs) {
-        entries.delete(id);
-        return undefined;
+      return servable(kind, id, now());
+    },
+    getAll(kind, ids) {
+      if (suspended) return undefined;
+      const at = now();
+      const states: CachedState[] = [];
+      for (let i = 0; i < ids.length; i++) {
+        const state = servable(kind, ids[i]!, at);
+        if (state === undefined) return undefined;
+        states.push(state);
       }
-      if (age > refreshAfterMs && !entry.refreshReported) {
-        entry.refreshReported = true;
-        refreshDue(kind, id);
-      }
-      return entry.state;
+      return states;
     },
     offer(kind, id, state, loadedIn) {
       if (suspended || (loadedIn !== undefined && loadedIn !== epoch)) return;

@@ -133,3 +133,18 @@ Deno.test("LocalCache confirm() restarts the clock of the entry at that version 
   t = 191;
   assert.equal(cache.get("user", "u"), undefined, "then it expires");
 });
+
+Deno.test("getAll() gives every state in order, or undefined when any is missing or expired", () => {
+  let clock = 0;
+  const cache = createLocalCache({ ttlMs: 100, now: () => clock });
+  cache.offer("group", "a", { version: 1 } as never);
+  cache.offer("group", "b", { version: 2 } as never);
+  assert.deepEqual(cache.getAll("group", ["b", "a"])?.map((s) => s.version), [2, 1]);
+  assert.equal(cache.getAll("group", ["a", "c"]), undefined);
+  clock = 50;
+  cache.offer("group", "a", { version: 3 } as never);
+  clock = 120;
+  assert.equal(cache.getAll("group", ["a", "b"]), undefined, "b expired");
+  assert.deepEqual(cache.getAll("group", ["a"])?.map((s) => s.version), [3]);
+  assert.deepEqual(cache.getAll("group", []), []);
+});
