@@ -62,6 +62,9 @@ export interface RedisCache {
 
 const GENERATION_KEY = "generation";
 
+/** Most entries one pipeline of writes carries. */
+const WRITE_BATCH = 100;
+
 // Entries are "version|json"; writing compares versions so concurrent writers cannot go back in
 // time, and checks the generation in the same step so nothing lands in a namespace no one reads.
 const SET_IF_NEWER = `
@@ -188,26 +191,33 @@ export function openRedisCache(options: RedisCacheOptions): RedisCache {
     async setManyIfNewer(stamp, entries) {
       if (entries.length === 0) return [];
       await ready();
-      const pipeline = redis.pipeline();
-      for (const { key, state } of entries) {
-        pipeline.eval(
-          SET_IF_NEWER,
-          2,
-          GENERATION_KEY,
-          redisKey(stamp, key),
-          stamp,
-          String(state.version),
-          encode(state),
-          ttl,
-        );
+      // In pipelines of WRITE_BATCH: one change of hundreds of users in many groups is megabytes,
+      // which one pipeline would not get through within the command timeout on a busy machine.
+      const outcomes: (boolean | Error)[] = [];
+      for (let start = 0; start < entries.length; start += WRITE_BATCH) {
+        const batch = entries.slice(start, start + WRITE_BATCH);
+        const pipeline = redis.pipeline();
+        for (const { key, state } of batch) {
+          pipeline.eval(
+            SET_IF_NEWER,
+            2,
+            GENERATION_KEY,
+            redisKey(stamp, key),
+            stamp,
+            String(state.version),
+            encode(state),
+            ttl,
+          );
+        }
+        const results = (await pipeline.exec()) ?? [];
+        for (let i = 0; i < batch.length; i++) {
+          const [err, result] = results[i] ?? [new Error("no reply from Redis"), null];
+          outcomes.push(
+            err ? err : result === -1 ? new GenerationMismatch(stamp, null) : result === 1,
+          );
+        }
       }
-      const results = (await pipeline.exec()) ?? [];
-      return entries.map((_, i) => {
-        const [err, result] = results[i] ?? [new Error("no reply from Redis"), null];
-        if (err) return err;
-        if (result === -1) return new GenerationMismatch(stamp, null);
-        return result === 1;
-      });
+      return outcomes;
     },
     async deleteMany(stamp, keys) {
       if (keys.length === 0) return;

@@ -124,3 +124,26 @@ Deno.test({
     }
   },
 });
+
+integrationTest(
+  "RedisCache.setManyIfNewer() writes a change of hundreds of states in batches, one result each in order",
+  async (env) => {
+    const cache = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    try {
+      assert.equal(await cache.swapGeneration(null, "g1"), true);
+      const keys = Array.from({ length: 250 }, () => userKey(crypto.randomUUID()));
+      const held = keys[130]!;
+      await cache.setManyIfNewer("g1", [{ key: held, state: { version: 9, dialogs: {} } }]);
+      const results = await cache.setManyIfNewer(
+        "g1",
+        keys.map((key, i) => ({ key, state: { version: 2, dialogs: { p: i } } })),
+      );
+      assert.deepEqual(results, keys.map((key) => key !== held));
+      const back = await cache.getMany("g1", keys);
+      assert.deepEqual(back[249], { version: 2, dialogs: { p: 249 } });
+      assert.deepEqual(back[130], { version: 9, dialogs: {} });
+    } finally {
+      await cache.close();
+    }
+  },
+);
