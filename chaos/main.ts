@@ -24,6 +24,7 @@ import { type ProbeResult, runProbe } from "./probe.ts";
 import {
   type ChaosReport,
   countByLastFault,
+  countTimeoutsByFault,
   isOk,
   renderReport,
   type TimedFault,
@@ -293,10 +294,15 @@ function chaosReport(
   log: (line: string) => void,
 ): ChaosReport {
   const { startedAt, run: { load, groups, probe, faults, timeline }, fuzz, checked, quiet } = input;
-  const timedOutAfter = countByLastFault(checked.timedOutSentAt, timeline, startedAt);
+  const timedOutAfter = countTimeoutsByFault(
+    checked.timedOutSentAt,
+    timeline,
+    startedAt,
+    world.sagaTimeoutMs,
+  );
   const violationsAfter = countByLastFault(probe.violationTimes, timeline, startedAt);
   for (const [kind, n] of Object.entries(timedOutAfter)) {
-    log(`chaos: ${n} send(s) timed out, sent after the fault "${kind}"`);
+    log(`chaos: ${n} send(s) timed out, sent after (or during the elections of) "${kind}"`);
   }
   for (const [kind, n] of Object.entries(violationsAfter)) {
     log(`chaos: ${n} read-your-saga violation(s) seen after the fault "${kind}"`);

@@ -75,8 +75,40 @@ export function countByLastFault(
   return counts;
 }
 
+/** How long JetStream may take to elect new leaders after a node is killed (4–7 s seen, 2.9.10). */
+export const ELECTION_WINDOW_S = 10;
+
 /**
- * Sends the saga timeout failed after a NATS node was killed (by the last fault before each):
+ * countByLastFault() for timed-out sends, except that a send whose saga a NATS node kill
+ * overlapped (the kill came while the saga was in flight, or at most ELECTION_WINDOW_S before the
+ * send, during the election) is counted for that kill: faults come every few seconds, so the last
+ * fault before such a send is often another one that came during the election.
+ */
+export function countTimeoutsByFault(
+  times: number[],
+  timeline: TimedFault[],
+  startedAt: number,
+  sagaTimeoutMs: number,
+): Record<string, number> {
+  const counts: Record<string, number> = {};
+  const rest: number[] = [];
+  for (const time of times) {
+    const at = (time - startedAt) / 1000;
+    const election = timeline.find((f) =>
+      /NATS node/.test(f.kind) && f.at >= at - ELECTION_WINDOW_S &&
+      f.at <= at + sagaTimeoutMs / 1000
+    );
+    if (election) counts[election.kind] = (counts[election.kind] ?? 0) + 1;
+    else rest.push(time);
+  }
+  for (const [kind, n] of Object.entries(countByLastFault(rest, timeline, startedAt))) {
+    counts[kind] = (counts[kind] ?? 0) + n;
+  }
+  return counts;
+}
+
+/**
+ * Sends the saga timeout failed while a NATS node kill's elections ran (countTimeoutsByFault):
  * JetStream's elections after a node dies take seconds (4–7 s seen with nats-server 2.9.10), which
  * a saga timeout of 8 s does not always cover. Reported apart; every other timeout is a failure.
  */
