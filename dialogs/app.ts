@@ -12,6 +12,7 @@ import type { MessageStore } from "./message_store.ts";
 import {
   canSee,
   type MessageRow,
+  sendAnswer,
   toAnyMessageView,
   toGroupMessageView,
   toMessageView,
@@ -238,18 +239,8 @@ export function mountDialogsRoutes(app: OpenAPIHono<AppEnv>, deps: DialogsRoutes
       idempotencyKey,
       requestId: c.get("requestId"),
     });
-    if (!created && (message.recipient_id !== peerId || message.text !== text)) {
-      throw new AppError(
-        422,
-        "idempotency-key-reused",
-        "this Idempotency-Key was used for a different message",
-      );
-    }
-    return c.json({
-      messageId: message.id,
-      transactionId: message.transaction_id,
-      status: message.status,
-    }, 202);
+    const sameRequest = created || (message.recipient_id === peerId && message.text === text);
+    return c.json(sendAnswer(message, sameRequest), 202);
   });
 
   app.openapi(messageRoute, async (c) => {

@@ -5,7 +5,7 @@ import type { AppEnv } from "../shared/http/app_env.ts";
 import { COMMON_PROBLEMS, problemDoc } from "../shared/openapi.ts";
 import { uniqueIds } from "./group_store.ts";
 import type { MessageStore } from "./message_store.ts";
-import { canSee, type MessageRow, toGroupMessageView } from "./messages.ts";
+import { canSee, type MessageRow, sendAnswer, toGroupMessageView } from "./messages.ts";
 import {
   AddMembers,
   Before,
@@ -260,18 +260,8 @@ export function mountGroupRoutes(app: OpenAPIHono<AppEnv>, deps: GroupRoutesDeps
       );
     }
     const { message, created } = result;
-    if (!created && (message.group_id !== groupId || message.text !== text)) {
-      throw new AppError(
-        422,
-        "idempotency-key-reused",
-        "this Idempotency-Key was used for a different message",
-      );
-    }
-    return c.json({
-      messageId: message.id,
-      transactionId: message.transaction_id,
-      status: message.status,
-    }, 202);
+    const sameRequest = created || (message.group_id === groupId && message.text === text);
+    return c.json(sendAnswer(message, sameRequest), 202);
   });
 
   app.openapi(listGroupRoute, async (c) => {

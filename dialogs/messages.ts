@@ -1,5 +1,12 @@
-/** Messages as the API shows them and who may see them. Pure. */
-import type { AnyMessageView, GroupMessageView, MessageStatus, MessageView } from "./schemas.ts";
+/** Messages as the API shows them, who may see them, and the answer to a send. Pure. */
+import { AppError } from "../shared/errors.ts";
+import type {
+  AnyMessageView,
+  GroupMessageView,
+  MessageStatus,
+  MessageView,
+  SendAccepted,
+} from "./schemas.ts";
 
 export type { AnyMessageView, GroupMessageView, MessageStatus, MessageView };
 
@@ -79,3 +86,21 @@ export function normalizeMentions(
 /** The columns a MessageRow is selected with (seq as a number: float8 is exact up to 2^53). */
 export const MESSAGE_COLUMNS = "id, transaction_id, sender_id, recipient_id, group_id, text, " +
   "status, seq::float8 as seq, mentions, mentions_all, created_at, read_at";
+
+/**
+ * The answer to a send (202): the message, its saga's transaction and its status. A replay of an
+ * Idempotency-Key that named another message (`sameRequest` false) is refused with 422.
+ */
+export function sendAnswer(
+  message: { id: string; transaction_id: string; status: MessageStatus },
+  sameRequest: boolean,
+): SendAccepted {
+  if (!sameRequest) {
+    throw new AppError(
+      422,
+      "idempotency-key-reused",
+      "this Idempotency-Key was used for a different message",
+    );
+  }
+  return { messageId: message.id, transactionId: message.transaction_id, status: message.status };
+}

@@ -56,3 +56,8 @@ export async function countersOf(service: Service, user: string) {
   assert.equal(res.status, 200);
   return res.body as { total: number; dialogs: Record<string, number> };
 }
+
+/** The body of GET /api/counters for a user in no group, muting nothing. */
+export function withNoGroups(body: { total: number; dialogs: Record<string, number> }) {
+  return { ...body, groups: {}, mentions: 0, muted: [] as string[] };
+}
