@@ -275,11 +275,39 @@ async function measureGroupReads(ctx: Ctx, options: GroupOptions) {
       tokens: users.map((u) => ctx.tokens.get(u)!),
     });
   log(`(g2) GET /api/counters, users in ${CONVERSATIONS} groups vs with ${CONVERSATIONS} dialogs`);
-  await wrk(groupUsers, Math.min(5, options.seconds)); // warm the caches
-  await wrk(dialogUsers, Math.min(5, options.seconds));
-  const readGroups: Run = await wrk(groupUsers);
-  const readDialogs: Run = await wrk(dialogUsers);
+  // Each is warmed right before it is measured, so both start with the same caches.
+  const measured = async (users: string[], what: string) => {
+    await wrk(users, Math.min(5, options.seconds));
+    const before = await cacheLookups(ctx);
+    const run = await wrk(users);
+    log(`(g2) ${what}: cache lookups ${describeLookups(before, await cacheLookups(ctx))}`);
+    return run;
+  };
+  const readGroups: Run = await measured(groupUsers, "50 groups");
+  const readDialogs: Run = await measured(dialogUsers, "50 dialogs");
   return { readGroups, readDialogs };
+}
+
+/** counters' cache lookups so far, by result (`counters_cache_lookups_total`). */
+async function cacheLookups(ctx: Ctx): Promise<Record<string, number>> {
+  const text = await (await fetch(`${ctx.countersUrl}/metrics`)).text();
+  const counts: Record<string, number> = {};
+  for (const m of text.matchAll(/^counters_cache_lookups_total\{result="(\w+)"\} (\d+)/gm)) {
+    counts[m[1]!] = Number(m[2]);
+  }
+  return counts;
+}
+
+/** The lookups between two readings, as "local 12345, hit 3, …". */
+export function describeLookups(
+  before: Record<string, number>,
+  after: Record<string, number>,
+): string {
+  return Object.entries(after)
+    .map(([result, n]) => [result, n - (before[result] ?? 0)] as const)
+    .filter(([, n]) => n > 0)
+    .map(([result, n]) => `${result} ${n}`)
+    .join(", ") || "none";
 }
 
 /** Checks that `user`'s counters show CONVERSATIONS `kind` with unread, so wrk reads real bodies. */

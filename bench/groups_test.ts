@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { percentile, readerGroups, streamLatencies } from "./groups.ts";
+import { describeLookups, percentile, readerGroups, streamLatencies } from "./groups.ts";
 
 Deno.test("readerGroups() puts every reader in exactly 50 of 100 groups of 500", () => {
   const groups = readerGroups(1_000, 100, 50);
@@ -48,4 +48,12 @@ Deno.test("streamLatencies() counts the messages a stream never showed as missin
   ]);
   assert.deepEqual(samples, [50]);
   assert.equal(missing, 2 + 3);
+});
+
+Deno.test("describeLookups() gives what changed between two readings, by result", () => {
+  assert.equal(
+    describeLookups({ local: 10, hit: 2 }, { local: 25, hit: 2, miss: 1 }),
+    "local 15, miss 1",
+  );
+  assert.equal(describeLookups({ local: 3 }, { local: 3 }), "none");
 });
