@@ -217,6 +217,36 @@ async function measureGroupSends(
   return figures;
 }
 
+/**
+ * (g1)'s latency: sends to every group at `rate` each, at once, so they share one window of the
+ * machine (a checkpoint or another process then slows both alike); each group's figures, with the
+ * rows per message from its own run.
+ */
+async function sendsTogether(
+  ctx: Ctx,
+  groups: { id: string; senders: string[]; rows: GroupSends }[],
+  rate: number,
+  seconds: number,
+): Promise<GroupSends[]> {
+  await Promise.all(groups.map((g) => paceSends(ctx, g.id, g.senders, rate, 2)));
+  await waitQuiet(ctx);
+  const since = new Date();
+  const refused = await Promise.all(
+    groups.map((g) => paceSends(ctx, g.id, g.senders, rate, seconds)),
+  );
+  await waitQuiet(ctx);
+  const figures = await Promise.all(groups.map((g) => groupSagaFigures(ctx, g.id, since)));
+  return groups.map((g, i) => {
+    const saga = figures[i]!;
+    log(
+      `(g1) ${g.rows.members} members, same window: ${saga.count} sends, p50 ${
+        saga.p50Ms.toFixed(0)
+      } ms, p99 ${saga.p99Ms.toFixed(0)} ms`,
+    );
+    return { ...g.rows, ...saga, failed: saga.failed + refused[i]! };
+  });
+}
+
 /** Each reader's groups: reader i is in the CONVERSATIONS groups g with (i − g) mod GROUPS < 50. */
 export function readerGroups(readers: number, groups: number, perReader: number): number[][] {
   return Array.from(
@@ -524,14 +554,22 @@ export async function measureGroups(
       log("(g1) the 2-member group's sends at full speed");
       ceiling = await groupCeiling(ctx, pairId, pair, options.seconds);
     }
-    const rate = options.rate ?? Math.max(1, Math.floor(ceiling / 2));
-    log(`(g1) sends at ${rate}/s to the 2-member group, then to the large one`);
-    const small = await measureGroupSends(ctx, pairId, 2, pair, rate, options.seconds);
-    const big = await measureGroupSends(
+    // Both groups are sent to at once for the latency ratio: together half the ceiling.
+    const rate = options.rate ?? Math.max(1, Math.floor(ceiling / 4));
+    log(`(g1) rows: sends at ${rate}/s to the 2-member group, then to the large one`);
+    const smallRows = await measureGroupSends(ctx, pairId, 2, pair, rate, options.seconds);
+    const bigRows = await measureGroupSends(
       ctx,
       largeId,
       options.members,
       senders,
+      rate,
+      options.seconds,
+    );
+    log(`(g1) latency: sends at ${rate}/s to each group, both in the same window`);
+    const [small, big] = await sendsTogether(
+      ctx,
+      [{ id: pairId, senders: pair, rows: smallRows }, { id: largeId, senders, rows: bigRows }],
       rate,
       options.seconds,
     );
@@ -540,8 +578,8 @@ export async function measureGroups(
     return {
       rate,
       ceiling,
-      large: big,
-      small,
+      large: big!,
+      small: small!,
       conversations: CONVERSATIONS,
       readers: READERS,
       groupSize: (READERS * CONVERSATIONS) / GROUPS,

@@ -311,13 +311,14 @@ export function groupMethod(g: GroupFigures): string {
     count(g.large.members)
   }-member group (from 1,000 of its members) at the same offered load, ${
     g.rate.toFixed(0)
-  } sends/s${
+  } sends/s each${
     g.ceiling
-      ? ` (half the ${
+      ? ` (a quarter of the ${
         g.ceiling.toFixed(0)
       }/s the 2-member group's saga does with 16 wrk connections sending as fast as they go)`
       : ""
-  } evenly spaced whatever the answers take (an open loop), each for the run's duration;
+  } evenly spaced whatever the answers take (an open loop): the latencies from both groups sent to
+at once, in one window of the machine, for the run's duration; the rows from each group alone;
 send → committed is the saga's own \`created_at\` → \`finished_at\`; the rows per message are the
 counters database's inserts, updates and deletes (\`pg_stat_user_tables\`) over the run divided by
 the sends.

@@ -220,7 +220,8 @@ Deno.test("performanceDoc() explains the group method only when the run measured
     /Groups \(issue 14\): \(g1\) the bench process sends to a 2-member group and then to a 10,000-member group/,
   );
   assert.match(doc, /1,000 users each in 50 groups of 500 members/);
-  assert.match(doc, /100 sends\/s \(half the 210\/s the 2-member group's saga does/);
+  assert.match(doc, /100 sends\/s each \(a quarter of the 210\/s the 2-member group's saga does/);
+  assert.match(doc, /both groups sent to\s+at once/);
   assert.match(doc, /\(g3\) 1,000 members of the large group/);
   assert.ok(doc.trimEnd().endsWith(kept));
 });
