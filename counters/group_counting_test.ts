@@ -17,18 +17,9 @@ import { applyMessageSent, applyMessagesSent } from "./send_batch.ts";
 import { findLedgerDrift, reconcileOnce } from "./reconcile.ts";
 import { refreshBeforeReplies } from "./counter_events.ts";
 import { messageSentData } from "../testing/fixtures.ts";
-import { integrationTest, migratedDatabase, type TestEnv } from "../testing/env.ts";
+import { integrationTest, withCountersDatabase } from "../testing/env.ts";
 
 const uuid = (): string => crypto.randomUUID();
-
-async function withCounters(env: TestEnv, fn: (sql: Sql) => Promise<void>): Promise<void> {
-  const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
-  try {
-    await fn(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 function groupSent(
   groupId: string,
@@ -103,7 +94,7 @@ async function bodies(sql: Sql, userIds: string[]) {
 integrationTest(
   "a group send gets the group's next seq, in its reply too; a redelivery counts nothing twice",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, alice, bob] = [uuid(), uuid(), uuid()];
       const first = groupSent(group, alice);
       const second = groupSent(group, bob, [alice]);
@@ -139,7 +130,7 @@ integrationTest(
 integrationTest(
   "concurrent group sends and batches to one group get distinct consecutive seqs",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, other] = [uuid(), uuid()];
       const lone = Array.from({ length: 6 }, () => groupSent(group, uuid()));
       const batch = [
@@ -170,7 +161,7 @@ integrationTest(
 integrationTest(
   "a CHECK on group_counters.last_seq fails the send that would break it, with no seq",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       await sql`alter table group_counters add constraint group_seq_max check (last_seq <= 3)`;
       const group = uuid();
       for (let i = 1; i <= 2; i++) await applyMessageSent(sql, groupSent(group, uuid()));
@@ -217,7 +208,7 @@ integrationTest(
 integrationTest(
   "a group send names each other member once in group_mentions, never its sender",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, alice, bob, carol] = [uuid(), uuid(), uuid(), uuid()];
       const before = await versionsOf(sql, [alice, bob, carol]);
       await applyMessageSent(sql, groupSent(group, alice, [bob, alice, bob.toUpperCase()]));
@@ -238,7 +229,7 @@ integrationTest(
 integrationTest(
   "a group cancel after the count makes the seq count for no one; a repeat changes nothing",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, alice, bob, carol] = [uuid(), uuid(), uuid(), uuid()];
       await join(sql, group, [alice, bob, carol]);
       const kept = groupSent(group, alice);
@@ -285,7 +276,7 @@ integrationTest(
 integrationTest(
   "a group cancel before the send is remembered: the send then fails and takes no seq",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, alice] = [uuid(), uuid()];
       const data = groupSent(group, alice, [uuid()]);
       assert.deepEqual(await applyGroupMessageCancelled(sql, cancelOf(data)), {
@@ -307,7 +298,7 @@ integrationTest(
 integrationTest(
   "a group delete drops the message from every count once, however often delivered",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, alice, bob, carol] = [uuid(), uuid(), uuid(), uuid()];
       await join(sql, group, [alice, bob, carol]);
       const named = groupSent(group, alice, [bob]);
@@ -346,7 +337,7 @@ integrationTest(
 integrationTest(
   "group members keep the newest state by version, whatever order the events arrive in",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, alice] = [uuid(), uuid()];
       await applyMessageSent(sql, groupSent(group, uuid()));
       const state = (version: number, readSeq: number, muted: boolean) => ({
@@ -378,7 +369,7 @@ integrationTest(
 integrationTest(
   "leaving a group raises the user's version past the group's, so the composed version goes up",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, alice, bob] = [uuid(), uuid(), uuid()];
       await join(sql, group, [alice, bob]);
       for (let i = 0; i < 5; i++) await applyMessageSent(sql, groupSent(group, bob));
@@ -408,7 +399,7 @@ integrationTest(
 integrationTest(
   "a dialog mute keeps the newest state by version and only changes total",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [alice, peer] = [uuid(), uuid()];
       await applyMessageSent(sql, messageSentData({ recipientId: alice, senderId: peer }));
       const mute = (muted: boolean, version: number) => ({
@@ -437,7 +428,7 @@ integrationTest(
 integrationTest(
   "a dialog delete takes one from the recipient's count once, and reconciliation agrees",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [alice, peer] = [uuid(), uuid()];
       const sends = [1, 2].map(() => messageSentData({ recipientId: alice, senderId: peer }));
       for (const s of sends) await applyMessageSent(sql, s);
@@ -463,7 +454,7 @@ integrationTest(
 integrationTest(
   "refreshBeforeReplies() refreshes a counted group send's group, sender and named members",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, alice, bob, carol, peer] = [uuid(), uuid(), uuid(), uuid(), uuid()];
       await applyMessageSent(sql, groupSent(group, alice, [bob, carol]));
       await applyMessageSent(sql, messageSentData({ recipientId: peer }));
@@ -507,7 +498,7 @@ async function rowsWritten(sql: Sql, change: () => Promise<unknown>): Promise<nu
 integrationTest(
   "a message to a 10,000-member group writes as many rows as one to a 2-member group",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [small, large, alice, bob] = [uuid(), uuid(), uuid(), uuid()];
       const crowd = Array.from({ length: 9_998 }, uuid);
       await join(sql, small, [alice, bob]);

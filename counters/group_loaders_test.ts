@@ -2,16 +2,7 @@ import assert from "node:assert/strict";
 import type { Sql } from "../shared/db.ts";
 import { loadManyGroupCounters, loadManyUserCounters } from "./counter_store.ts";
 import { countersBody, type GroupCounters } from "./counters.ts";
-import { integrationTest, migratedDatabase, type TestEnv } from "../testing/env.ts";
-
-async function withCounters(env: TestEnv, fn: (sql: Sql) => Promise<void>): Promise<void> {
-  const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
-  try {
-    await fn(sql);
-  } finally {
-    await sql.end();
-  }
-}
+import { integrationTest, withCountersDatabase } from "../testing/env.ts";
 
 const uuid = (): string => crypto.randomUUID();
 
@@ -49,7 +40,7 @@ async function member(
 integrationTest(
   "loadManyGroupCounters() reads each group's version, last seq, deleted and @all seqs in order",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, other, unknown, alice, bob] = [uuid(), uuid(), uuid(), uuid(), uuid()];
       await groupMessages(sql, group, [
         [1, alice, [], false, false],
@@ -75,7 +66,7 @@ integrationTest(
 integrationTest(
   "loadManyUserCounters() adds muted dialogs and current groups with own and mentions after the position",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, left, alice, bob, carol, peer] = [
         uuid(),
         uuid(),
@@ -123,7 +114,7 @@ integrationTest(
 integrationTest(
   "the loaded user and group states compose into the counts the contract defines",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [group, alice, bob, carol, late] = [uuid(), uuid(), uuid(), uuid(), uuid()];
       await groupMessages(sql, group, [
         [1, alice, [bob], false, false], // bob: unread + mention; carol: unread

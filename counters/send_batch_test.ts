@@ -3,20 +3,11 @@ import type { Sql } from "../shared/db.ts";
 import { applyMessageCancelled, loadUserCounters } from "./counter_store.ts";
 import { applyMessageSent, applyMessagesSent } from "./send_batch.ts";
 import { messageSentData } from "../testing/fixtures.ts";
-import { integrationTest, migratedDatabase, type TestEnv } from "../testing/env.ts";
+import { integrationTest, withCountersDatabase } from "../testing/env.ts";
 
 const sent = (recipientId = crypto.randomUUID(), senderId = crypto.randomUUID()) => ({
   data: messageSentData({ recipientId, senderId }),
 });
-
-async function withCounters(env: TestEnv, fn: (sql: Sql) => Promise<void>): Promise<void> {
-  const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
-  try {
-    await fn(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 async function replies(sql: Sql) {
   return await sql<{ id: string; transaction_id: string; outcome: string }[]>`
@@ -28,7 +19,7 @@ async function replies(sql: Sql) {
 integrationTest(
   "applyMessagesSent() counts every send of a batch and writes one reply each",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const [alice, bob, peer, other] = [1, 2, 3, 4].map(() => crypto.randomUUID());
       const batch = [sent(alice!, peer), sent(alice!, peer), sent(alice!, other), sent(bob!, peer)];
       const results = await applyMessagesSent(sql, batch);
@@ -53,7 +44,7 @@ integrationTest(
 integrationTest(
   "applyMessagesSent() counts a send already in the ledger, or given twice, once with one reply",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const earlier = sent();
       await applyMessageSent(sql, earlier.data);
       const [firstReply] = await replies(sql);
@@ -80,7 +71,7 @@ integrationTest(
 integrationTest(
   "applyMessagesSent() fails only the send a CHECK constraint refuses, the rest are counted",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       await sql`alter table unread_counters add constraint unread_max check (unread <= 1)`;
       const [alice, bob, peer] = [1, 2, 3].map(() => crypto.randomUUID());
       const batch = [sent(alice!, peer), sent(bob!, peer), sent(alice!, peer)];
@@ -102,7 +93,7 @@ integrationTest(
 integrationTest(
   "applyMessagesSent() answers 'failed' for a send cancelled before it arrived, and counts nothing",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const late = sent();
       const { transactionId, messageId, senderId, recipientId } = late.data;
       await applyMessageCancelled(sql, {
@@ -126,7 +117,7 @@ integrationTest(
 integrationTest(
   "applyMessagesSent(): concurrent batches sharing users in any order all commit, none twice",
   async (env) => {
-    await withCounters(env, async (sql) => {
+    await withCountersDatabase(env, async (sql) => {
       const users = Array.from({ length: 6 }, () => crypto.randomUUID());
       const peer = crypto.randomUUID();
       const batches = Array.from(

@@ -305,3 +305,16 @@ export async function migratedDatabase(url: string, service: "dialogs" | "counte
   ]);
   return sql;
 }
+
+/** Runs `fn` on the test's migrated counters database, closing the connection after. */
+export async function withCountersDatabase(
+  env: TestEnv,
+  fn: (sql: Sql) => Promise<void>,
+): Promise<void> {
+  const sql = await migratedDatabase(env.countersDatabaseUrl, "counters");
+  try {
+    await fn(sql);
+  } finally {
+    await sql.end();
+  }
+}
