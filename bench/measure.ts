@@ -1,4 +1,7 @@
-/** What one bench run measures: (a) to (c) the reads, (d) the write path, with peak memory. */
+/**
+ * What one bench run measures: (a) to (c) the reads, (d) the write path beside (e) the same send
+ * without a saga, with peak memory.
+ */
 import postgres from "postgres";
 import { signToken } from "../shared/auth.ts";
 import { quoteIdent } from "../shared/db.ts";
@@ -126,14 +129,18 @@ export async function measureReads(
   };
 }
 
-/** What (d) measures. */
+/** What (d) and (e) measure. */
 export type WriteFigures =
-  & Pick<BenchFigures, "pgbenchTps" | "sagaPerSecond" | "sendAcceptPerSecond" | "halfLoad">
+  & Pick<
+    BenchFigures,
+    "pgbenchTps" | "single" | "sagaPerSecond" | "sendAcceptPerSecond" | "halfLoad"
+  >
   & { dialogsRssMb: number; countersRssMb: number };
 
 /** The figures of a run without the write path. */
 export const NO_WRITES: WriteFigures = {
   pgbenchTps: 0,
+  single: NO_RUN,
   sagaPerSecond: 0,
   sendAcceptPerSecond: 0,
   halfLoad: { rate: 0, p50Ms: 0, p99Ms: 0, failed: 0 },
@@ -141,7 +148,10 @@ export const NO_WRITES: WriteFigures = {
   countersRssMb: 0,
 };
 
-/** (d) pgbench's ceiling, then sends through the saga at full speed and at half that rate. */
+/**
+ * pgbench's ceiling (for information), (e) the same sends without a saga, then (d) sends through
+ * the saga at full speed, right after (e) with the same load, and at half (d)'s rate.
+ */
 export async function measureWrites(
   world: BenchWorld,
   options: MeasureOptions,
@@ -157,16 +167,16 @@ export async function measureWrites(
     clients: 16,
     seconds: options.seconds,
   });
-  log("(d) sends through the saga at full speed");
   const writers = seeded.users.light.slice(0, 2_000);
   const writerTokens = new Map(writers.map((u, i) => [u, seeded.lightTokens[i]!]));
+  const fullSpeed = { connections: 32, seconds: options.seconds };
+  log("(e) the same sends without a saga, one process, one transaction each");
+  const single = await sendLoad(url(world.single, ""), writers, writerTokens, fullSpeed);
+  log("(d) sends through the saga at full speed");
   const since = new Date();
   const [full, [rssD, rssC]] = await peakRss(
     [dialogs.pid!, counters.pid!],
-    sendLoad(url(dialogs, ""), writers, writerTokens, {
-      connections: 32,
-      seconds: options.seconds,
-    }),
+    sendLoad(url(dialogs, ""), writers, writerTokens, fullSpeed),
   );
   const saga = await sagaFigures(seeded.dSql, since);
   log(`(d) at half that load (${(saga.perSecond / 2).toFixed(0)}/s)`);
@@ -183,6 +193,7 @@ export async function measureWrites(
   const half = await sagaFigures(seeded.dSql, halfSince);
   return {
     pgbenchTps,
+    single,
     sagaPerSecond: saga.perSecond,
     sendAcceptPerSecond: full.requestsPerSecond,
     halfLoad: { rate, p50Ms: half.p50Ms, p99Ms: half.p99Ms, failed: half.failed },

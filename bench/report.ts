@@ -14,7 +14,13 @@ export interface BenchFigures {
   countersHeavy: Run;
   naiveLight: Run;
   naiveHeavy: Run;
+  /** Postgres' ceiling for one send-shaped transaction (pgbench); for information. */
   pgbenchTps: number;
+  /**
+   * (e) the same sends as (d), with the same wrk load, answered by one process without a saga
+   * (bench/single_send_server.ts): each 202 is a committed, counted message.
+   */
+  single: Run;
   sagaPerSecond: number;
   sendAcceptPerSecond: number;
   halfLoad: { rate: number; p50Ms: number; p99Ms: number; failed: number };
@@ -169,14 +175,16 @@ export function targets(f: BenchFigures): Target[] {
       met: flat >= 0.9,
     },
     {
-      what: "(d) ≥ 0.5 × the Postgres ceiling",
-      measured: `${r(f.sagaPerSecond, f.pgbenchTps).toFixed(2)}×`,
-      met: r(f.sagaPerSecond, f.pgbenchTps) >= 0.5,
+      what: "(d) ≥ 0.75 × (e) sends/s, the same sends without a saga",
+      measured: `${r(f.sagaPerSecond, f.single.requestsPerSecond).toFixed(2)}× (${
+        f.sagaPerSecond.toFixed(0)
+      }/s vs ${f.single.requestsPerSecond.toFixed(0)}/s)`,
+      met: r(f.sagaPerSecond, f.single.requestsPerSecond) >= 0.75,
     },
     {
-      what: "(d) p99 send→committed ≤ 150 ms at half that load",
+      what: "(d) p99 send→committed ≤ 100 ms at half of (d)'s rate",
       measured: `${f.halfLoad.p99Ms.toFixed(0)} ms at ${f.halfLoad.rate.toFixed(0)}/s`,
-      met: f.halfLoad.p99Ms <= 150 && f.halfLoad.failed === 0,
+      met: f.halfLoad.p99Ms <= 100 && f.halfLoad.failed === 0,
     },
     {
       what: "each service's RSS ≤ 150 MB under load",
@@ -246,18 +254,23 @@ export function figuresTable(f: BenchFigures): string {
     "",
     "| write path | per second | note |",
     "| --- | ---: | --- |",
-    `| Postgres ceiling (pgbench: insert + upsert in one transaction) | ${
-      f.pgbenchTps.toFixed(0)
-    } | 16 clients |`,
+    `| (e) the same sends without a saga: one Deno + Hono process, one transaction each | ${
+      f.single.requestsPerSecond.toFixed(0)
+    } | 32 connections; answered (= committed) p50 ${f.single.p50Ms.toFixed(0)} ms, p99 ${
+      f.single.p99Ms.toFixed(0)
+    } ms, ${f.single.errors} errors |`,
     `| (d) sends through the whole saga (send → committed) | ${f.sagaPerSecond.toFixed(0)} | ${
-      (f.sagaPerSecond / f.pgbenchTps).toFixed(2)
-    } × the ceiling; sends accepted at ${f.sendAcceptPerSecond.toFixed(0)}/s |`,
+      (f.sagaPerSecond / f.single.requestsPerSecond).toFixed(2)
+    } × (e); sends accepted at ${f.sendAcceptPerSecond.toFixed(0)}/s |`,
     `| (d) at half that load | ${f.halfLoad.rate.toFixed(0)} | send→terminal p50 ${
       f.halfLoad.p50Ms.toFixed(0)
     } ms, p99 ${f.halfLoad.p99Ms.toFixed(0)} ms, ${f.halfLoad.failed} failed |`,
     `| RSS under load | | counters ${f.rssMb.counters.toFixed(0)} MB, dialogs ${
       f.rssMb.dialogs.toFixed(0)
     } MB |`,
+    `| Postgres ceiling (pgbench: insert + upsert in one transaction) | ${
+      f.pgbenchTps.toFixed(0)
+    } | 16 clients; for information: no HTTP, no JSON, no token |`,
     ...(f.groups ? ["", groupsTable(f.groups)] : []),
   ].join("\n");
 }
@@ -347,7 +360,11 @@ noisy, so the targets are ratios between runs made side by side, never absolute 
 package) drives the reads with 2 threads and ${f.connections} connections for ${f.seconds} s per run,
 each request carrying a real JWT of a different user; wrk also drives the sends, from 2,000 users, as
 fast as 32 connections go and then at half that rate as steady arrivals (each connection pauses a
-random time between sends, so the offered load has no bursts); pgbench measures Postgres' ceiling. The services run as separate processes with \`LOG_LEVEL=warn\`, the
+random time between sends, so the offered load has no bursts); right before the saga's full-speed
+run, the same wrk load sends to (e), \`bench/single_send_server.ts\`: the same route answered by one
+Deno + Hono process that verifies each token once, validates the body with zod and commits the
+message, the counter and its version in one pipelined transaction before answering 202. pgbench
+measures Postgres' ceiling, for information. The services run as separate processes with \`LOG_LEVEL=warn\`, the
 load generator shares the machine's 2 cores with them.
 ${f.groups ? `\n${groupMethod(f.groups)}\n` : ""}
 ![requests per second](performance.svg)

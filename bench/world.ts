@@ -17,7 +17,8 @@ export interface BenchWorld {
   natsUrl: string;
   redisUrl: string;
   dbUrl: (name: string) => string;
-  dbs: { dialogs: string; counters: string; pg: string };
+  /** (e)'s database is `single`; pgbench's tables are in `pg`. */
+  dbs: { dialogs: string; counters: string; pg: string; single: string };
   prefix: string;
   stream: string;
   logs: string;
@@ -26,11 +27,19 @@ export interface BenchWorld {
   hello: ManagedProcess;
   floor: ManagedProcess;
   naive: ManagedProcess;
+  /** (e): the same send without a saga, in one process (bench/single_send_server.ts). */
+  single: ManagedProcess;
   admin: postgres.Sql;
 }
 
+/** What a run may change in its world. */
+export interface WorldOptions {
+  /** Deno flags dialogs and counters run with besides the usual ones (e.g. `--cpu-prof`). */
+  serviceFlags?: string[];
+}
+
 /** The run's names, from the environment's servers, and its processes, not started yet. */
-export async function planWorld(): Promise<BenchWorld> {
+export async function planWorld(options: WorldOptions = {}): Promise<BenchWorld> {
   const id = crypto.randomUUID().replaceAll("-", "").slice(0, 10);
   const adminUrl = Deno.env.get("TEST_DATABASE_URL") ??
     "postgres://postgres@127.0.0.1:5432/postgres";
@@ -42,6 +51,7 @@ export async function planWorld(): Promise<BenchWorld> {
     dialogs: `bench_${id}_dialogs`,
     counters: `bench_${id}_counters`,
     pg: `bench_${id}_pg`,
+    single: `bench_${id}_single`,
   };
   const prefix = `bench${id}`, stream = `BENCH${id}`;
   const logs = await Deno.makeTempDir({ prefix: "bench-" });
@@ -54,8 +64,10 @@ export async function planWorld(): Promise<BenchWorld> {
     databaseUrls: { dialogs: dbUrl(dbs.dialogs), counters: dbUrl(dbs.counters) },
     redisUrl,
   };
-  const proc = (name: string, script: string, env: Record<string, string>) =>
-    denoProcess({ name, script, logFile: `${logs}/${name}.log`, env });
+  const proc = (name: string, script: string, env: Record<string, string>, flags?: string[]) =>
+    denoProcess({ name, script, logFile: `${logs}/${name}.log`, env, flags });
+  const service = (name: "dialogs" | "counters") =>
+    proc(name, `${name}/main.ts`, serviceEnv(name, deployment), options.serviceFlags);
   return {
     secret: SECRET,
     adminUrl,
@@ -66,30 +78,49 @@ export async function planWorld(): Promise<BenchWorld> {
     prefix,
     stream,
     logs,
-    counters: proc("counters", "counters/main.ts", serviceEnv("counters", deployment)),
-    dialogs: proc("dialogs", "dialogs/main.ts", serviceEnv("dialogs", deployment)),
+    counters: service("counters"),
+    dialogs: service("dialogs"),
     hello: proc("hello", "bench/hello_server.ts", sharedEnv(deployment)),
     floor: proc("floor", "bench/floor_server.ts", sharedEnv(deployment)),
     naive: proc("naive", "bench/naive_server.ts", {
       ...sharedEnv(deployment),
       DATABASE_URL: dbUrl(dbs.dialogs),
     }),
+    single: proc("single", "bench/single_send_server.ts", {
+      ...sharedEnv(deployment),
+      DATABASE_URL: dbUrl(dbs.single),
+    }),
     admin: postgres(adminUrl, { max: 1, onnotice: () => {} }),
   };
 }
 
-/** Starts every process; the naive server, which reads dialogs' database, once dialogs has made it. */
+/**
+ * Starts every process; the naive server, which reads dialogs' database, once dialogs has made it,
+ * and (e) in its own database, made here.
+ */
 export async function startWorld(world: BenchWorld): Promise<void> {
   const { counters, dialogs, hello, floor, naive } = world;
-  await Promise.all([counters.start(), dialogs.start(), hello.start(), floor.start()]);
+  await Promise.all([
+    counters.start(),
+    dialogs.start(),
+    hello.start(),
+    floor.start(),
+    startSingle(world),
+  ]);
   await naive.start();
+}
+
+/** Makes (e)'s database and starts (e), which makes its tables. */
+export async function startSingle(world: BenchWorld): Promise<void> {
+  await world.admin.unsafe(`create database ${quoteIdent(world.dbs.single)}`);
+  await world.single.start();
 }
 
 /** Stops the processes and removes the run's databases, streams and Redis keys. */
 export async function tearDownWorld(world: BenchWorld): Promise<void> {
-  const { counters, dialogs, hello, floor, naive, admin, prefix } = world;
+  const { counters, dialogs, hello, floor, naive, single, admin, prefix } = world;
   await Promise.all(
-    [counters, dialogs, hello, floor, naive].map((p) => p.terminate().catch(() => {})),
+    [counters, dialogs, hello, floor, naive, single].map((p) => p.terminate().catch(() => {})),
   );
   for (const db of Object.values(world.dbs)) {
     await admin.unsafe(`drop database if exists ${quoteIdent(db)} with (force)`).catch(() => {});

@@ -139,13 +139,21 @@ export function denoProcess(options: {
   env: Record<string, string>;
   logFile: string;
   readyPath?: string;
+  /** Deno flags besides the usual ones, e.g. `--cpu-prof` for a bench. */
+  flags?: string[];
 }): ManagedProcess {
   const port = freePort();
   return managedProcess({
     name: options.name,
     port,
     command: Deno.execPath(),
-    args: ["run", "--allow-all", SERVICE_V8_FLAGS, `${ROOT}${options.script}`],
+    args: [
+      "run",
+      "--allow-all",
+      SERVICE_V8_FLAGS,
+      ...(options.flags ?? []),
+      `${ROOT}${options.script}`,
+    ],
     env: { NO_COLOR: "1", ...options.env, PORT: String(port) },
     logFile: options.logFile,
     ready: options.readyPath
