@@ -9,7 +9,7 @@ import type { BenchFigures } from "./report.ts";
 import { type BenchUsers, benchUsers, seedCounters, seedMessages } from "./seed.ts";
 import type { BenchWorld } from "./world.ts";
 import { runWrk } from "./wrk.ts";
-import { pgbenchCeiling, preparePgbench, sagaFigures, sendLoad } from "./write_path.ts";
+import { pgbenchCeiling, preparePgbench, sagaFigures, sendLoad, warmTokens } from "./write_path.ts";
 
 /** What a measurement varies: how long each run lasts and how many connections wrk opens. */
 export interface MeasureOptions {
@@ -170,6 +170,11 @@ export async function measureWrites(
   const writers = seeded.users.light.slice(0, 2_000);
   const writerTokens = new Map(writers.map((u, i) => [u, seeded.lightTokens[i]!]));
   const fullSpeed = { connections: 32, seconds: options.seconds };
+  log("(d) and (e): one send from each writer, so both know every token");
+  const warmed = new Date();
+  await warmTokens(url(world.single, ""), writers, writerTokens);
+  await warmTokens(url(dialogs, ""), writers, writerTokens);
+  await sagaFigures(seeded.dSql, warmed);
   log("(e) the same sends without a saga, one process, one transaction each");
   const single = await sendLoad(url(world.single, ""), writers, writerTokens, fullSpeed);
   log("(d) sends through the saga at full speed");
