@@ -11,6 +11,10 @@
  * sample is given the stage of the innermost frame of this repository's code on its stack (or of a
  * known library when no such frame is there), and the main thread's measured CPU is split in the
  * samples' proportions. CPU spent off the main thread (V8's GC helpers, I/O threads) is its own row.
+ *
+ * Options: `--seconds N` (10) per measured run; `--no-profile` runs the services without the
+ * profiler and prints the process table only; `--top N` prints the N functions with the most self
+ * time in each profiled process; `--keep-profiles` keeps the `.cpuprofile` files.
  */
 import postgres from "postgres";
 import { signToken } from "../shared/auth.ts";
@@ -377,9 +381,13 @@ const log = (msg: string) =>
   console.error(`bench:cpu ${new Date().toISOString().slice(11, 19)}: ${msg}`);
 
 async function main() {
-  const seconds = Number(Deno.args[Deno.args.indexOf("--seconds") + 1] || 10);
+  const option = (name: string, fallback: number) =>
+    Deno.args.includes(name) ? Number(Deno.args[Deno.args.indexOf(name) + 1]) : fallback;
+  const seconds = option("--seconds", 10);
+  const top = option("--top", 0);
   const keep = Deno.args.includes("--keep-profiles");
-  const top = Deno.args.includes("--top") ? Number(Deno.args[Deno.args.indexOf("--top") + 1]) : 0;
+  // Without the profiler: the process table only, free of the profiler's own cost.
+  const profiled = !Deno.args.includes("--no-profile");
   if (!(seconds > 0)) throw new Error("--seconds must be positive");
   await findBinary("wrk");
   const dir = await Deno.makeTempDir({ prefix: "bench-cpu-" });
@@ -398,7 +406,7 @@ async function main() {
   Deno.env.set("TEST_REDIS_URL", redis.url);
   const profiles = `${dir}/profiles`;
   const world: BenchWorld = await planWorld({
-    serviceFlags: ["--cpu-prof", `--cpu-prof-dir=${profiles}`],
+    serviceFlags: profiled ? ["--cpu-prof", `--cpu-prof-dir=${profiles}`] : [],
   });
   let down: Promise<void> | undefined;
   const tearDown = () =>
@@ -502,7 +510,7 @@ async function main() {
     log("stopping dialogs and counters: their profiles are written as they exit");
     await Promise.all([world.dialogs.terminate(), world.counters.terminate()]);
     const stages: SendRunCpu["stages"] = {};
-    for (const [name, pid] of Object.entries(pids)) {
+    for (const [name, pid] of profiled ? Object.entries(pids) : []) {
       const file = [...Deno.readDirSync(profiles)].find((f) =>
         f.name.endsWith(`.${pid}.cpuprofile`)
       );
@@ -539,8 +547,10 @@ async function main() {
     const load1 = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
     console.log(processTable(dRun, eRun));
     console.log();
-    console.log(stageTable(dRun));
-    console.log();
+    if (profiled) {
+      console.log(stageTable(dRun));
+      console.log();
+    }
     const [dDb, cDb] = d.activity, [eDb] = e.activity;
     console.log(databaseTable([
       { what: "(d) dialogs", ...dDb! },
