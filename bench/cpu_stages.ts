@@ -473,7 +473,10 @@ async function main() {
     log(`(e) ${seconds} s of sends without a saga, 32 connections`);
     const eSince = new Date();
     const e = await measure(
-      { "(e) single process": one(world.single.pid), postgres: backends(world.dbs.single) },
+      {
+        "(e) single process": one(world.single.pid),
+        "postgres: (e)'s backends": backends(world.dbs.single),
+      },
       {},
       [world.dbs.single],
       async () => {
@@ -490,10 +493,8 @@ async function main() {
       {
         dialogs: one(world.dialogs.pid),
         counters: one(world.counters.pid),
-        "postgres (both services' backends)": async () => [
-          ...await backends(world.dbs.dialogs)(),
-          ...await backends(world.dbs.counters)(),
-        ],
+        "postgres: dialogs' backends": backends(world.dbs.dialogs),
+        "postgres: counters' backends": backends(world.dbs.counters),
         "nats-server": one(nats.pid),
         "redis-server": one(redis.pid),
       },
