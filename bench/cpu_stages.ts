@@ -332,7 +332,9 @@ export function stageTable(run: SendRunCpu): string {
       names.map((n) => (run.stages[n]!.stages.get(stage) ?? 0).toFixed(0)).join(" | ")
     } |`
   );
-  const kinds = [...new Set(names.flatMap((n) => [...run.stages[n]!.offMainThread.keys()]))];
+  // Threads that used no measurable CPU in any process are left out.
+  const kinds = [...new Set(names.flatMap((n) => [...run.stages[n]!.offMainThread.keys()]))]
+    .filter((kind) => names.some((n) => (run.stages[n]!.offMainThread.get(kind) ?? 0) >= 0.5));
   const off = kinds.map((kind) =>
     `| off the main thread: ${kind} | ${
       names.map((n) => (run.stages[n]!.offMainThread.get(kind) ?? 0).toFixed(0)).join(" | ")

@@ -141,7 +141,7 @@ Deno.test("the tables show µs per send by process and by stage, with their tota
     stages: {
       dialogs: {
         stages: new Map([["send transaction", 400]]),
-        offMainThread: new Map([["tokio workers", 100]]),
+        offMainThread: new Map([["tokio workers", 100], ["deno", 0.2]]),
       },
       counters: { stages: new Map([["counting transaction", 300]]), offMainThread: new Map() },
     },
@@ -157,5 +157,6 @@ Deno.test("the tables show µs per send by process and by stage, with their tota
   assert.match(stages, /\| send transaction \| 400 \| 0 \|/);
   assert.match(stages, /\| counting transaction \| 0 \| 300 \|/);
   assert.match(stages, /\| off the main thread: tokio workers \| 100 \| 0 \|/);
+  assert.doesNotMatch(stages, /off the main thread: deno/);
   assert.match(stages, /\| \*\*whole process\*\* \| \*\*900\*\* \| \*\*500\*\* \|/);
 });
