@@ -234,6 +234,10 @@ Deno.test("figuresTable() adds the group sends, reads and streams", () => {
 Deno.test("performanceDoc() explains the group method only when the run measured groups", () => {
   const kept = "<!-- kept -->";
   assert.doesNotMatch(performanceDoc(figures(), "deno task bench", kept), /Groups \(issue 14\)/);
+  assert.match(
+    performanceDoc(figures(), "deno task bench", kept),
+    /the same wrk load sends to \(e\), `bench\/single_send_server\.ts`/,
+  );
   const doc = performanceDoc(figures({ groups: groupFigures() }), "deno task bench", kept);
   assert.match(
     doc,
