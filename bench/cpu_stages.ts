@@ -128,7 +128,9 @@ export function repoStage(path: string, fn: string): Stage | "pass" | undefined 
       "reconcile.ts",
     ].includes(file) && dir === "counters"
   ) return CACHE;
-  if (dir === "bench" && file === "single_send_server.ts") return HTTP;
+  if (dir === "bench" && file === "single_send_server.ts") {
+    return /^(sendInOneTransaction|statements)$/.test(fn) ? SEND : HTTP;
+  }
   return undefined;
 }
 
@@ -379,6 +381,9 @@ export function databaseTable(rows: { what: string; xacts: number; written: numb
   ].join("\n");
 }
 
+/** (e)'s process, in the tables. */
+const E = "(e) single process";
+
 const log = (msg: string) =>
   console.error(`bench:cpu ${new Date().toISOString().slice(11, 19)}: ${msg}`);
 
@@ -476,10 +481,10 @@ async function main() {
     const eSince = new Date();
     const e = await measure(
       {
-        "(e) single process": one(world.single.pid),
+        [E]: one(world.single.pid),
         "postgres: (e)'s backends": backends(world.dbs.single),
       },
-      {},
+      { [E]: world.single.pid! },
       [world.dbs.single],
       async () => {
         await sendLoad(url(world.single), users, tokens, load);
@@ -509,17 +514,19 @@ async function main() {
     );
     await dSql.end();
     await eSql.end();
-    const pids = { ...threads };
-    log("stopping dialogs and counters: their profiles are written as they exit");
-    await Promise.all([world.dialogs.terminate(), world.counters.terminate()]);
+    const pids = { ...threads, [E]: world.single.pid! };
+    log("stopping dialogs, counters and (e): their profiles are written as they exit");
+    await Promise.all([world.dialogs, world.counters, world.single].map((p) => p.terminate()));
     const stages: SendRunCpu["stages"] = {};
     for (const [name, pid] of profiled ? Object.entries(pids) : []) {
+      // Each process's own run: (e)'s, or the saga's.
+      const run = name === E ? e : d;
       const file = [...Deno.readDirSync(profiles)].find((f) =>
         f.name.endsWith(`.${pid}.cpuprofile`)
       );
       if (!file) throw new Error(`no CPU profile of ${name} (pid ${pid}) in ${profiles}`);
       const profile = JSON.parse(await Deno.readTextFile(`${profiles}/${file.name}`)) as CpuProfile;
-      const { stages: sampled, leaves } = profileStages(profile, d.window);
+      const { stages: sampled, leaves } = profileStages(profile, run.window);
       if (top > 0) {
         const busy = [...sampled.values()].reduce((a, b) => a + b, 0);
         console.log(`${name}: the ${top} functions with the most self time in the window`);
@@ -527,11 +534,11 @@ async function main() {
           console.log(`  ${((us / busy) * 100).toFixed(1)}%  ${leaf}`);
         }
       }
-      const mainPerSend = d.cpu.main[name]! / d.sends;
+      const mainPerSend = run.cpu.main[name]! / run.sends;
       stages[name] = {
         stages: splitByStage(sampled, mainPerSend),
         offMainThread: new Map(
-          [...d.cpu.threads[name]!].map(([kind, us]) => [kind, us / d.sends]),
+          [...run.cpu.threads[name]!].map(([kind, us]) => [kind, us / run.sends]),
         ),
       };
     }
@@ -551,7 +558,8 @@ async function main() {
     console.log(processTable(dRun, eRun));
     console.log();
     if (profiled) {
-      console.log(stageTable(dRun));
+      // One table: the saga's two services, then (e)'s one process.
+      console.log(stageTable({ ...dRun, perSend: { ...d.perSend, ...e.perSend } }));
       console.log();
     }
     const [dDb, cDb] = d.activity, [eDb] = e.activity;

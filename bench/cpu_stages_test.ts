@@ -40,6 +40,16 @@ Deno.test("stageOf() gives a sample the stage of its innermost frame of the repo
     "live updates, cache (incl. Redis client)",
   );
   assert.equal(stageOf([repo("shared/log.ts")], ROOT), "logging, metrics");
+  // (e)'s one process: its transaction, and the rest of its handler.
+  const single = (fn: string) => repo("bench/single_send_server.ts", fn);
+  assert.equal(
+    stageOf([lib(PG), single("statements"), repo("shared/db.ts"), single("")], ROOT),
+    "send transaction",
+  );
+  assert.equal(
+    stageOf([single(""), lib("file:///x/hono/4.13.19/dist/hono.js")], ROOT),
+    "HTTP, Hono, auth, validation",
+  );
 });
 
 Deno.test("stageOf() lets shared helpers' callers decide, and the relay's outbox code be the relay", () => {

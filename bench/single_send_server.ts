@@ -38,6 +38,37 @@ export async function prepareSingleSend(sql: Sql): Promise<void> {
     user_id uuid primary key, version bigint not null)`;
 }
 
+/**
+ * Commits the message, the recipient's counter and its version in one pipelined transaction and
+ * returns the message's id; a send retried with its Idempotency-Key returns the first one's.
+ */
+export async function sendInOneTransaction(
+  sql: Sql,
+  send: { senderId: string; recipientId: string; text: string; key: string | null },
+): Promise<string> {
+  const { senderId, recipientId, text, key } = send;
+  const id = crypto.randomUUID();
+  try {
+    return await pipelinedTransaction(sql, function statements(tx, withCommit) {
+      withCommit(tx`
+        insert into messages (id, sender_id, recipient_id, text, idempotency_key)
+        values (${id}, ${senderId}, ${recipientId}, ${text}, ${key})`);
+      withCommit(tx`
+        insert into unread_counters (user_id, peer_id, unread) values (${recipientId}, ${senderId}, 1)
+        on conflict (user_id, peer_id) do update set unread = unread_counters.unread + 1`);
+      withCommit(tx`
+        insert into counter_versions (user_id, version) values (${recipientId}, 1)
+        on conflict (user_id) do update set version = counter_versions.version + 1`);
+      return Promise.resolve(id);
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code !== "23505" || key === null) throw err;
+    const [first] = await sql<{ id: string }[]>`
+      select id from messages where sender_id = ${senderId} and idempotency_key = ${key}`;
+    return first!.id;
+  }
+}
+
 /** The (e) send as a Hono app over `sql`, verifying tokens signed with `secret`. */
 export function singleSendApp(sql: Sql, secret: string): Hono {
   const tokens = createVerifiedTokens(secret);
@@ -58,26 +89,12 @@ export function singleSendApp(sql: Sql, secret: string): Hono {
     if (!peer.success || !body.success) return c.json({ title: "invalid send" }, 400);
     const recipientId = peer.data.toLowerCase();
     if (recipientId === senderId) return c.json({ title: "a message to oneself" }, 400);
-    const id = crypto.randomUUID();
     const key = c.req.header("Idempotency-Key") ?? null;
-    const sent = pipelinedTransaction(sql, (tx, withCommit) => {
-      withCommit(tx`
-        insert into messages (id, sender_id, recipient_id, text, idempotency_key)
-        values (${id}, ${senderId}, ${recipientId}, ${body.data.text}, ${key})`);
-      withCommit(tx`
-        insert into unread_counters (user_id, peer_id, unread) values (${recipientId}, ${senderId}, 1)
-        on conflict (user_id, peer_id) do update set unread = unread_counters.unread + 1`);
-      withCommit(tx`
-        insert into counter_versions (user_id, version) values (${recipientId}, 1)
-        on conflict (user_id) do update set version = counter_versions.version + 1`);
-      return Promise.resolve(id);
-    });
-    // A send retried with its Idempotency-Key answers the message the first one stored.
-    const messageId = await sent.catch(async (err) => {
-      if ((err as { code?: string }).code !== "23505" || key === null) throw err;
-      const [first] = await sql<{ id: string }[]>`
-        select id from messages where sender_id = ${senderId} and idempotency_key = ${key}`;
-      return first!.id;
+    const messageId = await sendInOneTransaction(sql, {
+      senderId,
+      recipientId,
+      text: body.data.text,
+      key,
     });
     return c.json({ messageId, status: "committed" }, 202);
   });
@@ -90,4 +107,6 @@ if (import.meta.main) {
   const app = singleSendApp(sql, Deno.env.get("JWT_SECRET") ?? "");
   const port = Number(Deno.env.get("PORT") ?? 8093);
   Deno.serve({ port, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
+  // Exits on SIGTERM, so a CPU profile (`--cpu-prof`, bench/cpu_stages.ts) is written.
+  Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
 }

@@ -34,7 +34,7 @@ export interface BenchWorld {
 
 /** What a run may change in its world. */
 export interface WorldOptions {
-  /** Deno flags dialogs and counters run with besides the usual ones (e.g. `--cpu-prof`). */
+  /** Deno flags dialogs, counters and (e) run with besides the usual ones (e.g. `--cpu-prof`). */
   serviceFlags?: string[];
 }
 
@@ -89,7 +89,7 @@ export async function planWorld(options: WorldOptions = {}): Promise<BenchWorld>
     single: proc("single", "bench/single_send_server.ts", {
       ...sharedEnv(deployment),
       DATABASE_URL: dbUrl(dbs.single),
-    }),
+    }, options.serviceFlags),
     admin: postgres(adminUrl, { max: 1, onnotice: () => {} }),
   };
 }
