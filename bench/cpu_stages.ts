@@ -1,12 +1,12 @@
 /**
  * `deno task bench:cpu` (issue 15): where a send's CPU goes, in µs of CPU per send, in each
  * process and, inside dialogs and counters, per stage of the saga; beside (e), the same sends
- * without a saga (bench/single_send_server.ts).
+ * without a saga in one process (bench/single_send_server.ts), measured the same way.
  *
  * Method (issue 5's): user + system CPU time from `/proc/<pid>/stat` of each process over a send
  * run, divided by the sends completed. The run has its own nats-server and redis-server, so their
  * CPU is this run's alone; Postgres is the backends of the run's databases (`pg_stat_activity`),
- * wrk is this process's reaped children. Inside dialogs and counters, a V8 CPU profile (Deno's
+ * wrk is this process's reaped children. Inside dialogs, counters and (e), a V8 CPU profile (Deno's
  * `--cpu-prof`) taken over the whole life of the process is cut to the send run's window, each
  * sample is given the stage of the innermost frame of this repository's code on its stack (or of a
  * known library when no such frame is there), and the main thread's measured CPU is split in the
