@@ -30,6 +30,40 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
+const PAGE = "http://localhost:8081";
+const READY = ["http://localhost:8081/health/ready", "http://localhost:8082/health/ready"];
+
+/** Whether `url` answers 200 now. */
+async function answers(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** Prints where to go once both services are ready, or what is not after 30 s. */
+async function announceWhenReady(): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if ((await Promise.all(READY.map(answers))).every(Boolean)) {
+      console.log(`
+  dialogs and counters are ready
+  the web page      ${PAGE}/
+  API reference     ${PAGE}/docs (dialogs), http://localhost:8082/docs (counters)
+  Ctrl-C stops both
+`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  console.log(`\n  not ready after 30 s: ${READY.join(" and ")} say what is missing\n`);
+}
+
+void announceWhenReady();
+
 // When one service exits on its own (a bad variable, say), stop the other too.
 const first = await Promise.race(children.map((c) => c.status));
 for (const child of children) {

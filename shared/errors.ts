@@ -1,6 +1,7 @@
 /** The AppError family and its mapping to RFC 9457 problem+json bodies. */
 import type { z } from "zod";
 import type { FieldErrorSchema, ProblemSchema } from "./openapi.ts";
+import { type ProblemType, problemTypePath } from "./problems.ts";
 
 /** One invalid field of a request, as listed in a validation problem. */
 export type FieldError = z.infer<typeof FieldErrorSchema>;
@@ -11,12 +12,12 @@ export type Problem = z.infer<typeof ProblemSchema>;
 /** An error that the HTTP layer answers with its own status and problem type. */
 export class AppError extends Error {
   readonly status: number;
-  readonly type: string;
+  readonly type: ProblemType;
   readonly errors?: FieldError[];
 
   constructor(
     status: number,
-    type: string,
+    type: ProblemType,
     message: string,
     options?: { cause?: unknown; errors?: FieldError[] },
   ) {
@@ -65,12 +66,13 @@ function titleFor(status: number): string {
 /** Builds the problem body for an error status. */
 export function problem(
   status: number,
-  type: string,
+  type: ProblemType,
   detail: string,
   errors?: FieldError[],
 ): Problem {
   return {
-    type: `https://unread-counters.dev/problems/${type}`,
+    // Relative: the service that answers resolves it to its own page (problemResponse).
+    type: problemTypePath(type),
     title: titleFor(status),
     status,
     detail,
@@ -78,12 +80,37 @@ export function problem(
   };
 }
 
-/** Turns zod issues into the `errors` list of a validation problem. */
-export function fieldErrors(
-  issues: readonly { path: readonly PropertyKey[]; message: string }[],
-): FieldError[] {
-  return issues.map((issue) => ({
-    path: issue.path.map(String).join(".") || "(root)",
-    message: issue.message,
-  }));
+/** One zod issue, as much of it as fieldErrors reads. */
+interface Issue {
+  path: readonly PropertyKey[];
+  message: string;
+  code?: string;
+  expected?: unknown;
+}
+
+/** The value at `path` in `input`, or undefined. */
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (value === null || typeof value !== "object") return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+/**
+ * Turns zod issues into the `errors` list of a validation problem. Given the input that failed,
+ * a field that is absent says it is required, instead of zod's "expected string, received
+ * undefined".
+ */
+export function fieldErrors(issues: readonly Issue[], input?: unknown): FieldError[] {
+  return issues.map((issue) => {
+    const path = issue.path.map(String).join(".") || "(root)";
+    const missing = input !== undefined && issue.code === "invalid_type" &&
+      issue.path.length > 0 && valueAt(input, issue.path) === undefined;
+    const message = missing
+      ? `${path} is required${typeof issue.expected === "string" ? ` (${issue.expected})` : ""}`
+      : issue.message;
+    return { path, message };
+  });
 }

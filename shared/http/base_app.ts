@@ -4,10 +4,11 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { badRequest, fieldErrors, problem } from "../errors.ts";
+import { badRequest, fieldErrors, notFound, problem } from "../errors.ts";
 import { HEADERS } from "../events.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
+import { isProblemType, problemIndexPage, problemPage } from "../problems.ts";
 import type { AppEnv } from "./app_env.ts";
 import { handleError, problemResponse } from "./error_handler.ts";
 import { requestIdFor } from "./request_id.ts";
@@ -35,7 +36,9 @@ export function createBaseApp(
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) {
-        throw badRequest("request validation failed", fieldErrors(result.error.issues));
+        // `data` is the input that failed: a field absent from it is named as required.
+        const input = (result as { data?: unknown }).data;
+        throw badRequest("request validation failed", fieldErrors(result.error.issues, input));
       }
     },
   });
@@ -71,13 +74,64 @@ export function createBaseApp(
     });
   });
   app.onError(handleError(log));
-  app.notFound((c) =>
-    problemResponse(c, problem(404, "not-found", `no route for ${c.req.method} ${c.req.path}`))
-  );
+  const allowedMethods = methodsByPath(app);
+  app.notFound((c) => {
+    // A route that matched and then found nothing (an unknown id, say) is a 404, not a 405.
+    const allow = allowedMethods(c.req.path);
+    if (allow.length > 0 && !allow.includes(c.req.method)) {
+      c.header("Allow", allow.join(", "));
+      return problemResponse(
+        c,
+        problem(
+          405,
+          "method-not-allowed",
+          `${c.req.path} answers ${allow.join(", ")}, not ${c.req.method}`,
+        ),
+      );
+    }
+    return problemResponse(
+      c,
+      problem(404, "not-found", `no route for ${c.req.method} ${c.req.path}`),
+    );
+  });
+  app.get("/problems", (c) => c.html(problemIndexPage(service)));
+  app.get("/problems/:type", (c) => {
+    const type = c.req.param("type");
+    if (!isProblemType(type)) throw notFound(`no problem type ${type}; /problems lists them`);
+    return c.html(problemPage(service, type));
+  });
   app.get("/health/live", (c) => c.json({ status: "ok", service }));
   app.get("/metrics", async (c) =>
     c.body(await metrics.render(), 200, {
       "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
     }));
   return app;
+}
+
+/**
+ * The methods the app's routes answer on a path, for a 405's `Allow` (HEAD wherever GET is), or
+ * none. Worked out from the routes at the first miss after a route was added, not per request.
+ */
+export function methodsByPath(app: OpenAPIHono<AppEnv>): (path: string) => string[] {
+  let known = -1;
+  let routes: { pattern: RegExp; method: string }[] = [];
+  return (path) => {
+    if (known !== app.routes.length) {
+      known = app.routes.length;
+      routes = app.routes
+        .filter((r) => r.method !== "ALL" && !r.path.includes("*"))
+        .map((r) => ({ pattern: routePattern(r.path), method: r.method }));
+    }
+    const methods = new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method));
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods].sort();
+  };
+}
+
+/** A Hono route path (`/api/dialog/:peerId/send`) as a regular expression matching whole paths. */
+function routePattern(path: string): RegExp {
+  const source = path.split("/").map((part) =>
+    part.startsWith(":") ? "[^/]+" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+  ).join("/");
+  return new RegExp(`^${source}/?$`);
 }

@@ -115,3 +115,64 @@ Deno.test("createBaseApp() answers a lost database connection with 503 and Retry
   assert.equal(res.headers.get("Retry-After"), "1");
   assert.ok(!body.detail.includes("5432"), "no connection details in the body");
 });
+
+Deno.test("createBaseApp() names a missing body field as required", async () => {
+  const { app } = testApp();
+  const res = await app.request(`/echo/${ID}`, { method: "POST", headers: json, body: "{}" });
+  const body = await expectProblem(res, 400);
+  assert.deepEqual(body.errors, [{ path: "text", message: "text is required (string)" }]);
+});
+
+Deno.test("createBaseApp() keeps zod's words for a field that is present but wrong", async () => {
+  const { app } = testApp();
+  const res = await app.request(`/echo/${ID}`, {
+    method: "POST",
+    headers: json,
+    body: JSON.stringify({ text: 5 }),
+  });
+  const body = await expectProblem(res, 400);
+  assert.equal(body.errors[0].path, "text");
+  assert.doesNotMatch(body.errors[0].message, /required/);
+});
+
+Deno.test("createBaseApp() answers a body that is not JSON with a 415 that says JSON is expected", async () => {
+  const { app } = testApp();
+  const res = await app.request(`/echo/${ID}`, {
+    method: "POST",
+    headers: { "Content-Type": "text/plain" },
+    body: "hi",
+  });
+  const body = await expectProblem(res, 415);
+  assert.match(body.detail, /Content-Type: application\/json/);
+  assert.match(body.detail, /text\/plain/);
+});
+
+Deno.test("createBaseApp() answers a known path with the wrong method 405 and Allow", async () => {
+  const { app } = testApp();
+  const res = await app.request(`/echo/${ID}`, { method: "DELETE" });
+  const body = await expectProblem(res, 405);
+  assert.equal(res.headers.get("Allow"), "POST");
+  assert.match(body.detail, /POST/);
+  const get = await app.request("/health/live", { method: "POST" });
+  await expectProblem(get, 405);
+  assert.equal(get.headers.get("Allow"), "GET, HEAD");
+  await expectProblem(await app.request("/echo/a/b", { method: "DELETE" }), 404);
+});
+
+Deno.test("createBaseApp() gives each problem an absolute type that resolves to a page it serves", async () => {
+  const { app } = testApp();
+  const res = await app.request(`http://counters.example:8082/echo/${ID}`, {
+    method: "POST",
+    headers: json,
+    body: "{}",
+  });
+  const { type } = await expectProblem(res, 400);
+  assert.equal(type, "http://counters.example:8082/problems/validation-error");
+  const page = await app.request(new URL(type).pathname);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("Content-Type") ?? "", /text\/html/);
+  assert.match(await page.text(), /validation-error/);
+  const index = await (await app.request("/problems")).text();
+  assert.match(index, /href="\/problems\/method-not-allowed"/);
+  await expectProblem(await app.request("/problems/no-such-type"), 404);
+});

@@ -6,16 +6,21 @@ import { z } from "zod";
 import { isUnavailableDbError } from "../db.ts";
 import { AppError, fieldErrors, type Problem, problem } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { type ProblemType } from "../problems.ts";
 import type { AppEnv } from "./app_env.ts";
 
-/** Answers `problem` as application/problem+json. */
+/**
+ * Answers `problem` as application/problem+json, its `type` resolved against the request's URL:
+ * the page that explains it is served by this service (shared/problems.ts).
+ */
 export function problemResponse(c: Context, body: Problem): Response {
-  return c.body(JSON.stringify(body), body.status as ContentfulStatusCode, {
+  const type = body.type.startsWith("/") ? new URL(body.type, c.req.url).href : body.type;
+  return c.body(JSON.stringify({ ...body, type }), body.status as ContentfulStatusCode, {
     "Content-Type": "application/problem+json",
   });
 }
 
-const HTTP_TYPES: Record<number, string> = {
+const HTTP_TYPES: Record<number, ProblemType> = {
   400: "bad-request",
   401: "unauthorized",
   404: "not-found",
@@ -32,7 +37,12 @@ export function handleError(log: Logger): ErrorHandler<AppEnv> {
     }
     if (err instanceof HTTPException) {
       const status = err.status;
-      const detail = err.message || "the request could not be processed";
+      // Hono's own words for a body that is not JSON say neither what was sent nor what is wanted.
+      const detail = status === 415
+        ? `the body must be JSON: send it with Content-Type: application/json (got ${
+          c.req.header("content-type")?.slice(0, 100) || "no Content-Type"
+        })`
+        : err.message || "the request could not be processed";
       return problemResponse(c, problem(status, HTTP_TYPES[status] ?? "http-error", detail));
     }
     if (err instanceof z.ZodError) {
