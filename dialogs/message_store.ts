@@ -2,8 +2,9 @@
  * Postgres access for dialogs: sending (message + outbox event in one transaction), reading,
  * deleting, counters' replies and the sweeper; groups and mutes are in group_store.ts.
  */
-import type { Sql, Tx } from "../shared/db.ts";
+import { isUnavailableDbError, type Sql, type Tx } from "../shared/db.ts";
 import { createEvent, type Envelope, type EventData } from "../shared/events.ts";
+import { groupCommitIsolated } from "../shared/group_commit.ts";
 import { enqueueEvent, enqueueEvents, outboxTransaction } from "../shared/outbox.ts";
 import {
   addMembers,
@@ -112,7 +113,7 @@ export interface MessageStore {
 /** The MessageStore over the dialogs database. */
 export function postgresMessageStore(sql: Sql): MessageStore {
   return {
-    sendMessage: (input) => sendMessage(sql, input),
+    sendMessage: groupCommittedSends(sql),
     findMessage: (id) => findMessage(sql, id),
     listDialog: (userId, peerId, page) => listDialog(sql, userId, peerId, page),
     listDialogs: (userId, limit) => listDialogs(sql, userId, limit),
@@ -136,34 +137,87 @@ export function postgresMessageStore(sql: Sql): MessageStore {
  * Idempotency-Key already used by this sender, returns that message and creates nothing.
  */
 export async function sendMessage(sql: Sql, input: SendInput): Promise<SendResult> {
-  // Two round trips: BEGIN with the message, the event with COMMIT.
+  return (await sendMessages(sql, [input]))[0]!;
+}
+
+/** Most sends group-committed in one transaction. */
+export const SEND_BATCH_SIZE = 64;
+
+/**
+ * sendMessage for concurrent callers: sends arriving while a batch is being stored go together in
+ * the next transaction (group commit). A batch the database refused is stored again one send at a
+ * time, so only the send at fault fails; a batch whose connection was lost (its COMMIT may have
+ * happened) fails every send in it, as a lone send's would.
+ */
+export function groupCommittedSends(sql: Sql): (input: SendInput) => Promise<SendResult> {
+  return groupCommitIsolated((inputs: SendInput[]) => sendMessages(sql, inputs), {
+    maxBatch: SEND_BATCH_SIZE,
+    retryable: (err) => !isUnavailableDbError(err),
+  });
+}
+
+/**
+ * Stores `inputs` as pending messages and their "message sent" events in one transaction of two
+ * round trips (BEGIN with the messages, the events with COMMIT; a third reads the messages of
+ * Idempotency-Keys used before). One result per input, in order. A key used before by its sender,
+ * or twice in `inputs`, returns the first message and creates nothing.
+ */
+export async function sendMessages(sql: Sql, inputs: SendInput[]): Promise<SendResult[]> {
+  if (inputs.length === 0) return [];
   return await outboxTransaction(sql, async (tx, withCommit) => {
-    const id = crypto.randomUUID();
-    const transactionId = crypto.randomUUID();
-    // ON CONFLICT waits for a concurrent send with the same key, then yields to it.
-    const [created] = await tx<MessageRow[]>`
+    const ids = inputs.map(() => crypto.randomUUID());
+    const transactionIds = inputs.map(() => crypto.randomUUID());
+    // ON CONFLICT waits for a concurrent send with the same key, then yields to it; a key given
+    // twice in the batch is inserted by its first send only.
+    const created = await tx<MessageRow[]>`
       insert into messages (id, transaction_id, sender_id, recipient_id, text, idempotency_key,
                             request_id)
-      values (${id}, ${transactionId}, ${input.senderId}, ${input.recipientId}, ${input.text},
-              ${input.idempotencyKey ?? null}, ${input.requestId ?? null})
+      select * from unnest(${ids}::uuid[], ${transactionIds}::uuid[],
+                           ${inputs.map((i) => i.senderId)}::uuid[],
+                           ${inputs.map((i) => i.recipientId)}::uuid[],
+                           ${inputs.map((i) => i.text)}::text[],
+                           ${inputs.map((i) => i.idempotencyKey ?? null)}::text[],
+                           ${inputs.map((i) => i.requestId ?? null)}::text[])
       on conflict (sender_id, idempotency_key) where idempotency_key is not null do nothing
       returning ${tx.unsafe(COLUMNS)}`;
-    if (!created) {
-      const [existing] = await tx<MessageRow[]>`
-        select ${tx.unsafe(COLUMNS)} from messages
-        where sender_id = ${input.senderId} and idempotency_key = ${input.idempotencyKey!}`;
-      return { message: existing!, created: false };
-    }
-    const event = createEvent("dialogs.message.sent", {
-      transactionId,
-      messageId: id,
-      senderId: input.senderId,
-      recipientId: input.recipientId,
-      sentAt: created.created_at.toISOString(),
-    }, { requestId: input.requestId });
-    withCommit(enqueueEvent(tx, event));
-    return { message: created, created: true };
+    const byId = new Map(created.map((row) => [row.id, row]));
+    const replays = inputs.filter((_, i) => !byId.has(ids[i]!));
+    // A statement of its own, so it sees the messages this one waited for.
+    const existing = replays.length === 0
+      ? []
+      : await tx<(MessageRow & { idempotency_key: string })[]>`
+      select ${tx.unsafe(COLUMNS)}, idempotency_key from messages
+      where (sender_id, idempotency_key) in (
+        select * from unnest(${replays.map((i) => i.senderId)}::uuid[],
+                             ${replays.map((i) => i.idempotencyKey!)}::text[]))`;
+    const byKey = new Map(
+      existing.map((row) => [idempotencyKeyOf(row.sender_id, row.idempotency_key), row]),
+    );
+    const events: Envelope[] = [];
+    const results = inputs.map((input, i): SendResult => {
+      const row = byId.get(ids[i]!);
+      if (!row) {
+        const key = idempotencyKeyOf(input.senderId, input.idempotencyKey!);
+        const { idempotency_key: _, ...message } = byKey.get(key)!;
+        return { message, created: false };
+      }
+      events.push(createEvent("dialogs.message.sent", {
+        transactionId: row.transaction_id,
+        messageId: row.id,
+        senderId: row.sender_id,
+        recipientId: row.recipient_id!,
+        sentAt: row.created_at.toISOString(),
+      }, { requestId: input.requestId }));
+      return { message: row, created: true };
+    });
+    withCommit(enqueueEvents(tx, events));
+    return results;
   });
+}
+
+/** A map key of an Idempotency-Key of a sender. */
+function idempotencyKeyOf(senderId: string, key: string): string {
+  return `${senderId.toLowerCase()} ${key}`;
 }
 
 /** One message by id, or undefined. */

@@ -6,6 +6,7 @@ import {
   applyCountedReplies,
   type MessageStore,
   postgresMessageStore,
+  type SendInput,
   sendMessage,
   sweepTimedOutSends,
   type TimedOutSend,
@@ -207,6 +208,163 @@ integrationTest(
       } finally {
         await other.end();
       }
+    });
+  },
+);
+
+/** The "message sent" events in the outbox, by message id: their transaction and request id. */
+async function sentEvents(sql: Sql) {
+  const rows = await sql<
+    {
+      request_id: string | null;
+      payload: { requestId?: string; data: { messageId: string; transactionId: string } };
+    }[]
+  >`select request_id, payload from outbox where type = 'dialogs.message.sent'`;
+  return new Map(rows.map((r) => [r.payload.data.messageId, r]));
+}
+
+/**
+ * Sends `inputs` through the store's group commit in one batch: a first send is being stored while
+ * they arrive, so they wait and go together. Their outcomes, in order, and the first send's.
+ */
+async function oneBatch(store: MessageStore, inputs: SendInput[]) {
+  const first = store.sendMessage({
+    senderId: crypto.randomUUID(),
+    recipientId: crypto.randomUUID(),
+    text: "first",
+  });
+  const outcomes = await Promise.allSettled(inputs.map((i) => store.sendMessage(i)));
+  return { first: await first, outcomes };
+}
+
+/** The id of the transaction that wrote each message (its xmin). */
+async function writers(sql: Sql, ids: string[]): Promise<Set<string>> {
+  const rows = await sql<{ xmin: string }[]>`
+    select xmin::text from messages where id = any(${ids}::uuid[])`;
+  return new Set(rows.map((r) => r.xmin));
+}
+
+integrationTest(
+  "group-committed sends: concurrent sends share one transaction, each with its own message and event",
+  async (env) => {
+    await withDialogs(env, async (sql) => {
+      const store = postgresMessageStore(sql);
+      const inputs = Array.from({ length: 5 }, (_, i) => ({
+        senderId: crypto.randomUUID(),
+        recipientId: crypto.randomUUID(),
+        text: `batched ${i}`,
+        requestId: `req-${i}`,
+      }));
+      const { first, outcomes } = await oneBatch(store, inputs);
+      const results = outcomes.map((o) => {
+        assert.equal(o.status, "fulfilled");
+        return o.value;
+      });
+      const ids = results.map((r) => r.message.id);
+      assert.equal(new Set(ids).size, 5);
+      assert.equal(new Set(results.map((r) => r.message.transaction_id)).size, 5);
+      results.forEach((r, i) => {
+        assert.equal(r.created, true);
+        assert.equal(r.message.status, "pending");
+        assert.equal(r.message.text, `batched ${i}`);
+        assert.equal(r.message.sender_id, inputs[i]!.senderId);
+        assert.equal(r.message.recipient_id, inputs[i]!.recipientId);
+      });
+      assert.equal((await writers(sql, ids)).size, 1, "the five in one transaction");
+      assert.notDeepEqual(await writers(sql, [first.message.id]), await writers(sql, ids));
+      const events = await sentEvents(sql);
+      assert.equal(events.size, 6, "one event per message");
+      results.forEach((r, i) => {
+        const event = events.get(r.message.id)!;
+        assert.equal(event.payload.data.transactionId, r.message.transaction_id);
+        assert.equal(event.request_id, `req-${i}`);
+        assert.equal(event.payload.requestId, `req-${i}`);
+      });
+      const rows = await sql<{ id: string; request_id: string }[]>`
+        select id, request_id from messages where id = any(${ids}::uuid[])`;
+      assert.deepEqual(
+        new Map(rows.map((r) => [r.id, r.request_id])),
+        new Map(ids.map((id, i) => [id, `req-${i}`])),
+      );
+    });
+  },
+);
+
+integrationTest(
+  "group-committed sends: one Idempotency-Key twice in a batch stores one message, the answer to both",
+  async (env) => {
+    await withDialogs(env, async (sql) => {
+      const store = postgresMessageStore(sql);
+      const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
+      const key = { senderId: a, recipientId: b, idempotencyKey: "same" };
+      const { outcomes } = await oneBatch(store, [
+        { ...key, text: "once" },
+        { senderId: a, recipientId: b, text: "no key" },
+        { ...key, text: "once" },
+      ]);
+      const [one, other, again] = outcomes.map((o) => {
+        assert.equal(o.status, "fulfilled");
+        return o.value;
+      });
+      assert.deepEqual(again!.message, one!.message);
+      assert.deepEqual([one!.created, again!.created], [true, false]);
+      assert.equal(other!.created, true);
+      assert.equal(
+        (await writers(sql, [one!.message.id, other!.message.id])).size,
+        1,
+        "one batch",
+      );
+      const [{ n }] = await sql<[{ n: number }]>`
+        select count(*)::int as n from messages where sender_id = ${a}`;
+      assert.equal(n, 2);
+      const events = await sentEvents(sql);
+      assert.ok(events.has(one!.message.id) && events.has(other!.message.id));
+      assert.equal(events.size, 3, "no event for the replay");
+      // A later batch replaying the key, beside a new send, is answered from the database.
+      const later = await oneBatch(store, [{ ...key, text: "once" }, { ...key, text: "once" }]);
+      for (const o of later.outcomes) {
+        assert.equal(o.status, "fulfilled");
+        assert.deepEqual(o.value, { message: one!.message, created: false });
+      }
+      assert.equal((await sentEvents(sql)).size, 4, "only the later first send's event");
+    });
+  },
+);
+
+integrationTest(
+  "group-committed sends: a send the database refuses fails alone; the rest of its batch is stored",
+  async (env) => {
+    await withDialogs(env, async (sql) => {
+      const store = postgresMessageStore(sql);
+      const send = (text: string, recipientId: string = crypto.randomUUID()) => ({
+        senderId: crypto.randomUUID(),
+        recipientId,
+        text,
+      });
+      // Postgres refuses a NUL in text (22021) and a recipient that is not a UUID (22P02).
+      const { outcomes } = await oneBatch(store, [
+        send("fine 1"),
+        send("nul \u0000 inside"),
+        send("fine 2"),
+        send("bad recipient", "not-a-uuid"),
+        send("fine 3"),
+      ]);
+      assert.deepEqual(outcomes.map((o) => o.status), [
+        "fulfilled",
+        "rejected",
+        "fulfilled",
+        "rejected",
+        "fulfilled",
+      ]);
+      assert.equal((outcomes[1] as PromiseRejectedResult).reason.code, "22021");
+      assert.equal((outcomes[3] as PromiseRejectedResult).reason.code, "22P02");
+      const stored = outcomes.flatMap((o) => o.status === "fulfilled" ? [o.value.message] : []);
+      const rows = await sql<{ text: string }[]>`
+        select text from messages where text <> 'first' order by text`;
+      assert.deepEqual(rows.map((r) => r.text), ["fine 1", "fine 2", "fine 3"]);
+      const events = await sentEvents(sql);
+      for (const m of stored) assert.ok(events.has(m.id), `an event for ${m.text}`);
+      assert.equal(events.size, 4);
     });
   },
 );

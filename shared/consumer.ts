@@ -50,9 +50,12 @@ export interface EventConsumerOptions {
   prefix: string;
   log: Logger;
   handler: EventHandler;
-  /** Messages pulled ahead of processing. */
+  /** Messages pulled ahead of processing (64 by default). */
   maxMessages?: number;
-  /** Messages handled at the same time. */
+  /**
+   * Messages handled at the same time (64 by default): as many as a group commit takes in one
+   * batch, so under load the handlers' batches fill up and a transaction serves more events.
+   */
   concurrency?: number;
   /** Deliveries after which an event that still fails is dead-lettered; RETRY_BUDGET by default. */
   maxDeliveries?: number;
@@ -94,7 +97,7 @@ export class EventConsumer {
       throw new RangeError(`maxDeliveries must be at least 1, got ${options.maxDeliveries}`);
     }
     this.#opts = options;
-    this.#concurrency = options.concurrency ?? 16;
+    this.#concurrency = options.concurrency ?? 64;
     this.#maxDeliveries = options.maxDeliveries ?? RETRY_BUDGET;
   }
 
@@ -139,7 +142,7 @@ export class EventConsumer {
         // Short pulls: after a NATS node dies or a consumer leader changes, the client notices the
         // missing heartbeats (every half of `expires`) and pulls again within about a second.
         const messages = await consumer.consume({
-          max_messages: this.#opts.maxMessages ?? 16,
+          max_messages: this.#opts.maxMessages ?? 64,
           expires: 1_000,
         });
         this.#close = () => messages.close();

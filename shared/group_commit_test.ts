@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { groupCommit } from "./group_commit.ts";
+import { groupCommit, groupCommitIsolated } from "./group_commit.ts";
 
 /** A promise with its resolve function outside. */
 function deferred(): { promise: Promise<void>; resolve: () => void } {
@@ -68,4 +68,52 @@ Deno.test("groupCommit() rejects every item of a failed batch and goes on with t
 Deno.test("groupCommit() rejects a batch whose results do not match its items", async () => {
   const add = groupCommit(async (_items: number[]) => await Promise.resolve([] as number[]));
   await assert.rejects(add(1), /a batch of 1 gave 0 results/);
+});
+
+Deno.test("groupCommitIsolated() applies a failed batch's items one by one, failing only the bad one", async () => {
+  const batches: string[][] = [];
+  const gate = deferred();
+  const add = groupCommitIsolated(async (items: string[]) => {
+    batches.push(items);
+    if (batches.length === 1) await gate.promise;
+    if (items.includes("bad")) throw new Error(`refused ${items.join(",")}`);
+    return items.map((s) => s.toUpperCase());
+  });
+  const first = add("first");
+  const outcomes = Promise.allSettled([add("a"), add("bad"), add("b")]);
+  gate.resolve();
+  assert.equal(await first, "FIRST");
+  const [a, bad, b] = await outcomes;
+  assert.deepEqual(a, { status: "fulfilled", value: "A" });
+  assert.equal(bad?.status, "rejected");
+  assert.match(String((bad as PromiseRejectedResult).reason), /^Error: refused bad$/);
+  assert.deepEqual(b, { status: "fulfilled", value: "B" });
+  assert.deepEqual(batches, [["first"], ["a", "bad", "b"], ["a"], ["bad"], ["b"]]);
+});
+
+Deno.test("groupCommitIsolated() fails every item of a batch whose error is not retryable", async () => {
+  const batches: string[][] = [];
+  const gate = deferred();
+  const add = groupCommitIsolated(async (items: string[]) => {
+    batches.push(items);
+    if (batches.length === 1) await gate.promise;
+    if (items.length > 1) throw new Error("connection lost");
+    return items;
+  }, { retryable: (err) => !/connection lost/.test(String(err)) });
+  const first = add("first");
+  const later = [add("a"), add("b")];
+  gate.resolve();
+  assert.equal(await first, "first");
+  for (const p of later) await assert.rejects(p, /connection lost/);
+  assert.deepEqual(batches, [["first"], ["a", "b"]]);
+});
+
+Deno.test("groupCommitIsolated() rejects a lone item with its own error, applied once", async () => {
+  let calls = 0;
+  const add = groupCommitIsolated(async (_items: string[]): Promise<string[]> => {
+    calls++;
+    return await Promise.reject(new Error("no"));
+  });
+  await assert.rejects(add("x"), /no/);
+  assert.equal(calls, 1);
 });

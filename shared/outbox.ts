@@ -14,6 +14,7 @@ const OUTBOX_CHANNEL = "outbox";
  * outboxTransaction() so the relays wake at once.
  */
 export async function enqueueEvent(tx: Tx | Sql, event: Envelope): Promise<void> {
+  enqueuedIn.add(tx);
   await tx`
     insert into outbox (id, type, payload, request_id)
     values (${event.id}, ${event.type}, ${tx.json(event as never)}, ${event.requestId ?? null})
@@ -24,6 +25,7 @@ export async function enqueueEvent(tx: Tx | Sql, event: Envelope): Promise<void>
 export async function enqueueEvents(tx: Tx | Sql, events: Envelope[]): Promise<void> {
   const unique = [...new Map(events.map((e) => [e.id, e])).values()];
   if (unique.length === 0) return;
+  enqueuedIn.add(tx);
   const ids = unique.map((e) => e.id);
   const types = unique.map((e) => e.type);
   const payloads = unique.map((e) => JSON.stringify(e));
@@ -36,32 +38,53 @@ export async function enqueueEvents(tx: Tx | Sql, events: Envelope[]): Promise<v
     on conflict (id) do update set sent_at = null, claimed_until = null`;
 }
 
+/** The transactions (and pools) enqueueEvent or enqueueEvents wrote an event in. */
+const enqueuedIn = new WeakSet<Tx | Sql>();
+
 /**
  * Runs `fn` in a pipelined transaction (pipelinedTransaction) and, once it committed, wakes the
- * relays (notifyOutbox).
+ * relays (notifyOutbox) if it enqueued an event.
  */
 export async function outboxTransaction<T>(
   sql: Sql,
   fn: (tx: Tx, withCommit: (statement: PromiseLike<unknown>) => void) => Promise<T>,
   options?: TransactionOptions,
 ): Promise<T> {
-  const result = await pipelinedTransaction(sql, fn, options);
-  notifyOutbox(sql);
+  let transaction: Tx | undefined;
+  const result = await pipelinedTransaction(sql, (tx, withCommit) => {
+    transaction = tx;
+    return fn(tx, withCommit);
+  }, options);
+  if (transaction && enqueuedIn.has(transaction)) notifyOutbox(sql);
   return result;
 }
 
 const notifiers = new WeakMap<Sql, { sending: boolean; again: boolean }>();
-const localRelays = new WeakMap<Sql, Set<() => void>>();
+
+/** A relay of this process: how to wake it, and whether its last batch went out. */
+interface LocalRelay {
+  wake: () => void;
+  healthy: () => boolean;
+}
+const localRelays = new WeakMap<Sql, Set<LocalRelay>>();
 
 /**
- * Wakes every relay on this database: this process's at once, the other instances' with a NOTIFY.
- * The NOTIFY is sent after the commit, in a statement of its own: inside the business transaction
- * it would hold Postgres' global notify lock through that transaction's commit and serialise every
+ * Wakes the relays on this database: this process's at once; the other instances' with a NOTIFY,
+ * unless a relay of this process on the same pool is running and its last batch went out, as it
+ * then publishes the new rows itself (the others' polling still finds them should it die). The
+ * NOTIFY is sent after the commit, in a statement of its own: inside the business transaction it
+ * would hold Postgres' global notify lock through that transaction's commit and serialise every
  * send. Calls made while one is in flight coalesce into one more; a lost notification only costs
  * the relays' polling interval.
  */
 export function notifyOutbox(sql: Sql): void {
-  for (const wake of localRelays.get(sql) ?? []) wake();
+  const local = localRelays.get(sql);
+  let healthy = false;
+  for (const relay of local ?? []) {
+    relay.wake();
+    healthy ||= relay.healthy();
+  }
+  if (healthy) return;
   let state = notifiers.get(sql);
   if (!state) notifiers.set(sql, state = { sending: false, again: false });
   if (state.sending) {
@@ -111,7 +134,8 @@ export interface OutboxRow {
   id: string;
   type: string | null;
   subject: string | null;
-  payload: Envelope;
+  /** The event as JSON text, published as it is (parsed only for beforePublish). */
+  payload: string;
   request_id: string | null;
   created_at: Date;
 }
@@ -132,10 +156,13 @@ export class OutboxRelay {
   #notified = false;
   #unlisten?: () => Promise<void>;
   #lastCleanup = 0;
+  /** False from a failed batch until one goes out again. */
+  #healthy = true;
   readonly #wakeUp = () => {
     this.#notified = true;
     this.#wake?.();
   };
+  readonly #local: LocalRelay = { wake: this.#wakeUp, healthy: () => this.#healthy };
 
   constructor(options: OutboxRelayOptions) {
     if (!options.prefix) throw new Error("OutboxRelay needs the subject prefix");
@@ -161,8 +188,8 @@ export class OutboxRelay {
     const { sql } = this.#opts;
     // Transactions on the same pool wake this relay directly, a round trip sooner than the NOTIFY.
     let local = localRelays.get(sql);
-    if (!local) localRelays.set(sql, local = new Set());
-    local.add(this.#wakeUp);
+    if (!local) localRelays.set(sql, local = new Set<LocalRelay>());
+    local.add(this.#local);
     try {
       const sub = await sql.listen(OUTBOX_CHANNEL, this.#wakeUp);
       this.#unlisten = () => sub.unlisten();
@@ -176,7 +203,7 @@ export class OutboxRelay {
   async stop(): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
-    localRelays.get(this.#opts.sql)?.delete(this.#wakeUp);
+    localRelays.get(this.#opts.sql)?.delete(this.#local);
     this.#wake?.();
     await this.#loop;
     await this.#unlisten?.().catch(() => {});
@@ -190,9 +217,11 @@ export class OutboxRelay {
       try {
         published = await this.relayOnce();
         failures = 0;
+        this.#healthy = true;
         await this.#cleanup();
       } catch (err) {
         failures++;
+        this.#healthy = false;
         this.#opts.log.warn("outbox relay failed; will retry", { err, failures });
       }
       if (failures === 0 && (published >= this.#opts.batchSize || this.#notified)) continue;
@@ -234,7 +263,7 @@ export class OutboxRelay {
         set claimed_until = clock_timestamp() + make_interval(secs => ${leaseMs / 1000})
         from picked
         where o.id = picked.id
-        returning o.id, o.type, o.subject, o.payload, o.request_id, o.created_at
+        returning o.id, o.type, o.subject, o.payload::text as payload, o.request_id, o.created_at
       )
       select * from claimed order by created_at`;
   }
@@ -253,16 +282,18 @@ export class OutboxRelay {
     if (rows.length === 0) return 0;
     const ids = rows.map((r) => r.id);
     try {
-      await this.#opts.beforePublish?.(rows.map((r) => r.payload));
+      const { beforePublish } = this.#opts;
+      if (beforePublish) await beforePublish(rows.map((r) => JSON.parse(r.payload)));
       // Issued in outbox order on one connection, so the stream keeps that order; the PubAcks are
       // awaited together.
       await Promise.all(rows.map((row) => {
         const h = natsHeaders();
-        h.set(HEADERS.eventType, row.payload.type);
-        if (row.request_id) h.set(HEADERS.requestId, row.request_id);
         // Rows written before the outbox stored types carry their subject.
+        const type = row.type ?? (JSON.parse(row.payload) as Envelope).type;
+        h.set(HEADERS.eventType, type);
+        if (row.request_id) h.set(HEADERS.requestId, row.request_id);
         const subject = row.type ? subjectFor(prefix, row.type as EventType) : row.subject!;
-        return js.publish(subject, JSON.stringify(row.payload), {
+        return js.publish(subject, row.payload, {
           msgID: row.id,
           headers: h,
           timeout: 2_000,

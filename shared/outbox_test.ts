@@ -95,6 +95,62 @@ integrationTest(
   },
 );
 
+integrationTest(
+  "outboxTransaction() sends a NOTIFY only for events no running relay of its pool will publish",
+  async (env) => {
+    const { js, log } = await setup(env);
+    // One connection: the NOTIFY a commit sends goes before the marker sent after it.
+    const writer = openDatabase(env.dialogsDatabaseUrl, { max: 1 });
+    const listener = openDatabase(env.dialogsDatabaseUrl);
+    const heard: string[] = [];
+    await listener.listen("outbox", (payload) => heard.push(payload));
+    const heardUpTo = async (marker: string) => {
+      await writer`select pg_notify('outbox', ${marker})`;
+      await waitFor(() => Promise.resolve(heard.includes(marker)), { what: marker });
+      return heard.splice(0);
+    };
+    let refuse = false, refused = 0;
+    const relay = new OutboxRelay({
+      sql: writer,
+      js,
+      log,
+      prefix: env.prefix,
+      pollIntervalMs: 60_000,
+      beforePublish: () =>
+        refuse ? Promise.reject(new Error(`refused ${++refused}`)) : Promise.resolve(),
+    });
+    const enqueueOne = () =>
+      outboxTransaction(writer, async (tx) => {
+        await enqueueEvent(tx, messageSentEvent());
+      });
+    try {
+      await outboxTransaction(writer, async (tx) => {
+        await tx`select 1`;
+      });
+      assert.deepEqual(await heardUpTo("no event"), ["no event"]);
+      await enqueueOne();
+      assert.deepEqual(await heardUpTo("no relay"), ["", "no relay"]);
+      await relay.start();
+      await waitFor(async () => (await outboxBacklog(writer)).count === 0, { what: "published" });
+      await enqueueOne();
+      await waitFor(async () => (await outboxBacklog(writer)).count === 0, { what: "published" });
+      assert.deepEqual(await heardUpTo("relay running"), ["relay running"]);
+      refuse = true;
+      await enqueueOne();
+      // The second attempt comes after the first failure was noted.
+      await waitFor(() => Promise.resolve(refused >= 2), { what: "a failed batch, retried" });
+      await enqueueOne();
+      assert.deepEqual(await heardUpTo("relay failing"), ["", "relay failing"]);
+      refuse = false;
+      await waitFor(async () => (await outboxBacklog(writer)).count === 0, { what: "published" });
+    } finally {
+      await relay.stop();
+      await listener.end();
+      await writer.end();
+    }
+  },
+);
+
 integrationTest("enqueueEvents() writes each event once, in one statement", async (env) => {
   const { sql } = await setup(env);
   try {

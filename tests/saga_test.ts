@@ -247,3 +247,44 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "send saga: a burst of sends, group-committed, keeps each request's id and one message per key",
+  async (env) => {
+    const s = await startBoth(env);
+    const [a, b, c] = [alice(), alice(), alice()];
+    // Sent together, they reach dialogs while earlier ones are being stored, so they share batches.
+    const keyed = Array.from(
+      { length: 4 },
+      (_, i) =>
+        send(s.dialogs, a, b, "keyed", {
+          "Idempotency-Key": "burst",
+          "X-Request-ID": `keyed-${i}`,
+        }),
+    );
+    const plain = Array.from(
+      { length: 16 },
+      (_, i) => send(s.dialogs, i % 2 ? a : c, b, `plain ${i}`, { "X-Request-ID": `plain-${i}` }),
+    );
+    const keyedIds = new Set((await Promise.all(keyed)).map((r) => r.body.messageId));
+    assert.equal(keyedIds.size, 1, "one message for the key");
+    const plainSent = await Promise.all(plain);
+    const all = [...keyedIds, ...plainSent.map((r) => r.body.messageId)];
+    assert.equal(new Set(all).size, 17);
+    for (const [i, r] of plainSent.entries()) {
+      await waitForStatus(s.dialogs, i % 2 ? a : c, r.body.messageId, "committed");
+    }
+    await waitForStatus(s.dialogs, a, [...keyedIds][0]!, "committed");
+    assert.deepEqual(
+      await counters(s.counters, b),
+      withNoGroups({ total: 17, dialogs: { [a]: 9, [c]: 8 } }),
+    );
+    // Each plain send's request id reached counters with its own event.
+    const counted = env.logs.filter((l) => l.service === "counters" && l.msg === "message counted");
+    for (let i = 0; i < 16; i++) {
+      assert.equal(counted.filter((l) => l.requestId === `plain-${i}`).length, 1, `plain-${i}`);
+    }
+    const keyedCounted = counted.filter((l) => String(l.requestId).startsWith("keyed-"));
+    assert.equal(keyedCounted.length, 1, "the key's message counted once");
+  },
+);
