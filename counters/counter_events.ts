@@ -4,6 +4,7 @@ import type { Sql } from "../shared/db.ts";
 import type { Envelope } from "../shared/events.ts";
 import type { Counter } from "../shared/metrics.ts";
 import { groupCommit } from "../shared/group_commit.ts";
+import { currentTraceparent } from "../shared/tracing.ts";
 import {
   applyDialogMuted,
   applyGroupMembersChanged,
@@ -38,7 +39,11 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
     switch (event.type) {
       case "dialogs.message.sent":
       case "dialogs.group.message.sent": {
-        const result = await countSend({ data: event.data, requestId: event.requestId });
+        const result = await countSend({
+          data: event.data,
+          requestId: event.requestId,
+          traceparent: currentTraceparent(),
+        });
         applied.inc({ type: event.type, outcome: result.applied ? result.outcome : "duplicate" });
         ctx.log.info("message counted", {
           ...fields,

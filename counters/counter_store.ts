@@ -28,6 +28,8 @@ export interface LedgerChange {
   peerId: string;
   messageId?: string;
   requestId?: string;
+  /** The trace the change belongs to (tracing on); its reply continues it. */
+  traceparent?: string | null;
   event: LedgerEvent;
   /** "read" for a read event and "send" otherwise, unless given. */
   kind?: LedgerKind;
@@ -330,7 +332,7 @@ function countedReply(change: LedgerChange, reply: CountedReply, seq: number | n
     outcome: reply.outcome,
     ...(reply.reason ? { reason: reply.reason } : {}),
     ...(reply.outcome === "counted" && seq !== null ? { seq } : {}),
-  }, { id: reply.replyId, requestId: change.requestId });
+  }, { id: reply.replyId, requestId: change.requestId, traceparent: change.traceparent ?? null });
 }
 
 /** What applying a cancel did: `undone` when it took back an increment. */

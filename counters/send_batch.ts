@@ -10,12 +10,15 @@
  */
 import { isPermanentDbError, type Sql } from "../shared/db.ts";
 import type { EventData } from "../shared/events.ts";
+import { recordSpan, spanClock } from "../shared/tracing.ts";
 import { applyToLedger } from "./counter_store.ts";
 
 /** One "message sent" (dialog or group) to count. */
 export interface SendToCount {
   data: EventData<"dialogs.message.sent"> | EventData<"dialogs.group.message.sent">;
   requestId?: string;
+  /** The trace of the event's handling (tracing on): the batch serves many traces. */
+  traceparent?: string | null;
 }
 
 /** What applying a "message sent" did. */
@@ -59,9 +62,10 @@ async function recordSends(
   sends: SendToCount[],
   refusal?: string,
 ): Promise<IncrementResult[]> {
+  const started = spanClock();
   const decisions = await applyToLedger(
     sql,
-    sends.map(({ data, requestId }) => {
+    sends.map(({ data, requestId, traceparent }) => {
       const event = { type: "sent", replyId: crypto.randomUUID(), refusal } as const;
       const { transactionId, messageId } = data;
       if (!("groupId" in data)) {
@@ -71,6 +75,7 @@ async function recordSends(
           peerId: data.senderId,
           messageId,
           requestId,
+          traceparent,
           event,
         };
       }
@@ -81,12 +86,23 @@ async function recordSends(
         peerId: data.groupId,
         messageId,
         requestId,
+        traceparent,
         event,
         kind: "group_send",
         mentions,
       } as const;
     }),
   );
+  // One span in each send's trace for the transaction that counted it.
+  const ended = spanClock();
+  decisions.forEach(({ step, reply }, i) => {
+    recordSpan("counting transaction", sends[i]!.traceparent, started, ended, {
+      "db.system": "postgresql",
+      "batch.size": sends.length,
+      "saga.step": step,
+      "saga.outcome": reply!.outcome,
+    });
+  });
   return decisions.map(({ step, reply, seq }) => ({
     applied: step === "count" || step === "refuse",
     outcome: reply!.outcome,

@@ -3,6 +3,7 @@ import { type EventHandler, PermanentEventError } from "../shared/consumer.ts";
 import type { Sql } from "../shared/db.ts";
 import type { EventData } from "../shared/events.ts";
 import { groupCommit } from "../shared/group_commit.ts";
+import { inSpan } from "../shared/tracing.ts";
 import type { Counter, Histogram } from "../shared/metrics.ts";
 import { applyCountedReplies } from "./message_store.ts";
 
@@ -25,7 +26,14 @@ export function createDialogEventHandler(deps: DialogEventsDeps): EventHandler {
   return async (event, ctx) => {
     switch (event.type) {
       case "counters.message.counted": {
-        const result = await applyReply(event.data);
+        // A span in the saga's trace for applying its reply; named by how the saga ended.
+        const result = await inSpan("apply reply", {}, async (span) => {
+          const result = await applyReply(event.data);
+          if (result.kind === "applied") {
+            span?.updateName(`saga ${result.timedOut ? "timed out" : result.status}`);
+          }
+          return result;
+        });
         if (result.kind === "unknown") {
           throw new PermanentEventError(
             `no message has transaction ${event.data.transactionId}`,

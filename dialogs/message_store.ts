@@ -5,6 +5,7 @@
 import { isUnavailableDbError, type Sql, type Tx } from "../shared/db.ts";
 import { createEvent, type Envelope, type EventData } from "../shared/events.ts";
 import { groupCommitIsolated } from "../shared/group_commit.ts";
+import { currentTraceparent, recordSpan, spanClock } from "../shared/tracing.ts";
 import { enqueueEvent, enqueueEvents, outboxTransaction } from "../shared/outbox.ts";
 import {
   addMembers,
@@ -43,6 +44,8 @@ export interface SendInput {
   text: string;
   idempotencyKey?: string;
   requestId?: string;
+  /** The request's trace (tracing on): the batch it is stored in serves many traces. */
+  traceparent?: string | null;
 }
 
 /** The stored message and whether this call created it (false: an Idempotency-Key replay). */
@@ -150,10 +153,12 @@ export const SEND_BATCH_SIZE = 64;
  * happened) fails every send in it, as a lone send's would.
  */
 export function groupCommittedSends(sql: Sql): (input: SendInput) => Promise<SendResult> {
-  return groupCommitIsolated((inputs: SendInput[]) => sendMessages(sql, inputs), {
+  const send = groupCommitIsolated((inputs: SendInput[]) => sendMessages(sql, inputs), {
     maxBatch: SEND_BATCH_SIZE,
     retryable: (err) => !isUnavailableDbError(err),
   });
+  // The caller's trace is taken here, in its request: the batch runs in another's.
+  return (input) => send({ ...input, traceparent: input.traceparent ?? currentTraceparent() });
 }
 
 /**
@@ -164,7 +169,8 @@ export function groupCommittedSends(sql: Sql): (input: SendInput) => Promise<Sen
  */
 export async function sendMessages(sql: Sql, inputs: SendInput[]): Promise<SendResult[]> {
   if (inputs.length === 0) return [];
-  return await outboxTransaction(sql, async (tx, withCommit) => {
+  const started = spanClock();
+  const results = await outboxTransaction(sql, async (tx, withCommit) => {
     const ids = inputs.map(() => crypto.randomUUID());
     const transactionIds = inputs.map(() => crypto.randomUUID());
     // ON CONFLICT waits for a concurrent send with the same key, then yields to it; a key given
@@ -207,12 +213,21 @@ export async function sendMessages(sql: Sql, inputs: SendInput[]): Promise<SendR
         senderId: row.sender_id,
         recipientId: row.recipient_id!,
         sentAt: row.created_at.toISOString(),
-      }, { requestId: input.requestId }));
+      }, { requestId: input.requestId, traceparent: input.traceparent }));
       return { message: row, created: true };
     });
     withCommit(enqueueEvents(tx, events));
     return results;
   });
+  // One span in each request's trace for the transaction that stored its message.
+  const ended = spanClock();
+  for (const input of inputs) {
+    recordSpan("send transaction", input.traceparent, started, ended, {
+      "db.system": "postgresql",
+      "batch.size": inputs.length,
+    });
+  }
+  return results;
 }
 
 /** A map key of an Idempotency-Key of a sender. */

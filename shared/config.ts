@@ -38,6 +38,16 @@ export const commonEnv = {
     "must not end in _dlq or _live (the dead letters and live updates of another prefix)",
   ).default("saga"),
   LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
+  /**
+   * Deno's own tracing switch (shared/tracing.ts): `true` exports traces over OTLP. Deno reads it,
+   * and the OTEL_ variables below, when the process starts; they are validated here too so that a
+   * typo stops the service instead of silently turning tracing off.
+   */
+  OTEL_DENO: z.enum(["true", "false"], "must be true or false").default("false"),
+  /** Where traces go (OTLP over HTTP; Deno appends /v1/traces), e.g. http://jaeger:4318. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url("must be an http(s):// URL").optional(),
+  /** The `service.name` of this process' spans: set it to `dialogs` or `counters`. */
+  OTEL_SERVICE_NAME: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be a short name").optional(),
   /** Deliveries of an event before one that still fails is dead-lettered (RETRY_BUDGET). */
   EVENT_RETRY_BUDGET: z.coerce.number().int("must be an integer").min(1).max(1_000).default(
     RETRY_BUDGET,

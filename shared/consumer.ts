@@ -5,6 +5,7 @@
 import { type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { deadLetterSubject, type Envelope, HEADERS, parseEvent } from "./events.ts";
+import { inSpan, TRACEPARENT } from "./tracing.ts";
 import type { Logger } from "./log.ts";
 
 /** Thrown by a handler for an event that can never be processed; it goes to the dead-letter stream. */
@@ -175,7 +176,24 @@ export class EventConsumer {
     }
   }
 
-  async #handle(m: JsMsg): Promise<void> {
+  /** Handles one message in a CONSUMER span that continues the publisher's trace (tracing on). */
+  #handle(m: JsMsg): Promise<void> {
+    const parent = m.headers?.get(TRACEPARENT);
+    if (!parent) return this.#handleMessage(m);
+    const type = m.headers?.get(HEADERS.eventType) || m.subject;
+    return inSpan(`process ${type}`, {
+      kind: "consumer",
+      parent,
+      linkParent: true,
+      attributes: {
+        "messaging.system": "nats",
+        "messaging.destination.name": m.subject,
+        "messaging.nats.delivery_count": m.info.deliveryCount,
+      },
+    }, () => this.#handleMessage(m));
+  }
+
+  async #handleMessage(m: JsMsg): Promise<void> {
     const { log, handler } = this.#opts;
     const count = m.info.deliveryCount;
     const onOutcome = (outcome: ConsumeOutcome, event?: Envelope) =>

@@ -1,5 +1,6 @@
 /** Saga events: the envelope, one zod schema per event type, and the subjects they travel on. */
 import { z } from "zod";
+import { currentTraceparent } from "./tracing.ts";
 
 /** dialogs → counters: a message was stored as pending and must be counted for its recipient. */
 export const MessageSent = z.object({
@@ -129,9 +130,19 @@ export type EventType = keyof typeof EVENT_SCHEMAS;
 /** The `data` of an event of type `T`. */
 export type EventData<T extends EventType> = z.infer<(typeof EVENT_SCHEMAS)[T]>;
 
-/** An event as it travels: id (also the JetStream msgID), type, time, request id and data. */
+/**
+ * An event as it travels: id (also the JetStream msgID), type, time, request id, the trace it
+ * belongs to (a W3C `traceparent`, with tracing on) and data.
+ */
 export type Envelope<T extends EventType = EventType> = {
-  [K in T]: { id: string; type: K; occurredAt: string; requestId?: string; data: EventData<K> };
+  [K in T]: {
+    id: string;
+    type: K;
+    occurredAt: string;
+    requestId?: string;
+    traceparent?: string;
+    data: EventData<K>;
+  };
 }[T];
 
 const EnvelopeHeader = z.object({
@@ -139,6 +150,9 @@ const EnvelopeHeader = z.object({
   type: z.enum(Object.keys(EVENT_SCHEMAS) as [EventType, ...EventType[]]),
   occurredAt: z.iso.datetime({ offset: true }),
   requestId: z.string().max(255).optional(),
+  // A malformed one only loses the trace, never the event.
+  traceparent: z.string().regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/).optional()
+    .catch(undefined),
   data: z.unknown(),
 });
 
@@ -154,13 +168,18 @@ export class InvalidEventError extends Error {
 export function createEvent<T extends EventType>(
   type: T,
   data: EventData<T>,
-  options: { requestId?: string; id?: string; now?: Date } = {},
+  options: { requestId?: string; id?: string; now?: Date; traceparent?: string | null } = {},
 ): Envelope<T> {
+  // The trace it continues: given (a batch's item), else the active span's (null when off).
+  const traceparent = options.traceparent === undefined
+    ? currentTraceparent()
+    : options.traceparent;
   return {
     id: options.id ?? crypto.randomUUID(),
     type,
     occurredAt: (options.now ?? new Date()).toISOString(),
     ...(options.requestId ? { requestId: options.requestId } : {}),
+    ...(traceparent ? { traceparent } : {}),
     data,
   } as Envelope<T>;
 }

@@ -52,3 +52,19 @@ Deno.test("subjects: events and dead letters live on non-overlapping subjects", 
   );
   assert.equal(deadLetterSubject("a.b", "a.b.dialogs.x"), "a.b_dlq.dialogs.x");
 });
+
+Deno.test("createEvent() carries a given traceparent, and none with tracing off and none given", () => {
+  const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const traced = createEvent("dialogs.message.sent", sent, { traceparent });
+  assert.equal(traced.traceparent, traceparent);
+  assert.deepEqual(parseEvent(encode(traced)), traced);
+  // This test process runs without OTEL_DENO=true.
+  assert.equal("traceparent" in createEvent("dialogs.message.sent", sent), false);
+});
+
+Deno.test("parseEvent() drops a malformed traceparent and keeps the event", () => {
+  const event = createEvent("dialogs.message.sent", sent);
+  const parsed = parseEvent(encode({ ...event, traceparent: "not-a-traceparent" }));
+  assert.equal(parsed.traceparent, undefined);
+  assert.deepEqual(parsed.data, sent);
+});

@@ -1,4 +1,8 @@
-/** Structured JSON-lines logging; every line names the service and, where known, the request id. */
+/**
+ * Structured JSON-lines logging; every line names the service and, where known, the request id and
+ * (with tracing on) the `trace_id` of the active span.
+ */
+import { activeTraceId } from "./tracing.ts";
 
 /** How much a logger prints. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -35,7 +39,16 @@ export function createLogger(
   const min = LEVEL_ORDER[level];
   const write = (lvl: LogLevel, msg: string, fields?: LogFields) => {
     if (LEVEL_ORDER[lvl] < min) return;
-    const line = { time: new Date().toISOString(), level: lvl, service, msg, ...base, ...fields };
+    const traceId = activeTraceId();
+    const line = {
+      time: new Date().toISOString(),
+      level: lvl,
+      service,
+      msg,
+      ...(traceId ? { trace_id: traceId } : {}),
+      ...base,
+      ...fields,
+    };
     sink(JSON.stringify(line, errorReplacer));
   };
   return {

@@ -4,6 +4,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { pipelinedTransaction, type Sql, type TransactionOptions, type Tx } from "./db.ts";
 import { type Envelope, type EventType, HEADERS, subjectFor } from "./events.ts";
 import type { Logger } from "./log.ts";
+import { recordSpan, spanClock, startSpan, TRACEPARENT } from "./tracing.ts";
 
 /** The LISTEN/NOTIFY channel that wakes the relay. */
 const OUTBOX_CHANNEL = "outbox";
@@ -16,8 +17,9 @@ const OUTBOX_CHANNEL = "outbox";
 export async function enqueueEvent(tx: Tx | Sql, event: Envelope): Promise<void> {
   enqueuedIn.add(tx);
   await tx`
-    insert into outbox (id, type, payload, request_id)
-    values (${event.id}, ${event.type}, ${tx.json(event as never)}, ${event.requestId ?? null})
+    insert into outbox (id, type, payload, request_id, traceparent)
+    values (${event.id}, ${event.type}, ${tx.json(event as never)}, ${event.requestId ?? null},
+            ${event.traceparent ?? null})
     on conflict (id) do update set sent_at = null, claimed_until = null`;
 }
 
@@ -30,11 +32,13 @@ export async function enqueueEvents(tx: Tx | Sql, events: Envelope[]): Promise<v
   const types = unique.map((e) => e.type);
   const payloads = unique.map((e) => JSON.stringify(e));
   const requestIds = unique.map((e) => e.requestId ?? null);
+  const traceparents = unique.map((e) => e.traceparent ?? null);
   await tx`
-    insert into outbox (id, type, payload, request_id)
-    select id, type, payload::jsonb, request_id
-    from unnest(${ids}::uuid[], ${types}::text[], ${payloads}::text[], ${requestIds}::text[])
-      as e(id, type, payload, request_id)
+    insert into outbox (id, type, payload, request_id, traceparent)
+    select id, type, payload::jsonb, request_id, traceparent
+    from unnest(${ids}::uuid[], ${types}::text[], ${payloads}::text[], ${requestIds}::text[],
+                ${traceparents}::text[])
+      as e(id, type, payload, request_id, traceparent)
     on conflict (id) do update set sent_at = null, claimed_until = null`;
 }
 
@@ -137,6 +141,8 @@ export interface OutboxRow {
   /** The event as JSON text, published as it is (parsed only for beforePublish). */
   payload: string;
   request_id: string | null;
+  /** The trace of the span that wrote the row, or null. */
+  traceparent: string | null;
   created_at: Date;
 }
 
@@ -263,7 +269,8 @@ export class OutboxRelay {
         set claimed_until = clock_timestamp() + make_interval(secs => ${leaseMs / 1000})
         from picked
         where o.id = picked.id
-        returning o.id, o.type, o.subject, o.payload::text as payload, o.request_id, o.created_at
+        returning o.id, o.type, o.subject, o.payload::text as payload, o.request_id,
+                  o.traceparent, o.created_at
       )
       select * from claimed order by created_at`;
   }
@@ -283,21 +290,38 @@ export class OutboxRelay {
     const ids = rows.map((r) => r.id);
     try {
       const { beforePublish } = this.#opts;
-      if (beforePublish) await beforePublish(rows.map((r) => JSON.parse(r.payload)));
+      if (beforePublish) {
+        const started = spanClock();
+        await beforePublish(rows.map((r) => JSON.parse(r.payload)));
+        // In each row's trace: what happened between its commit and its publish.
+        const ended = spanClock();
+        for (const row of rows) {
+          recordSpan("before publish", row.traceparent, started, ended, {
+            "batch.size": rows.length,
+          });
+        }
+      }
       // Issued in outbox order on one connection, so the stream keeps that order; the PubAcks are
       // awaited together.
-      await Promise.all(rows.map((row) => {
+      await Promise.all(rows.map(async (row) => {
         const h = natsHeaders();
         // Rows written before the outbox stored types carry their subject.
         const type = row.type ?? (JSON.parse(row.payload) as Envelope).type;
         h.set(HEADERS.eventType, type);
         if (row.request_id) h.set(HEADERS.requestId, row.request_id);
         const subject = row.type ? subjectFor(prefix, row.type as EventType) : row.subject!;
-        return js.publish(subject, row.payload, {
-          msgID: row.id,
-          headers: h,
-          timeout: 2_000,
-        });
+        // The publish continues the trace of the span that wrote the row; the consumer continues it.
+        const span = row.traceparent
+          ? startSpan(`publish ${type}`, { kind: "producer", parent: row.traceparent })
+          : undefined;
+        if (span?.traceparent) h.set(TRACEPARENT, span.traceparent);
+        try {
+          await js.publish(subject, row.payload, { msgID: row.id, headers: h, timeout: 2_000 });
+          span?.end();
+        } catch (err) {
+          span?.end(err);
+          throw err;
+        }
       }));
     } catch (err) {
       // Released at once, so the retry after the backoff need not wait out the lease; should the
