@@ -38,6 +38,7 @@ import {
   buildStandin,
   refuseToShadow,
   standinFolder,
+  withoutStandins,
 } from "./compose_verify/standins.ts";
 import {
   reportStep as step,
@@ -73,6 +74,10 @@ for (
   stacks.push({ name, files: paths, project: `${PROJECT_PREFIX}${runId}${suffix}`, facts });
 }
 const allOurs = new RegExp(`^${PROJECT_PREFIX}${runId}`);
+// A profile's service with no stand-in (Jaeger for `--profile tracing`) is named once, not run.
+for (const line of withoutStandins(stacks.flatMap((s) => s.facts.profiled))) {
+  console.log(`compose:verify: ${line}`);
+}
 
 const found = await detectEngine();
 if (typeof found === "string") {

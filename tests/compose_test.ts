@@ -13,8 +13,10 @@ import {
   type ComposeDoc,
   type ComposeService,
   readCompose,
+  readComposeFacts,
   startedServices,
 } from "../scripts/compose_verify/compose_file.ts";
+import { withoutStandins } from "../scripts/compose_verify/standins.ts";
 
 const baseFile = new URL("../docker-compose.yml", import.meta.url).pathname;
 const scaleFile = new URL("../docker-compose.scale.yml", import.meta.url).pathname;
@@ -246,3 +248,22 @@ for (
     }
   });
 }
+
+Deno.test("docker-compose.yml: --profile tracing adds Jaeger, which the services point their traces at, off unless OTEL_DENO=true", async () => {
+  const jaeger = base.services.jaeger!;
+  assert.deepEqual(jaeger.profiles, ["tracing"]);
+  assert.match(jaeger.image!, /^jaegertracing\/all-in-one:/);
+  assert.ok(jaeger.ports!.includes("16686:16686") && jaeger.ports!.includes("4318:4318"));
+  for (const kind of ["dialogs", "counters"] as const) {
+    const env = base.services[kind]!.environment!;
+    assert.equal(env.OTEL_DENO, "${OTEL_DENO:-false}");
+    assert.equal(env.OTEL_SERVICE_NAME, kind);
+    assert.equal(new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!).host, "jaeger:4318");
+  }
+  const facts = await readComposeFacts([baseFile]);
+  assert.ok(!facts.services.includes("jaeger"), "up without the profile starts no Jaeger");
+  assert.deepEqual(withoutStandins(facts.profiled), [
+    "jaeger (profile tracing) is not run: no stand-in for " +
+    "docker.io/jaegertracing/all-in-one:1.76.0; the rest is checked",
+  ]);
+});

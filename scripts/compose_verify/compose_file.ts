@@ -38,6 +38,8 @@ export interface ComposeFacts {
   published: PublishedPort[];
   /** The JWT_SECRET the services get: the environment's, else the file's default. */
   jwtSecret: string;
+  /** Services that start only with a profile (`up` here starts none of them), with their image. */
+  profiled: { service: string; profiles: string[]; image?: string }[];
 }
 
 /** Qualifies an image reference the way Docker does: `postgres:16` → `docker.io/library/postgres:16`. */
@@ -127,7 +129,20 @@ export async function readComposeFacts(files: string[]): Promise<ComposeFacts> {
       jwtSecret = fallback === undefined ? secret : Deno.env.get("JWT_SECRET") || fallback;
     }
   }
-  return { services: started.map(([name]) => name), images: [...images], published, jwtSecret };
+  const profiled = Object.entries(doc.services)
+    .filter(([, s]) => s.profiles?.length)
+    .map(([service, s]) => ({
+      service,
+      profiles: s.profiles!,
+      ...(s.image ? { image: qualifyImage(s.image) } : {}),
+    }));
+  return {
+    services: started.map(([name]) => name),
+    images: [...images],
+    published,
+    jwtSecret,
+    profiled,
+  };
 }
 
 /** The images a Dockerfile's FROM lines name, leaving out its own stages. */

@@ -14,6 +14,26 @@ const STANDIN_FOLDERS: Record<string, string> = {
   "docker.io/denoland/deno": "deno",
 };
 
+/**
+ * One line for each image of a profile's service that has no stand-in: that service is not run,
+ * everything else is checked.
+ */
+export function withoutStandins(
+  profiled: { service: string; profiles: string[]; image?: string }[],
+): string[] {
+  const seen = new Set<string>();
+  const lines: string[] = [];
+  for (const { service, profiles, image } of profiled) {
+    if (!image || seen.has(image) || image.replace(/:[^/:]*$/, "") in STANDIN_FOLDERS) continue;
+    seen.add(image);
+    lines.push(
+      `${service} (profile ${profiles.join(", ")}) is not run: no stand-in for ${image}; ` +
+        "the rest is checked",
+    );
+  }
+  return lines;
+}
+
 /** The name the base image gets in podman. */
 const BASE_IMAGE = "localhost/compose-verify/debian:bookworm";
 
