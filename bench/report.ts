@@ -465,15 +465,15 @@ export function streamsTable(s: StreamsFigures): string {
       mb(peakRssMb(side))
     } | ${rssKbPerStream(side).toFixed(1)} | ${load.p50Ms.toFixed(0)} | ${
       load.p99Ms.toFixed(0)
-    } | ${load.idleCpuPercent.toFixed(1)} | ${
+    } | ${load.idleCpuPercent.toFixed(1)} | ${load.cpuMsPerSend.toFixed(2)} | ${
       churn.rounds.map((r) => mb(r.after.rssMb)).join(" / ")
     } | ${churn.rounds.map((r) => mb(r.after.heapMb)).join(" / ")} (${mb(churn.before.heapMb)}) | ${
       Math.max(...load.releaseMs).toFixed(0)
     } |`;
   };
   return [
-    `| live streams (${s.counters.load.sendsPerSecond} sends/s for ${s.counters.load.seconds} s) | streams | RSS before MB | RSS open MB | KB/stream | p50 ms | p99 ms | idle CPU % | RSS after each round MB | heap after each round MB (before) | release ms |`,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `| live streams (${s.counters.load.sendsPerSecond} sends/s for ${s.counters.load.seconds} s) | streams | RSS before MB | RSS open MB | KB/stream | p50 ms | p99 ms | idle CPU % | CPU ms per send | RSS after each round MB | heap after each round MB (before) | release ms |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     row("(f) counters: send → counters event", s.counters),
     row("(f)'s floor: bare Deno.serve, push → event", s.floor),
   ].join("\n");

@@ -248,6 +248,8 @@ export interface StreamsLoad extends Latencies {
   /** The instance's CPU over `idleSeconds` with heartbeats only, in % of one core. */
   idleCpuPercent: number;
   idleSeconds: number;
+  /** The instance's CPU from the first send to the last event, beyond idle, per send (ms). */
+  cpuMsPerSend: number;
   /** The whole run's connect phase. */
   openedInMs: number;
   /** Clients closed one at a time: each one's close → the instance counting one stream fewer, ms. */
@@ -318,6 +320,7 @@ export async function measureStreamsLoad(options: {
     const total = Math.round(options.sendsPerSecond * options.seconds);
     let failedSends = 0;
     const sends: Promise<void>[] = [];
+    const cpuAtStart = await cpuSeconds(options.pid);
     const started = performance.now();
     for (let i = 0; i < total; i++) {
       const due = started + i * 1_000 / options.sendsPerSecond;
@@ -338,6 +341,10 @@ export async function measureStreamsLoad(options: {
     while (sentAt.size > 0 && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
     }
+    const loadCpuSeconds = await cpuSeconds(options.pid) - cpuAtStart;
+    const loadSeconds = (performance.now() - started) / 1_000;
+    const cpuMsPerSend = (loadCpuSeconds - idleCpuPercent / 100 * loadSeconds) * 1_000 /
+      (total - failedSends);
     const loaded = await instanceGauges(url);
     releaseMs = await releaseOneByOne(url, streams.splice(0, options.released));
     return {
@@ -352,6 +359,7 @@ export async function measureStreamsLoad(options: {
       loaded,
       idleCpuPercent,
       idleSeconds: options.idleSeconds,
+      cpuMsPerSend,
       openedInMs,
       releaseMs,
     };
@@ -580,7 +588,9 @@ export function streamsLines(
         `(${load.sent} sent, ${load.failedSends} failed, ${load.lost} events missing); ` +
         `RSS idle ${mb(load.idle.rssMb)}, loaded ${mb(load.loaded.rssMb)}; idle CPU ${
           load.idleCpuPercent.toFixed(1)
-        }% of a core over ${load.idleSeconds} s; one client closed → released in ${
+        }% of a core over ${load.idleSeconds} s; CPU per send beyond idle ${
+          load.cpuMsPerSend.toFixed(2)
+        } ms; one client closed → released in ${
           load.releaseMs.map((ms) => ms.toFixed(0)).join(", ")
         } ms`,
     );

@@ -77,6 +77,7 @@ function side(
       loaded: gauges(160, 31, 1_000),
       idleCpuPercent: 1.5,
       idleSeconds: 10,
+      cpuMsPerSend: 0.42,
       openedInMs: 4_000,
       releaseMs: [20, 450, 30],
       ...load,
@@ -151,7 +152,7 @@ Deno.test("streamsTable() puts counters and the floor side by side", () => {
   const table = streamsTable(met());
   assert.match(
     table,
-    /\| \(f\) counters: send → counters event \| 1,000 \| 100 \| 160 \| 51\.2 \| 40 \| 200 \| 1\.5 \| 105 \/ 108 \/ 109 \| 21 \/ 21 \/ 22 \(20\) \| 450 \|/,
+    /\| \(f\) counters: send → counters event \| 1,000 \| 100 \| 160 \| 51\.2 \| 40 \| 200 \| 1\.5 \| 0\.42 \| 105 \/ 108 \/ 109 \| 21 \/ 21 \/ 22 \(20\) \| 450 \|/,
   );
   assert.match(
     table,
