@@ -414,8 +414,10 @@ export function streamTargets(s: StreamsFigures): Target[] {
       } streams, ${c.load.sendsPerSecond} sends/s`,
       measured: `${c.load.p99Ms.toFixed(0)} ms (p50 ${
         c.load.p50Ms.toFixed(0)
-      } ms; ${c.load.lost} missing, ${c.load.failedSends} failed of ${
-        count(c.load.sent)
+      } ms; ${c.load.lost} missing, ${c.load.failedSends} failed of ${count(c.load.sent)}${
+        c.load.sagaMeanMs === undefined
+          ? ""
+          : `; the sagas' own send → committed: ${c.load.sagaMeanMs.toFixed(0)} ms on average`
       }); floor push → event p99 ${fl.load.p99Ms.toFixed(0)} ms`,
       met: c.load.p99Ms <= 250 && c.load.lost === 0 && c.load.failedSends === 0 &&
         c.load.sent > 0,

@@ -254,6 +254,21 @@ export interface StreamsLoad extends Latencies {
   openedInMs: number;
   /** Clients closed one at a time: each one's close → the instance counting one stream fewer, ms. */
   releaseMs: number[];
+  /** The mean send → committed of the sagas that ended during the load (dialogs' metric), ms. */
+  sagaMeanMs?: number;
+}
+
+/** The sum and count of dialogs' send → committed (or failed) histogram, from its /metrics. */
+async function sagaTotals(dialogsUrl: string): Promise<{ sum: number; count: number }> {
+  const text = await fetch(`${dialogsUrl}/metrics`).then((r) => r.text());
+  // Summed over the histogram's labels (one series per outcome).
+  const value = (name: string) =>
+    [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, "gm"))]
+      .reduce((sum, m) => sum + Number(m[1]), 0);
+  return {
+    sum: value("saga_send_to_terminal_seconds_sum"),
+    count: value("saga_send_to_terminal_seconds_count"),
+  };
 }
 
 /** Seconds of CPU the process has used (user + system), from /proc. */
@@ -292,6 +307,8 @@ export async function measureStreamsLoad(options: {
   idleSeconds: number;
   released: number;
   send: (to: string) => Promise<boolean>;
+  /** dialogs, when the sends go through it: its sagas' mean latency is taken over the load. */
+  dialogsUrl?: string;
 }): Promise<StreamsLoad> {
   const { url, secret } = options;
   const sentAt = new Map<string, number>();
@@ -320,6 +337,7 @@ export async function measureStreamsLoad(options: {
     const total = Math.round(options.sendsPerSecond * options.seconds);
     let failedSends = 0;
     const sends: Promise<void>[] = [];
+    const sagasBefore = options.dialogsUrl ? await sagaTotals(options.dialogsUrl) : undefined;
     const cpuAtStart = await cpuSeconds(options.pid);
     const started = performance.now();
     for (let i = 0; i < total; i++) {
@@ -345,6 +363,7 @@ export async function measureStreamsLoad(options: {
     const loadSeconds = (performance.now() - started) / 1_000;
     const cpuMsPerSend = (loadCpuSeconds - idleCpuPercent / 100 * loadSeconds) * 1_000 /
       (total - failedSends);
+    const sagasAfter = options.dialogsUrl ? await sagaTotals(options.dialogsUrl) : undefined;
     const loaded = await instanceGauges(url);
     releaseMs = await releaseOneByOne(url, streams.splice(0, options.released));
     return {
@@ -362,6 +381,12 @@ export async function measureStreamsLoad(options: {
       cpuMsPerSend,
       openedInMs,
       releaseMs,
+      ...(sagasBefore && sagasAfter
+        ? {
+          sagaMeanMs: (sagasAfter.sum - sagasBefore.sum) * 1_000 /
+            (sagasAfter.count - sagasBefore.count),
+        }
+        : {}),
     };
   } finally {
     await Promise.all(streams.map((s) => s.close()));
@@ -493,6 +518,7 @@ export async function measureStreams(
   const side = async (
     process: ManagedProcess,
     send: (url: string) => (to: string) => Promise<boolean>,
+    dialogsUrl?: string,
   ): Promise<StreamsSide> => {
     await process.start();
     try {
@@ -509,6 +535,7 @@ export async function measureStreams(
         idleSeconds,
         released,
         send: send(url),
+        dialogsUrl,
       });
       log(`${process.name}: ${streamsLines([], undefined, load)[0]}`);
       return { churn, load };
@@ -522,10 +549,18 @@ export async function measureStreams(
     await res.body?.cancel();
     return res.status === 202;
   });
-  const sender = crypto.randomUUID();
-  const auth = `Bearer ${await signToken(sender, world.secret)}`;
+  // As many senders as sends per second, taking turns: each sends one message a second, as people
+  // in a chat do; one sender for all would make its own rows the bottleneck of the saga.
+  const senders = await Promise.all(
+    Array.from(
+      { length: Math.max(1, Math.round(sendsPerSecond)) },
+      async () => `Bearer ${await signToken(crypto.randomUUID(), world.secret)}`,
+    ),
+  );
+  let turn = 0;
   const dialogsUrl = `http://127.0.0.1:${world.dialogs.port}`;
   const counters = await side(countersWithFdLimit(world, fdLimit), () => async (to) => {
+    const auth = senders[turn++ % senders.length]!;
     const res = await fetch(`${dialogsUrl}/api/dialog/${to}/send`, {
       method: "POST",
       headers: { Authorization: auth, "Content-Type": "application/json" },
@@ -533,7 +568,7 @@ export async function measureStreams(
     });
     await res.body?.cancel();
     return res.status === 202;
-  });
+  }, dialogsUrl);
   return { counters, floor };
 }
 
@@ -590,7 +625,11 @@ export function streamsLines(
           load.idleCpuPercent.toFixed(1)
         }% of a core over ${load.idleSeconds} s; CPU per send beyond idle ${
           load.cpuMsPerSend.toFixed(2)
-        } ms; one client closed → released in ${
+        } ms; ${
+          load.sagaMeanMs === undefined
+            ? ""
+            : `mean send → committed ${load.sagaMeanMs.toFixed(0)} ms; `
+        }one client closed → released in ${
           load.releaseMs.map((ms) => ms.toFixed(0)).join(", ")
         } ms`,
     );
