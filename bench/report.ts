@@ -418,6 +418,12 @@ export function streamTargets(s: StreamsFigures): Target[] {
         c.load.sagaMeanMs === undefined
           ? ""
           : `; the sagas' own send → committed: ${c.load.sagaMeanMs.toFixed(0)} ms on average`
+      }${
+        c.load.commitToEvent === undefined
+          ? ""
+          : `; counters commit → event p99 ${c.load.commitToEvent.p99Ms.toFixed(0)} ms over ${
+            count(c.load.commitToEvent.samples)
+          } sends`
       }); floor push → event p99 ${fl.load.p99Ms.toFixed(0)} ms`,
       met: c.load.p99Ms <= 250 && c.load.lost === 0 && c.load.failedSends === 0 &&
         c.load.sent > 0,
@@ -492,7 +498,8 @@ export function streamsMethod(s: StreamsFigures): string {
 (memory before the first round, with the streams open, and 3 s after each round); then opens them
 again, measures the instance's CPU over ${load.idleSeconds} s of heartbeats only, sends through
 dialogs at ${load.sendsPerSecond}/s for ${load.seconds} s, each to the next stream's user (a sample
-is send → that user's next \`counters\` event), and closes ${load.releaseMs.length} clients one at a
+is send → that user's next \`counters\` event; a user sent to once also gives its commit in
+counters, the ledger row's time, → the event), and closes ${load.releaseMs.length} clients one at a
 time (release: close → the instance's \`counters_live_streams\` one lower). The floor beside it is
 a bare \`Deno.serve\` holding one \`ReadableStream\` per request (bench/streams_floor_server.ts),
 on a fresh process, measured the same way with \`POST /push/<user>\` in place of a send.`;

@@ -16,6 +16,7 @@
  * `deno run --allow-all bench/streams.ts [--streams 10000] [--rounds 3] [--rate 100] [--seconds 20]`
  * (raise `ulimit -n` first, as `deno task bench` does).
  */
+import postgres from "postgres";
 import { signToken } from "../shared/auth.ts";
 import {
   freePort,
@@ -256,6 +257,11 @@ export interface StreamsLoad extends Latencies {
   releaseMs: number[];
   /** The mean send → committed of the sagas that ended during the load (dialogs' metric), ms. */
   sagaMeanMs?: number;
+  /**
+   * Counters' commit (its ledger row's time) → the event, for the users sent to once, when the
+   * side can tell commit times: the streams' own share of send → event.
+   */
+  commitToEvent?: Latencies & { samples: number };
 }
 
 /** The sum and count of dialogs' send → committed (or failed) histogram, from its /metrics. */
@@ -309,15 +315,21 @@ export async function measureStreamsLoad(options: {
   send: (to: string) => Promise<boolean>;
   /** dialogs, when the sends go through it: its sagas' mean latency is taken over the load. */
   dialogsUrl?: string;
+  /** The commit times (ms since the epoch) of sends to `users` since `since`, by user. */
+  commitTimes?: (users: string[], since: Date) => Promise<Map<string, number[]>>;
 }): Promise<StreamsLoad> {
   const { url, secret } = options;
   const sentAt = new Map<string, number>();
   const samples: number[] = [];
+  /** Each user's sends, and when (ms since the epoch) the event of each arrived. */
+  const sendsTo = new Map<string, number>();
+  const arrivedAt = new Map<string, number>();
   const onEvent = (userId: string) => {
     const at = sentAt.get(userId);
     if (at === undefined) return;
     sentAt.delete(userId);
     samples.push(performance.now() - at);
+    arrivedAt.set(userId, Date.now());
   };
   const users = userIds(options.streams);
   const opening = performance.now();
@@ -338,6 +350,7 @@ export async function measureStreamsLoad(options: {
     let failedSends = 0;
     const sends: Promise<void>[] = [];
     const sagasBefore = options.dialogsUrl ? await sagaTotals(options.dialogsUrl) : undefined;
+    const since = new Date();
     const cpuAtStart = await cpuSeconds(options.pid);
     const started = performance.now();
     for (let i = 0; i < total; i++) {
@@ -346,6 +359,7 @@ export async function measureStreamsLoad(options: {
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       const to = users[i % users.length]!;
       sentAt.set(to, performance.now());
+      sendsTo.set(to, (sendsTo.get(to) ?? 0) + 1);
       sends.push(
         options.send(to).catch(() => false).then((ok) => {
           if (ok) return;
@@ -365,6 +379,12 @@ export async function measureStreamsLoad(options: {
       (total - failedSends);
     const sagasAfter = options.dialogsUrl ? await sagaTotals(options.dialogsUrl) : undefined;
     const loaded = await instanceGauges(url);
+    const once = [...arrivedAt.keys()].filter((user) => sendsTo.get(user) === 1);
+    const commits = options.commitTimes ? await options.commitTimes(once, since) : undefined;
+    const commitSamples = once.flatMap((user) => {
+      const times = commits?.get(user);
+      return times?.length === 1 ? [arrivedAt.get(user)! - times[0]!] : [];
+    });
     releaseMs = await releaseOneByOne(url, streams.splice(0, options.released));
     return {
       streams: options.streams,
@@ -381,6 +401,9 @@ export async function measureStreamsLoad(options: {
       cpuMsPerSend,
       openedInMs,
       releaseMs,
+      ...(commits
+        ? { commitToEvent: { ...latencies(commitSamples), samples: commitSamples.length } }
+        : {}),
       ...(sagasBefore && sagasAfter
         ? {
           sagaMeanMs: (sagasAfter.sum - sagasBefore.sum) * 1_000 /
@@ -519,6 +542,7 @@ export async function measureStreams(
     process: ManagedProcess,
     send: (url: string) => (to: string) => Promise<boolean>,
     dialogsUrl?: string,
+    commitTimes?: (users: string[], since: Date) => Promise<Map<string, number[]>>,
   ): Promise<StreamsSide> => {
     await process.start();
     try {
@@ -536,6 +560,7 @@ export async function measureStreams(
         released,
         send: send(url),
         dialogsUrl,
+        commitTimes,
       });
       log(`${process.name}: ${streamsLines([], undefined, load)[0]}`);
       return { churn, load };
@@ -559,16 +584,33 @@ export async function measureStreams(
   );
   let turn = 0;
   const dialogsUrl = `http://127.0.0.1:${world.dialogs.port}`;
-  const counters = await side(countersWithFdLimit(world, fdLimit), () => async (to) => {
-    const auth = senders[turn++ % senders.length]!;
-    const res = await fetch(`${dialogsUrl}/api/dialog/${to}/send`, {
-      method: "POST",
-      headers: { Authorization: auth, "Content-Type": "application/json" },
-      body: JSON.stringify({ text: "hi" }),
-    });
-    await res.body?.cancel();
-    return res.status === 202;
-  }, dialogsUrl);
+  const counters = await side(
+    countersWithFdLimit(world, fdLimit),
+    () => async (to) => {
+      const auth = senders[turn++ % senders.length]!;
+      const res = await fetch(`${dialogsUrl}/api/dialog/${to}/send`, {
+        method: "POST",
+        headers: { Authorization: auth, "Content-Type": "application/json" },
+        body: JSON.stringify({ text: "hi" }),
+      });
+      await res.body?.cancel();
+      return res.status === 202;
+    },
+    dialogsUrl,
+    async (users, since) => {
+      const sql = postgres(world.dbUrl(world.dbs.counters), { max: 1, onnotice: () => {} });
+      try {
+        const rows = await sql<{ userId: string; at: number }[]>`
+        select user_id::text as "userId", extract(epoch from created_at)::float8 * 1000 as at
+        from ledger where kind = 'send' and created_at >= ${since} and user_id = any(${users}::uuid[])`;
+        const byUser = new Map<string, number[]>();
+        for (const { userId, at } of rows) byUser.set(userId, [...byUser.get(userId) ?? [], at]);
+        return byUser;
+      } finally {
+        await sql.end();
+      }
+    },
+  );
   return { counters, floor };
 }
 
@@ -629,6 +671,12 @@ export function streamsLines(
           load.sagaMeanMs === undefined
             ? ""
             : `mean send → committed ${load.sagaMeanMs.toFixed(0)} ms; `
+        }${
+          load.commitToEvent === undefined
+            ? ""
+            : `counters commit → event p50 ${load.commitToEvent.p50Ms.toFixed(0)} ms, p99 ${
+              load.commitToEvent.p99Ms.toFixed(0)
+            } ms (${load.commitToEvent.samples} sends); `
         }one client closed → released in ${
           load.releaseMs.map((ms) => ms.toFixed(0)).join(", ")
         } ms`,
