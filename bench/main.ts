@@ -3,7 +3,9 @@
  * /api/counters for 10,000 users, (c) the naive count over 1,000,000 messages, (d) the write path
  * beside pgbench's ceiling and (g1)–(g3) groups (issue 14); prints the table and writes
  * docs/performance.md and its chart. `--no-groups` leaves the groups out, `--only-groups` measures
- * nothing else (and writes no doc).
+ * nothing else (and writes no doc). (f), ten thousand live streams (issue 15), comes last:
+ * `--no-streams` leaves it out, `--only-streams` measures nothing else (and writes no doc);
+ * `--live-streams`, `--live-rate`, `--live-seconds` and `--live-rounds` change its load.
  */
 import { findBinary } from "../testing/processes.ts";
 import { GROUP_DEFAULTS, measureGroups } from "./groups.ts";
@@ -15,10 +17,13 @@ import {
   groupsTable,
   groupTargets,
   performanceDoc,
+  streamsTable,
+  streamTargets,
   targets,
   targetsMarkdown,
   targetsTable,
 } from "./report.ts";
+import { measureStreams, STREAMS_DEFAULTS, type StreamsFigures } from "./streams.ts";
 import { planWorld, startWorld, tearDownWorld } from "./world.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -36,6 +41,12 @@ interface BenchOptions {
   streams: number;
   streamRate: number;
   groupMembers: number;
+  /** (f): whether it runs, and its streams, sends per second, seconds and churn rounds. */
+  live: boolean;
+  liveStreams: number;
+  liveRate: number;
+  liveSeconds: number;
+  liveRounds: number;
 }
 
 function parseArgs(args: string[]): BenchOptions {
@@ -50,6 +61,11 @@ function parseArgs(args: string[]): BenchOptions {
     streams: GROUP_DEFAULTS.streams,
     streamRate: GROUP_DEFAULTS.streamRate,
     groupMembers: GROUP_DEFAULTS.members,
+    live: true,
+    liveStreams: STREAMS_DEFAULTS.streams,
+    liveRate: STREAMS_DEFAULTS.sendsPerSecond,
+    liveSeconds: STREAMS_DEFAULTS.seconds,
+    liveRounds: STREAMS_DEFAULTS.rounds,
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
@@ -62,10 +78,20 @@ function parseArgs(args: string[]): BenchOptions {
     else if (a === "--only-groups") {
       options.read = false;
       options.write = false;
+      options.live = false;
     } else if (a === "--group-rate") options.groupRate = Number(args[++i]);
     else if (a === "--streams") options.streams = Number(args[++i]);
     else if (a === "--stream-rate") options.streamRate = Number(args[++i]);
     else if (a === "--group-members") options.groupMembers = Number(args[++i]);
+    else if (a === "--no-streams") options.live = false;
+    else if (a === "--only-streams") {
+      options.read = false;
+      options.write = false;
+      options.groups = false;
+    } else if (a === "--live-streams") options.liveStreams = Number(args[++i]);
+    else if (a === "--live-rate") options.liveRate = Number(args[++i]);
+    else if (a === "--live-seconds") options.liveSeconds = Number(args[++i]);
+    else if (a === "--live-rounds") options.liveRounds = Number(args[++i]);
     else throw new Error(`unknown option ${a}`);
   }
   const numbers = [
@@ -73,6 +99,10 @@ function parseArgs(args: string[]): BenchOptions {
     options.connections,
     options.groupRate ?? 1,
     options.streamRate,
+    options.liveStreams,
+    options.liveRate,
+    options.liveSeconds,
+    options.liveRounds,
   ];
   if (!numbers.every((n) => n > 0)) throw new Error("numbers must be positive");
   if (!(options.groupMembers > options.streams + 1 && options.streams > 0)) {
@@ -110,8 +140,11 @@ async function writePerformanceDoc(figures: BenchFigures): Promise<void> {
 /** One run: plan and start its world, seed, measure, print the tables, write the doc, tear down. */
 async function main() {
   const options = parseArgs(Deno.args);
-  await findBinary("wrk");
-  await findBinary("pgbench");
+  const others = options.read || options.write;
+  if (others || options.groups) {
+    await findBinary("wrk");
+    await findBinary("pgbench");
+  }
   const world = await planWorld();
   // Stopped from outside (Ctrl-C, timeout), the run still removes its processes and databases;
   // the measurements, failing as their processes go, tear down the same once.
@@ -123,8 +156,9 @@ async function main() {
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, stop);
   try {
-    await startWorld(world);
-    const others = options.read || options.write;
+    // (f) alone needs only dialogs: it starts its own counters and floor.
+    if (others || options.groups) await startWorld(world);
+    else await world.dialogs.start();
     const seeded = others ? await seedUsers(world) : undefined;
     const reads = options.read ? await measureReads(world, options, seeded!) : NO_READS;
     const writes = options.write ? await measureWrites(world, options, seeded!) : NO_WRITES;
@@ -140,6 +174,17 @@ async function main() {
         streamRate: options.streamRate,
       })
       : undefined;
+    // (f) on a counters process of its own, with nothing else running on the world's counters.
+    let streams: StreamsFigures | undefined;
+    if (options.live) {
+      await world.counters.terminate();
+      streams = await measureStreams(world, {
+        streams: options.liveStreams,
+        rounds: options.liveRounds,
+        sendsPerSecond: options.liveRate,
+        seconds: options.liveSeconds,
+      }, log);
+    }
 
     const { countersRssMb, ...readRuns } = reads;
     const { dialogsRssMb, countersRssMb: countersRssWrite, ...writeFigures } = writes;
@@ -151,13 +196,25 @@ async function main() {
       ...writeFigures,
       rssMb: { counters: Math.max(countersRssMb, countersRssWrite), dialogs: dialogsRssMb },
       ...(groups ? { groups } : {}),
+      ...(streams ? { streams } : {}),
     };
-    const measured = others ? targets(figures) : groups ? groupTargets(groups) : [];
-    console.log(others ? figuresTable(figures) : groups ? groupsTable(groups) : "");
+    const alone = [
+      ...(groups ? groupTargets(groups) : []),
+      ...(streams ? streamTargets(streams) : []),
+    ];
+    const measured = others ? targets(figures) : alone;
+    console.log(
+      others ? figuresTable(figures) : [
+        ...(groups ? [groupsTable(groups)] : []),
+        ...(streams ? [streamsTable(streams)] : []),
+      ].join("\n\n"),
+    );
     console.log();
     console.log(others ? targetsTable(figures) : targetsMarkdown(measured));
     // A run without any part would leave docs/performance.md without some of its figures.
-    if (options.doc && options.write && options.read && groups) await writePerformanceDoc(figures);
+    if (options.doc && options.write && options.read && groups && streams) {
+      await writePerformanceDoc(figures);
+    }
     const missed = measured.filter((t) => !t.met).length;
     log(`${missed} target(s) missed; logs in ${world.logs}`);
   } finally {

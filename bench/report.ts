@@ -1,4 +1,5 @@
 /** The benchmark's table, its targets, docs/performance.md and an SVG chart. */
+import type { StreamsFigures, StreamsSide } from "./streams.ts";
 
 /** Every figure one `deno task bench` run measured. */
 export interface BenchFigures {
@@ -27,6 +28,8 @@ export interface BenchFigures {
   rssMb: { counters: number; dialogs: number };
   /** Issue 14's group measurements; absent from a run with `--no-groups`. */
   groups?: GroupFigures;
+  /** (f), issue 15's live streams; absent from a run with `--no-streams`. */
+  streams?: StreamsFigures;
 }
 
 /** Sends to one group at a fixed rate, through the whole saga. */
@@ -194,6 +197,7 @@ export function targets(f: BenchFigures): Target[] {
       met: f.rssMb.counters <= 150 && f.rssMb.dialogs <= 150,
     },
     ...(f.groups ? groupTargets(f.groups) : []),
+    ...(f.streams ? streamTargets(f.streams) : []),
   ];
 }
 
@@ -272,6 +276,7 @@ export function figuresTable(f: BenchFigures): string {
       f.pgbenchTps.toFixed(0)
     } | 16 clients; for information: no HTTP, no JSON, no token |`,
     ...(f.groups ? ["", groupsTable(f.groups)] : []),
+    ...(f.streams ? ["", streamsTable(f.streams)] : []),
   ].join("\n");
 }
 
@@ -366,7 +371,9 @@ Deno + Hono process that verifies each token once, validates the body with zod a
 message, the counter and its version in one pipelined transaction before answering 202. pgbench
 measures Postgres' ceiling, for information. The services run as separate processes with \`LOG_LEVEL=warn\`, the
 load generator shares the machine's 2 cores with them.
-${f.groups ? `\n${groupMethod(f.groups)}\n` : ""}
+${f.groups ? `\n${groupMethod(f.groups)}\n` : ""}${
+    f.streams ? `\n${streamsMethod(f.streams)}\n` : ""
+  }
 ![requests per second](performance.svg)
 
 ## Figures
@@ -379,4 +386,138 @@ ${targetsTable(f)}
 
 ${scaling}
 `;
+}
+
+// (f), issue 15: ten thousand live streams. Each figure stands beside the same figure of the bare
+// floor (bench/streams_floor_server.ts), measured in the same run the same way.
+
+/** RSS per stream of a side: its first round's RSS with N open over its fresh RSS, in KB. */
+export function rssKbPerStream(side: StreamsSide): number {
+  const first = side.churn.rounds[0];
+  if (!first) return NaN;
+  return (first.open.rssMb - side.churn.before.rssMb) * 1024 / side.churn.streams;
+}
+
+/** The most RSS a side had with its N streams open: any churn round's or the load's. */
+export function peakRssMb(side: StreamsSide): number {
+  return Math.max(
+    ...side.churn.rounds.map((r) => r.open.rssMb),
+    side.load.idle.rssMb,
+    side.load.loaded.rssMb,
+  );
+}
+
+/** A side's memory after each churn round over its memory before the first, the worst of them. */
+export function churnRatios(side: StreamsSide): { rss: number[]; heap: number[] } {
+  const { before, rounds } = side.churn;
+  return {
+    rss: rounds.map((r) => r.after.rssMb / before.rssMb),
+    heap: rounds.map((r) => r.after.heapMb / before.heapMb),
+  };
+}
+
+const ratios = (list: number[]) => list.map((r) => `${r.toFixed(2)}×`).join(", ");
+
+/** Issue 15's targets of (f), each beside the floor's figure. */
+export function streamTargets(s: StreamsFigures): Target[] {
+  const { counters: c, floor: fl } = s;
+  const n = c.load.streams;
+  const cChurn = churnRatios(c), fChurn = churnRatios(fl);
+  const release = Math.max(...c.load.releaseMs);
+  return [
+    {
+      what: `(f) p99 send → counters event ≤ 250 ms, ${
+        count(n)
+      } streams, ${c.load.sendsPerSecond} sends/s`,
+      measured: `${c.load.p99Ms.toFixed(0)} ms (p50 ${
+        c.load.p50Ms.toFixed(0)
+      } ms; ${c.load.lost} missing, ${c.load.failedSends} failed of ${count(c.load.sent)}${
+        c.load.sagaMeanMs === undefined
+          ? ""
+          : `; the sagas' own send → committed: ${c.load.sagaMeanMs.toFixed(0)} ms on average`
+      }${
+        c.load.commitToEvent === undefined
+          ? ""
+          : `; counters commit → event p99 ${c.load.commitToEvent.p99Ms.toFixed(0)} ms over ${
+            count(c.load.commitToEvent.samples)
+          } sends`
+      }); floor push → event p99 ${fl.load.p99Ms.toFixed(0)} ms`,
+      met: c.load.p99Ms <= 250 && c.load.lost === 0 && c.load.failedSends === 0 &&
+        c.load.sent > 0,
+    },
+    {
+      what: `(f) counters RSS ≤ 300 MB with ${count(n)} streams`,
+      measured: `${peakRssMb(c).toFixed(0)} MB (${
+        rssKbPerStream(c).toFixed(1)
+      } KB/stream); floor: a bare Deno.serve holding ${count(n)} ReadableStreams ${
+        peakRssMb(fl).toFixed(0)
+      } MB (${rssKbPerStream(fl).toFixed(1)} KB/stream)`,
+      met: peakRssMb(c) <= 300,
+    },
+    {
+      what: `(f) heap after each of ${c.churn.rounds.length} rounds of ${
+        count(n)
+      } connects and disconnects within 10% of before`,
+      measured: `${ratios(cChurn.heap)} (${c.churn.before.heapMb.toFixed(0)} MB before)`,
+      met: cChurn.heap.length > 0 && cChurn.heap.every((r) => r <= 1.1),
+    },
+    {
+      what: `(f) RSS after each of ${c.churn.rounds.length} rounds of ${
+        count(n)
+      } connects and disconnects within 10% of before`,
+      measured: `${ratios(cChurn.rss)} (${c.churn.before.rssMb.toFixed(0)} MB before); floor ${
+        ratios(fChurn.rss)
+      } (${fl.churn.before.rssMb.toFixed(0)} MB before)`,
+      met: cChurn.rss.length > 0 && cChurn.rss.every((r) => r <= 1.1),
+    },
+    {
+      what: "(f) a closed client's stream released within 1 s",
+      measured: `at most ${release.toFixed(0)} ms over ${c.load.releaseMs.length} clients closed ` +
+        `one at a time; all ${count(n)} closed at once: ${
+          Math.max(...c.churn.rounds.map((r) => r.releasedMs)).toFixed(0)
+        } ms at most`,
+      met: c.load.releaseMs.length > 0 && release <= 1000,
+    },
+  ];
+}
+
+/** (f)'s figures, counters beside the floor, as a Markdown table. */
+export function streamsTable(s: StreamsFigures): string {
+  const mb = (x: number) => x.toFixed(0);
+  const row = (name: string, side: StreamsSide) => {
+    const { churn, load } = side;
+    return `| ${name} | ${count(load.streams)} | ${mb(churn.before.rssMb)} | ${
+      mb(peakRssMb(side))
+    } | ${rssKbPerStream(side).toFixed(1)} | ${load.p50Ms.toFixed(0)} | ${
+      load.p99Ms.toFixed(0)
+    } | ${load.idleCpuPercent.toFixed(1)} | ${load.cpuMsPerSend.toFixed(2)} | ${
+      churn.rounds.map((r) => mb(r.after.rssMb)).join(" / ")
+    } | ${churn.rounds.map((r) => mb(r.after.heapMb)).join(" / ")} (${mb(churn.before.heapMb)}) | ${
+      Math.max(...load.releaseMs).toFixed(0)
+    } |`;
+  };
+  return [
+    `| live streams (${s.counters.load.sendsPerSecond} sends/s for ${s.counters.load.seconds} s) | streams | RSS before MB | RSS open MB | KB/stream | p50 ms | p99 ms | idle CPU % | CPU ms per send | RSS after each round MB | heap after each round MB (before) | release ms |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    row("(f) counters: send → counters event", s.counters),
+    row("(f)'s floor: bare Deno.serve, push → event", s.floor),
+  ].join("\n");
+}
+
+/** How (f) was measured, for docs/performance.md. */
+export function streamsMethod(s: StreamsFigures): string {
+  const { load, churn } = s.counters;
+  return `Live streams (issue 15): (f) the bench process opens ${
+    count(load.streams)
+  } \`GET /api/counters/stream\` connections (fetch, ${
+    count(load.streams)
+  } users) on a fresh counters process, closes them and does that ${churn.rounds.length} times
+(memory before the first round, with the streams open, and 3 s after each round); then opens them
+again, measures the instance's CPU over ${load.idleSeconds} s of heartbeats only, sends through
+dialogs at ${load.sendsPerSecond}/s for ${load.seconds} s, each to the next stream's user (a sample
+is send → that user's next \`counters\` event; a user sent to once also gives its commit in
+counters, the ledger row's time, → the event), and closes ${load.releaseMs.length} clients one at a
+time (release: close → the instance's \`counters_live_streams\` one lower). The floor beside it is
+a bare \`Deno.serve\` holding one \`ReadableStream\` per request (bench/streams_floor_server.ts),
+on a fresh process, measured the same way with \`POST /push/<user>\` in place of a send.`;
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createSseStreams } from "./sse_streams.ts";
+import { createSseStreams, nativeTrim } from "./sse_streams.ts";
 
 const decoder = new TextDecoder();
 
@@ -88,4 +88,38 @@ Deno.test("createSseStreams(): a client that reads nothing while events pile up 
   for (let i = 0; i < 1_000 && !ended; i++) stream.write(`event: counters\nid: ${i}\ndata: {}\n\n`);
   assert.ok(ended, "the stream ended");
   assert.equal(streams.size, 0);
+});
+
+Deno.test("createSseStreams(): memory is returned once after many streams were released, not per stream", async () => {
+  const shutdown = new AbortController();
+  let returned = 0;
+  const streams = createSseStreams({
+    heartbeatMs: 15_000,
+    shutdown: shutdown.signal,
+    returnMemory: () => returned++,
+    returnAfterReleased: 10,
+    returnQuietMs: 20,
+  });
+  const cancel = (n: number) =>
+    Promise.all(Array.from({ length: n }, () => streams.open({ onEnd: () => {} }).body.cancel()));
+  await cancel(9);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(returned, 0, "fewer than 10 released");
+  await cancel(16);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(returned, 1, "one return for a burst of releases");
+  await cancel(10);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(returned, 2, "counted again from the last return");
+  shutdown.abort();
+});
+
+Deno.test("nativeTrim() calls glibc's malloc_trim where this process may", () => {
+  const trim = nativeTrim();
+  if (
+    Deno.build.os === "linux" && Deno.permissions.querySync({ name: "ffi" }).state === "granted"
+  ) {
+    assert.ok(trim, "glibc's malloc_trim is found");
+    trim();
+  } else assert.equal(trim, undefined);
 });
