@@ -42,6 +42,11 @@ export interface LocalCache {
   readonly epoch: number;
   /** Calls `listener` with each entry read after refreshAfterMs (once per entry). */
   onRefreshDue(listener: (kind: StateKind, id: string) => void): void;
+  /**
+   * The least time between an entry being reported for refresh and its expiry (ttlMs -
+   * refreshAfterMs): a confirmation within it keeps the entry served without a gap.
+   */
+  readonly confirmWithinMs: number;
   readonly size: number;
 }
 
@@ -143,6 +148,7 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     onRefreshDue(listener) {
       refreshDue = listener;
     },
+    confirmWithinMs: ttlMs - refreshAfterMs,
     get size() {
       return byKind.user.size + byKind.group.size;
     },
