@@ -490,35 +490,42 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   // loop, and Redis' share of the two cores, long enough to show in the reads' p99. Every
   // REFRESH_TICK_MS one batch goes out, sized so that everything due is confirmed by half the
   // window the local cache leaves between reporting an entry and its expiry, counted from the
-  // oldest report. Confirmed at spread-out times, the same entries fall due spread out the next
-  // time. At REFRESH_BATCH a tick is full and the next batch follows at once, as before.
+  // oldest report; an entry reported with less time left than that goes in the next batch.
+  // Confirmed at spread-out times, the same entries fall due spread out the next time. At
+  // REFRESH_BATCH a tick is full and the next batch follows at once, as before.
   const refreshDue = new Map<string, number>();
+  // Reported too close to expiry to wait their turn (read first late in the window): sent first.
+  const urgent = new Set<string>();
   const spreadMs = Math.max(REFRESH_TICK_MS, local.confirmWithinMs / 2);
   let refreshing = false;
-  local.onRefreshDue((kind, id) => {
-    refreshDue.set(`${kind}:${id}`, performance.now());
+  local.onRefreshDue((kind, id, msLeft) => {
+    const key = `${kind}:${id}`;
+    if (msLeft < spreadMs * 1.5) urgent.add(key);
+    else refreshDue.set(key, performance.now());
     if (!refreshing) {
       refreshing = true;
       setTimeout(refreshBatches, 0);
     }
   });
-  /** How many due keys the next batch takes: all of them by the oldest one's deadline. */
-  function nextBatchSize(): number {
+  /** How many paced keys the next batch takes: all of them by the oldest one's deadline. */
+  function pacedBatchSize(): number {
     const oldest = refreshDue.values().next().value ?? performance.now();
     const ticksLeft = Math.max(1, (oldest + spreadMs - performance.now()) / REFRESH_TICK_MS);
-    return Math.min(REFRESH_BATCH, Math.ceil(refreshDue.size / ticksLeft));
+    return Math.ceil(refreshDue.size / ticksLeft);
   }
   async function refreshBatches() {
-    while (running && refreshDue.size > 0) {
-      const size = nextBatchSize();
+    while (running && (refreshDue.size > 0 || urgent.size > 0)) {
+      const size = Math.min(REFRESH_BATCH, urgent.size + pacedBatchSize());
       const keys: string[] = [];
-      for (const key of refreshDue.keys()) {
-        refreshDue.delete(key);
-        keys.push(key);
-        if (keys.length === size) break;
+      for (const due of [urgent, refreshDue]) {
+        for (const key of due.keys()) {
+          if (keys.length === size) break;
+          due.delete(key);
+          keys.push(key);
+        }
       }
       await confirmBatch(keys);
-      if (size < REFRESH_BATCH && refreshDue.size > 0) {
+      if (size < REFRESH_BATCH && refreshDue.size + urgent.size > 0) {
         await new Promise((r) => setTimeout(r, REFRESH_TICK_MS));
       }
     }

@@ -45,9 +45,10 @@ export interface LocalCache {
   readonly epoch: number;
   /**
    * Calls `listener` with each entry read after refreshAfterMs, and with each entry read before
-   * that once reportReadEntries() finds it older (once per entry until stored or confirmed again).
+   * that once reportReadEntries() finds it older (once per entry until stored or confirmed again),
+   * and how long the entry has left before it expires.
    */
-  onRefreshDue(listener: (kind: StateKind, id: string) => void): void;
+  onRefreshDue(listener: (kind: StateKind, id: string, msLeft: number) => void): void;
   /**
    * Reports the entries read since they were stored or confirmed whose age has passed
    * refreshAfterMs, and drops the expired ones; looks at each entry about once per storing, oldest
@@ -112,7 +113,7 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     cursors.group = cursorOf("group");
     epoch++;
   };
-  let refreshDue: (kind: StateKind, id: string) => void = () => {};
+  let refreshDue: (kind: StateKind, id: string, msLeft: number) => void = () => {};
   /** The entry's state if it may be served at `at`; reports it for refresh when due. */
   function servable(kind: StateKind, id: string, at: number): CachedState | undefined {
     const entries = byKind[kind];
@@ -125,7 +126,7 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     }
     if (age > refreshAfterMs && !entry.refreshReported) {
       entry.refreshReported = true;
-      refreshDue(kind, id);
+      refreshDue(kind, id, ttlMs - age);
     }
     entry.read = true;
     return entry.state;
@@ -158,7 +159,7 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
       if (at - entry.storedAt > ttlMs) entries.delete(id);
       else if (entry.read && !entry.refreshReported) {
         entry.refreshReported = true;
-        refreshDue(kind, id);
+        refreshDue(kind, id, ttlMs - (at - entry.storedAt));
       }
     }
   }

@@ -153,7 +153,11 @@ Deno.test("LocalCache reportReadEntries() reports an entry read before refreshAf
   let t = 0;
   const cache = createLocalCache({ ttlMs: 100, refreshAfterMs: 50, now: () => t });
   const due: string[] = [];
-  cache.onRefreshDue((_kind, id) => due.push(id));
+  const left: number[] = [];
+  cache.onRefreshDue((_kind, id, msLeft) => {
+    due.push(id);
+    left.push(msLeft);
+  });
   cache.offer("user", "read", c(1));
   cache.offer("user", "unread", c(1));
   cache.offer("group", "g", c(1));
@@ -168,6 +172,7 @@ Deno.test("LocalCache reportReadEntries() reports an entry read before refreshAf
   t = 51;
   cache.reportReadEntries();
   assert.deepEqual(due, ["read", "g"], "read before it was due, reported as it comes of age");
+  assert.deepEqual(left, [49, 49], "with the time it has left before it expires");
   cache.reportReadEntries();
   cache.get("user", "read");
   assert.deepEqual(due, ["read", "g"], "once");
