@@ -246,7 +246,9 @@ async function main() {
           else await c.terminate();
         }
         const pids = counters.slice(0, n).map((c) => c.pid!);
+        // Two warm-up runs: on a busy machine one may not reach every user on every process.
         log(`round ${round}: ${n} counters process(es) on one port, warming`);
+        await runWrk(countersUrl, load);
         await runWrk(countersUrl, load);
         log(`round ${round}: ${n} counters process(es), measuring`);
         const run = await servedRun(countersUrl, pids, load);
