@@ -144,20 +144,21 @@ export function targets(f: BenchFigures): Target[] {
   const r = (a: number, b: number) => a / b;
   const flat = r(f.countersHeavy.requestsPerSecond, f.countersLight.requestsPerSecond);
   return [
-    {
-      what: "(b) ≥ 0.75 × (a) requests/s at 64 connections",
-      measured: `${
-        r(f.countersLight.requestsPerSecond, f.hello.requestsPerSecond).toFixed(2)
-      }× (the floor of this response on Deno: ${
-        r(f.floor.requestsPerSecond, f.hello.requestsPerSecond).toFixed(2)
-      }×)`,
-      met: r(f.countersLight.requestsPerSecond, f.hello.requestsPerSecond) >= 0.75,
-    },
-    {
-      what: "(b) p99 ≤ 10 ms at 64 connections",
-      measured: `${f.countersLight.p99Ms.toFixed(2)} ms`,
-      met: f.countersLight.p99Ms <= 10,
-    },
+    ...([["10,000 users", f.countersLight], ["users with 10,000 unread", f.countersHeavy]] as const)
+      .flatMap(([who, run]) => [
+        {
+          what: `(b) ≥ 0.9 × floor requests/s at 64 connections, ${who}`,
+          measured: `${r(run.requestsPerSecond, f.floor.requestsPerSecond).toFixed(2)}× (${
+            run.requestsPerSecond.toFixed(0)
+          } vs ${f.floor.requestsPerSecond.toFixed(0)}/s)`,
+          met: r(run.requestsPerSecond, f.floor.requestsPerSecond) >= 0.9,
+        },
+        {
+          what: `(b) p99 ≤ 5 ms at 64 connections, ${who}`,
+          measured: `${run.p99Ms.toFixed(2)} ms (the floor's: ${f.floor.p99Ms.toFixed(2)} ms)`,
+          met: run.p99Ms <= 5,
+        },
+      ]),
     {
       what: "(b) ≥ 3 × (c), light users",
       measured: `${

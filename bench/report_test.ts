@@ -71,11 +71,13 @@ function figures(overrides: Partial<BenchFigures> = {}): BenchFigures {
 Deno.test("targets() are all met by figures that meet them, and each can be missed", () => {
   assert.deepEqual(targets(figures()).filter((t) => !t.met), []);
   const missed = (f: BenchFigures) => targets(f).filter((t) => !t.met).map((t) => t.what);
-  assert.deepEqual(missed(figures({ countersLight: run(29_000, 12) })), [
-    "(b) ≥ 0.75 × (a) requests/s at 64 connections",
-    "(b) p99 ≤ 10 ms at 64 connections",
+  assert.deepEqual(missed(figures({ countersLight: run(21_000, 6) })), [
+    "(b) ≥ 0.9 × floor requests/s at 64 connections, 10,000 users",
+    "(b) p99 ≤ 5 ms at 64 connections, 10,000 users",
   ]);
-  assert.deepEqual(missed(figures({ countersHeavy: run(20_000) })), [
+  assert.deepEqual(missed(figures({ countersHeavy: run(21_500, 5.5) })), [
+    "(b) ≥ 0.9 × floor requests/s at 64 connections, users with 10,000 unread",
+    "(b) p99 ≤ 5 ms at 64 connections, users with 10,000 unread",
     "(b) flat as unread grows (heavy ≥ 0.9 × light)",
   ]);
   const saga = "(d) ≥ 0.75 × (e) sends/s, the same sends without a saga";
@@ -105,7 +107,7 @@ Deno.test("figuresTable() shows every run with its ratio to the hello baseline",
     table,
     /\| \(b\)'s floor: its response from a bare Deno\.serve handler \| 24000 \| 0\.60 \|/,
   );
-  assert.match(targetsTable(figures()), /0\.75× \(the floor of this response on Deno: 0\.60×\)/);
+  assert.match(targetsTable(figures()), /1\.25× \(30000 vs 24000\/s\)/);
   assert.match(table, /\| \(d\) sends through the whole saga .* \| 1500 \| 0\.75 × \(e\);/);
 });
 

@@ -123,6 +123,10 @@ const DEFAULT_TIMINGS: CoherenceTimings = {
 
 /** Most keys one background confirmation of in-process entries reads from Redis at once. */
 const REFRESH_BATCH = 200;
+/** How often a paced confirmation batch goes out while entries are due. */
+const REFRESH_TICK_MS = 20;
+/** How often entries read before their refresh was due are reported as they come of age. */
+const REPORT_READ_EVERY_MS = 100;
 
 /** Dependencies of the coherent counters. */
 export interface CoherenceDeps {
@@ -479,53 +483,86 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   // The entries users keep reading are confirmed from Redis in batches before they expire, so
   // those reads never wait. A confirmation compares versions only (one script per batch, no state
   // moved or parsed); only an entry Redis holds newer (a change event this instance missed) is read
-  // whole. Batches are small and one at a time, so none holds the event loop long enough to show
-  // in the reads' p99. A failed or missing confirmation only lets the entry expire.
-  const refreshDue = new Set<string>();
+  // whole. A failed or missing confirmation only lets the entry expire.
+  //
+  // The batches are paced, not sent back to back: entries loaded together (a cold start, a new
+  // generation) fall due together, and confirming ten thousand of them at once held the event
+  // loop, and Redis' share of the two cores, long enough to show in the reads' p99. Every
+  // REFRESH_TICK_MS one batch goes out, sized so that everything due is confirmed by half the
+  // window the local cache leaves between reporting an entry and its expiry, counted from the
+  // oldest report; an entry reported with less time left than that goes in the next batch.
+  // Confirmed at spread-out times, the same entries fall due spread out the next time. At
+  // REFRESH_BATCH a tick is full and the next batch follows at once, as before.
+  const refreshDue = new Map<string, number>();
+  // Reported too close to expiry to wait their turn (read first late in the window): sent first.
+  const urgent = new Set<string>();
+  const spreadMs = Math.max(REFRESH_TICK_MS, local.confirmWithinMs / 2);
   let refreshing = false;
-  local.onRefreshDue((kind, id) => {
-    refreshDue.add(`${kind}:${id}`);
+  local.onRefreshDue((kind, id, msLeft) => {
+    const key = `${kind}:${id}`;
+    if (msLeft < spreadMs * 1.5) urgent.add(key);
+    else refreshDue.set(key, performance.now());
     if (!refreshing) {
       refreshing = true;
       setTimeout(refreshBatches, 0);
     }
   });
+  /** How many paced keys the next batch takes: all of them by the oldest one's deadline. */
+  function pacedBatchSize(): number {
+    const oldest = refreshDue.values().next().value ?? performance.now();
+    const ticksLeft = Math.max(1, (oldest + spreadMs - performance.now()) / REFRESH_TICK_MS);
+    return Math.ceil(refreshDue.size / ticksLeft);
+  }
   async function refreshBatches() {
-    while (refreshDue.size > 0) {
+    while (running && (refreshDue.size > 0 || urgent.size > 0)) {
+      const size = Math.min(REFRESH_BATCH, urgent.size + pacedBatchSize());
       const keys: string[] = [];
-      for (const key of refreshDue) {
-        refreshDue.delete(key);
-        keys.push(key);
-        if (keys.length === REFRESH_BATCH) break;
+      for (const due of [urgent, refreshDue]) {
+        for (const key of due.keys()) {
+          if (keys.length === size) break;
+          due.delete(key);
+          keys.push(key);
+        }
       }
-      const epoch = local.epoch;
-      try {
-        const stamp = await usableStamp();
-        if (stamp === null) throw new Error("no confirmed cache generation");
-        const versions = await redis.versions(stamp, keys);
-        const newer: string[] = [];
-        for (const [i, version] of versions.entries()) {
-          if (version === null) continue;
-          const { kind, id } = parseKey(keys[i]!);
-          if (!local.confirm(kind, id, version, epoch)) newer.push(keys[i]!);
-        }
-        // Held at another version (a missed change event, or one that came meanwhile): the
-        // newest of the two is kept.
-        if (newer.length > 0) {
-          const found = await redis.getMany(stamp, newer);
-          for (const [i, state] of found.entries()) {
-            if (state) keepLocal(newer[i]!, state, epoch);
-          }
-        }
-        cacheLookups.inc({ result: "refreshed" }, keys.length);
-      } catch (err) {
-        if (err instanceof GenerationMismatch) trust = null;
-        cacheLookups.inc({ result: "refresh_error" }, keys.length);
-        log.debug("cache refresh failed; the entries expire", { keys: keys.length, err });
+      await confirmBatch(keys);
+      if (size < REFRESH_BATCH && refreshDue.size + urgent.size > 0) {
+        await new Promise((r) => setTimeout(r, REFRESH_TICK_MS));
       }
     }
     refreshing = false;
   }
+  /** Confirms the entries of `keys` from Redis, or keeps the newer states Redis holds. */
+  async function confirmBatch(keys: string[]) {
+    const epoch = local.epoch;
+    try {
+      const stamp = await usableStamp();
+      if (stamp === null) throw new Error("no confirmed cache generation");
+      const versions = await redis.versions(stamp, keys);
+      const newer: string[] = [];
+      for (const [i, version] of versions.entries()) {
+        if (version === null) continue;
+        const { kind, id } = parseKey(keys[i]!);
+        if (!local.confirm(kind, id, version, epoch)) newer.push(keys[i]!);
+      }
+      // Held at another version (a missed change event, or one that came meanwhile): the
+      // newest of the two is kept.
+      if (newer.length > 0) {
+        const found = await redis.getMany(stamp, newer);
+        for (const [i, state] of found.entries()) {
+          if (state) keepLocal(newer[i]!, state, epoch);
+        }
+      }
+      cacheLookups.inc({ result: "refreshed" }, keys.length);
+    } catch (err) {
+      if (err instanceof GenerationMismatch) trust = null;
+      cacheLookups.inc({ result: "refresh_error" }, keys.length);
+      log.debug("cache refresh failed; the entries expire", { keys: keys.length, err });
+    }
+  }
+
+  // An entry read at 4.9 s and next at 10.1 s was never read while due: it is reported as its age
+  // passes the refresh age, so users reading every few seconds are not sent to Redis each time.
+  const reporter = setInterval(() => local.reportReadEntries(), REPORT_READ_EVERY_MS);
 
   const confirmer = setInterval(() => void confirm(), timings.confirmEveryMs);
   void confirm();
@@ -593,6 +630,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     async close() {
       running = false;
       clearInterval(confirmer);
+      clearInterval(reporter);
       await roundTrips;
       await confirming;
       await sql`delete from cache_instances where id = ${instanceId}`.catch(() => {});

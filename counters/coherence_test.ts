@@ -462,6 +462,46 @@ integrationTest(
 );
 
 integrationTest(
+  "coherence: thousands of entries falling due at once are confirmed in paced batches, not back to back, and all within the window",
+  async (env) => {
+    const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const batches: number[] = [];
+    const redis: RedisCache = Object.assign(Object.create(real), {
+      versions(stamp: string, keys: string[]) {
+        batches.push(keys.length);
+        return real.versions(stamp, keys);
+      },
+    });
+    let t = 0;
+    // The default window: reported after 5 s, expired after 10 s, so paced over 2.5 s.
+    const local = createLocalCache({ ttlMs: 10_000, refreshAfterMs: 5_000, now: () => t });
+    const { sql, counters, stats, close } = await oneInstance(env, { local, redis });
+    try {
+      const { stamp } = await generationRow(sql);
+      const version = { version: 1, dialogs: { [crypto.randomUUID()]: 2 } };
+      const users = Array.from({ length: 4_000 }, () => crypto.randomUUID());
+      await real.setManyIfNewer(
+        stamp,
+        users.map((userId) => ({ key: userKey(userId), state: version })),
+      );
+      for (const u of users) local.offer("user", u, version);
+      t = 6_000;
+      for (const u of users) assert.ok(counters.cached(u)?.user);
+      await waitFor(() => stats.lookups.refreshed === users.length, {
+        what: "every user confirmed",
+      });
+      // Back to back they would go as 20 batches of 200; paced, about 32 keys every 20 ms.
+      assert.ok(batches.length >= 40, `${batches.length} batches: ${batches}`);
+      assert.ok(Math.max(...batches) < 200, `batches: ${batches}`);
+      t = 15_000; // past the first time to live
+      assert.ok(users.every((u) => counters.cached(u)?.user), "every entry was confirmed");
+    } finally {
+      await close();
+    }
+  },
+);
+
+integrationTest(
   "coherence: a change event this instance missed is noticed by the background confirmation, within the time to live, and no read waits for it",
   async (env) => {
     const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });

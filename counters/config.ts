@@ -15,6 +15,12 @@ export const countersEnv = {
   CORS_ORIGINS: z.string().default("http://localhost:8081,http://127.0.0.1:8081").transform((v) =>
     v.split(",").map((o) => o.trim()).filter(Boolean)
   ).pipe(z.array(z.url({ error: "must be a comma-separated list of origins" }))),
+  /**
+   * `true`: the server's socket is opened with SO_REUSEPORT, so several counters processes (each an
+   * instance of its own) share PORT on one machine and the kernel spreads connections among them.
+   */
+  REUSE_PORT: z.enum(["true", "false"], "must be true or false").default("false")
+    .transform((v) => v === "true"),
   SSE_HEARTBEAT_MS: z.coerce.number().int("must be an integer").min(100).max(15_000).default(
     15_000,
   ),

@@ -8,8 +8,11 @@
  * in an earlier epoch (before a disconnect, say) is offered with that epoch and dropped.
  *
  * An entry is served for `ttlMs` after it was last stored or confirmed, a bound should a change event
- * ever be missed. An entry read after `refreshAfterMs` is reported to the refresh listener once, so
- * the entries users keep reading are confirmed in batches before they expire and reads never wait.
+ * ever be missed. An entry read after `refreshAfterMs` is reported to the refresh listener once, and
+ * so is one read before that, as soon as its age passes `refreshAfterMs` (reportReadEntries(), called
+ * on a timer: a user reading every 5 s or so would otherwise read at 4.9 s and 10.1 s, and every
+ * such read would find its entry expired). So the entries users keep reading are confirmed in
+ * batches before they expire and reads never wait.
  * A confirmation names the version it found (in Redis): the entry is kept as it is, object and all,
  * only its clock restarts; nothing is parsed or made again.
  */
@@ -40,8 +43,23 @@ export interface LocalCache {
   resume(): void;
   /** The current epoch: taken before a load, passed to offer() with its result. */
   readonly epoch: number;
-  /** Calls `listener` with each entry read after refreshAfterMs (once per entry). */
-  onRefreshDue(listener: (kind: StateKind, id: string) => void): void;
+  /**
+   * Calls `listener` with each entry read after refreshAfterMs, and with each entry read before
+   * that once reportReadEntries() finds it older (once per entry until stored or confirmed again),
+   * and how long the entry has left before it expires.
+   */
+  onRefreshDue(listener: (kind: StateKind, id: string, msLeft: number) => void): void;
+  /**
+   * Reports the entries read since they were stored or confirmed whose age has passed
+   * refreshAfterMs, and drops the expired ones; looks at each entry about once per storing, oldest
+   * first.
+   */
+  reportReadEntries(): void;
+  /**
+   * The least time between an entry being reported for refresh and its expiry (ttlMs -
+   * refreshAfterMs): a confirmation within it keeps the entry served without a gap.
+   */
+  readonly confirmWithinMs: number;
   readonly size: number;
 }
 
@@ -62,16 +80,40 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
   const ttlMs = options.ttlMs ?? 10_000;
   const refreshAfterMs = options.refreshAfterMs ?? ttlMs / 2;
   const now = options.now ?? Date.now;
-  type Entry = { state: CachedState; storedAt: number; refreshReported: boolean };
+  /** `stored` numbers each storing (or confirming): it tells a cursor the entry moved since. */
+  type Entry = {
+    state: CachedState;
+    storedAt: number;
+    stored: number;
+    refreshReported: boolean;
+    read: boolean;
+  };
+  let storings = 0;
   const byKind: Record<StateKind, Map<string, Entry>> = { user: new Map(), group: new Map() };
+  /**
+   * Where reportReadEntries() goes on in each Map, whose order is the order of storing: the entry
+   * it stopped at (too young yet) and the iterator after it. Iterators of a Map see what is
+   * stored after they were made, so an entry stored again is met again, in its new place.
+   */
+  type Cursor = {
+    iterator: MapIterator<[string, Entry]>;
+    at: { id: string; entry: Entry; stored: number } | undefined;
+  };
+  const cursorOf = (kind: StateKind): Cursor => ({
+    iterator: byKind[kind].entries(),
+    at: undefined,
+  });
+  const cursors: Record<StateKind, Cursor> = { user: cursorOf("user"), group: cursorOf("group") };
   let suspended = false;
   let epoch = 0;
   const clear = () => {
     byKind.user.clear();
     byKind.group.clear();
+    cursors.user = cursorOf("user");
+    cursors.group = cursorOf("group");
     epoch++;
   };
-  let refreshDue: (kind: StateKind, id: string) => void = () => {};
+  let refreshDue: (kind: StateKind, id: string, msLeft: number) => void = () => {};
   /** The entry's state if it may be served at `at`; reports it for refresh when due. */
   function servable(kind: StateKind, id: string, at: number): CachedState | undefined {
     const entries = byKind[kind];
@@ -84,9 +126,42 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     }
     if (age > refreshAfterMs && !entry.refreshReported) {
       entry.refreshReported = true;
-      refreshDue(kind, id);
+      refreshDue(kind, id, ttlMs - age);
     }
+    entry.read = true;
     return entry.state;
+  }
+  /** Reports, oldest first, the entries of `kind` read since stored that are now old enough. */
+  function reportRead(kind: StateKind, at: number) {
+    const entries = byKind[kind];
+    const cursor = cursors[kind];
+    for (;;) {
+      if (cursor.at === undefined) {
+        const next = cursor.iterator.next();
+        // At the end: a new iterator next time, which also sees what was stored meanwhile.
+        if (next.done) {
+          cursors[kind] = cursorOf(kind);
+          return;
+        }
+        const [id, entry] = next.value;
+        cursor.at = { id, entry, stored: entry.stored };
+      }
+      const { id, entry, stored } = cursor.at;
+      // Stored or confirmed again since (it is met again further on), or gone.
+      if (entries.get(id) !== entry || entry.stored !== stored) {
+        cursor.at = undefined;
+        continue;
+      }
+      // Every entry after this one was stored later.
+      if (at - entry.storedAt <= refreshAfterMs) return;
+      cursor.at = undefined;
+      // Expired: it is never served again, so it need not wait for a read to be dropped.
+      if (at - entry.storedAt > ttlMs) entries.delete(id);
+      else if (entry.read && !entry.refreshReported) {
+        entry.refreshReported = true;
+        refreshDue(kind, id, ttlMs - (at - entry.storedAt));
+      }
+    }
   }
   return {
     get(kind, id) {
@@ -113,7 +188,13 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
       entries.delete(id);
       // The same version is the same state: keeping the object held keeps its body made once.
       const kept = held && held.state.version === state.version ? held.state : state;
-      entries.set(id, { state: kept, storedAt: now(), refreshReported: false });
+      entries.set(id, {
+        state: kept,
+        storedAt: now(),
+        stored: ++storings,
+        refreshReported: false,
+        read: false,
+      });
       if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
     },
     confirm(kind, id, version, confirmedIn) {
@@ -124,7 +205,9 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
       // Moved to the end: the Map's order stays the order of storing (or confirming).
       entries.delete(id);
       held.storedAt = now();
+      held.stored = ++storings;
       held.refreshReported = false;
+      held.read = false;
       entries.set(id, held);
       return true;
     },
@@ -143,6 +226,13 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     onRefreshDue(listener) {
       refreshDue = listener;
     },
+    reportReadEntries() {
+      if (suspended) return;
+      const at = now();
+      reportRead("user", at);
+      reportRead("group", at);
+    },
+    confirmWithinMs: ttlMs - refreshAfterMs,
     get size() {
       return byKind.user.size + byKind.group.size;
     },

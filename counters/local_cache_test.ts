@@ -148,3 +148,43 @@ Deno.test("getAll() gives every state in order, or undefined when any is missing
   assert.deepEqual(cache.getAll("group", ["a"])?.map((s) => s.version), [3]);
   assert.deepEqual(cache.getAll("group", []), []);
 });
+
+Deno.test("LocalCache reportReadEntries() reports an entry read before refreshAfterMs once it is older, never an unread one, and drops the expired", () => {
+  let t = 0;
+  const cache = createLocalCache({ ttlMs: 100, refreshAfterMs: 50, now: () => t });
+  const due: string[] = [];
+  const left: number[] = [];
+  cache.onRefreshDue((_kind, id, msLeft) => {
+    due.push(id);
+    left.push(msLeft);
+  });
+  cache.offer("user", "read", c(1));
+  cache.offer("user", "unread", c(1));
+  cache.offer("group", "g", c(1));
+  t = 10;
+  cache.offer("user", "young", c(1));
+  t = 40;
+  cache.get("user", "read");
+  cache.get("user", "young");
+  cache.getAll("group", ["g"]);
+  cache.reportReadEntries();
+  assert.deepEqual(due, [], "none is old enough yet");
+  t = 51;
+  cache.reportReadEntries();
+  assert.deepEqual(due, ["read", "g"], "read before it was due, reported as it comes of age");
+  assert.deepEqual(left, [49, 49], "with the time it has left before it expires");
+  cache.reportReadEntries();
+  cache.get("user", "read");
+  assert.deepEqual(due, ["read", "g"], "once");
+  t = 61;
+  cache.reportReadEntries();
+  assert.deepEqual(due, ["read", "g", "young"]);
+  assert.ok(cache.confirm("user", "read", 1, cache.epoch));
+  t = 101;
+  cache.reportReadEntries();
+  assert.equal(cache.size, 2, "the unread entry and the unconfirmed group expired: dropped");
+  cache.get("user", "read"); // confirmed at 61, read again before its refresh age
+  t = 112;
+  cache.reportReadEntries();
+  assert.deepEqual(due, ["read", "g", "young", "read"], "met again after its confirmation");
+});

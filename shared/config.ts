@@ -98,6 +98,8 @@ export interface ServiceConfig {
   NATS_STREAM_REPLICAS?: number;
   JWT_SECRET: string;
   PORT: number;
+  /** Open PORT with SO_REUSEPORT, so several processes of the service share it (Linux). */
+  REUSE_PORT?: boolean;
   LOG_LEVEL: LogLevel;
   /** Deliveries of an event before one that still fails is dead-lettered. */
   EVENT_RETRY_BUDGET: number;

@@ -14,13 +14,19 @@ export interface ServeOptions {
 
 /**
  * Serves `fetch` (the app's, maybe behind a fast path) on PORT and logs the port it listens on,
- * with the database (password hidden).
+ * with the database (password hidden). With REUSE_PORT, other processes may listen on the same
+ * port (SO_REUSEPORT): the kernel hands each new connection to one of them.
  */
 export function serveHttp(
   fetch: (req: Request) => Response | Promise<Response>,
   { service, config, log, hostname = "0.0.0.0" }: ServeOptions,
 ): Deno.HttpServer<Deno.NetAddr> {
-  const server = Deno.serve({ port: config.PORT, hostname, onListen: () => {} }, fetch);
+  const server = Deno.serve({
+    port: config.PORT,
+    hostname,
+    reusePort: config.REUSE_PORT ?? false,
+    onListen: () => {},
+  }, fetch);
   log.info(`${service} listening`, {
     port: server.addr.port,
     database: redactUrl(config.DATABASE_URL),
