@@ -102,8 +102,8 @@ export function countersOnSharedPort(options: {
     name: options.name,
     port: options.port,
     command: Deno.execPath(),
-    // Deno 2.9 still counts `reusePort` among the unstable network APIs.
-    args: ["run", "--allow-all", "--unstable-net", SERVICE_V8_FLAGS, `${ROOT}counters/main.ts`],
+    // `reusePort` is an unstable network API in Deno 2.9: deno.json turns on `unstable: ["net"]`.
+    args: ["run", "--allow-all", SERVICE_V8_FLAGS, `${ROOT}counters/main.ts`],
     env: { NO_COLOR: "1", ...options.env, PORT: String(options.port), REUSE_PORT: "true" },
     logFile: options.logFile,
     ready: () => untilListening(() => process.pid, options.port),
