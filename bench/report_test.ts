@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type BenchFigures,
+  chartSvg,
   figuresTable,
   type GroupFigures,
   performanceDoc,
@@ -250,4 +251,19 @@ Deno.test("performanceDoc() explains the group method only when the run measured
   assert.match(doc, /both groups sent to\s+at once/);
   assert.match(doc, /\(g3\) 1,000 members of the large group/);
   assert.ok(doc.trimEnd().endsWith(kept));
+});
+
+Deno.test("chartSvg() draws (b) beside its floor and (d) beside (e), each bar with its value", () => {
+  const svg = chartSvg(figures());
+  for (
+    const label of [
+      "(b)'s floor (bare Deno.serve)",
+      "(e) the same sends, no saga",
+      "(d) through the saga",
+    ]
+  ) {
+    assert.ok(svg.includes(`>${label}</text>`), label);
+  }
+  assert.ok(svg.includes(">24000</text>"), "the floor's value");
+  assert.ok(svg.includes(">1500</text>") && svg.includes(">2000</text>"), "(d)'s and (e)'s values");
 });
