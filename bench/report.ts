@@ -141,6 +141,16 @@ export function groupTargets(g: GroupFigures): Target[] {
 
 /** The targets, each computed from figures of the same run. */
 export function targets(f: BenchFigures): Target[] {
+  // A part the run left out (--no-read, --no-write) has no targets to meet or miss.
+  const readsMeasured = f.floor.requestsPerSecond > 0;
+  const writesMeasured = f.single.requestsPerSecond > 0 || f.sagaPerSecond > 0;
+  return allTargets(f).filter((t) =>
+    t.what.startsWith("(b)") ? readsMeasured : t.what.startsWith("(d)") ? writesMeasured : true
+  );
+}
+
+/** Every target of the reads and the write path, measured or not. */
+function allTargets(f: BenchFigures): Target[] {
   const r = (a: number, b: number) => a / b;
   const flat = r(f.countersHeavy.requestsPerSecond, f.countersLight.requestsPerSecond);
   return [

@@ -267,3 +267,12 @@ Deno.test("chartSvg() draws (b) beside its floor and (d) beside (e), each bar wi
   assert.ok(svg.includes(">24000</text>"), "the floor's value");
   assert.ok(svg.includes(">1500</text>") && svg.includes(">2000</text>"), "(d)'s and (e)'s values");
 });
+
+Deno.test("targets() leaves out the parts a run did not measure", () => {
+  const noWrites = figures({ single: run(0), sagaPerSecond: 0 });
+  assert.ok(targets(noWrites).every((t) => !t.what.startsWith("(d)")));
+  assert.ok(targets(noWrites).some((t) => t.what.startsWith("(b)")));
+  const noReads = figures({ floor: run(0) });
+  assert.ok(targets(noReads).every((t) => !t.what.startsWith("(b)")));
+  assert.ok(targets(noReads).some((t) => t.what.startsWith("(d)")));
+});
