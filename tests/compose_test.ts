@@ -249,14 +249,14 @@ for (
   });
 }
 
-Deno.test("docker-compose.yml: --profile tracing adds Jaeger, which the services point their traces at, off unless OTEL_DENO=true", async () => {
+Deno.test("docker-compose.yml: --profile tracing adds Jaeger, which the services send their traces to", async () => {
   const jaeger = base.services.jaeger!;
   assert.deepEqual(jaeger.profiles, ["tracing"]);
   assert.match(jaeger.image!, /^jaegertracing\/all-in-one:/);
   assert.ok(jaeger.ports!.includes("16686:16686") && jaeger.ports!.includes("4318:4318"));
   for (const kind of ["dialogs", "counters"] as const) {
     const env = base.services[kind]!.environment!;
-    assert.equal(env.OTEL_DENO, "${OTEL_DENO:-false}");
+    assert.equal(env.OTEL_DENO, "${OTEL_DENO:-true}");
     assert.equal(env.OTEL_SERVICE_NAME, kind);
     assert.equal(new URL(env.OTEL_EXPORTER_OTLP_ENDPOINT!).host, "jaeger:4318");
   }

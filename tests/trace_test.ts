@@ -114,6 +114,28 @@ integrationTest(
           `${chain[i]!.name} starts before ${chain[i - 1]!.name}`,
         );
       }
+      // A read is a trace too: its request, and counters' handling of the read event.
+      const read = await call(`${dialogs}/api/dialog/${alice}/read`, {
+        auth: await bearer(bob),
+        body: {},
+      });
+      assert.equal(read.status, 200);
+      const readRequest = await waitFor(
+        () =>
+          receiver.spans.find((s) =>
+            s.service === "dialogs" && s.kind === SERVER &&
+            Object.values(s.attributes).some((v) => String(v).endsWith(`/api/dialog/${alice}/read`))
+          ),
+        { timeoutMs: 10_000, what: "the read request's span" },
+      );
+      await waitFor(
+        () =>
+          receiver.spans.some((s) =>
+            s.traceId === readRequest.traceId && s.service === "counters" && s.kind === CONSUMER &&
+            s.name === "process dialogs.messages.read"
+          ),
+        { timeoutMs: 10_000, what: "counters' handling of the read in the read's trace" },
+      );
       // Each consumer span is the child of the publish it received, and links it.
       for (const i of [2, 5]) {
         const [producer, consumer] = [found[i - 1]!, found[i]!];
