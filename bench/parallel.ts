@@ -191,17 +191,7 @@ async function main() {
   const args = parseArgs(Deno.args);
   const most = Math.max(...args.processes);
   const world = await planWorld();
-  const env = serviceEnv("counters", {
-    natsUrl: world.natsUrl,
-    stream: world.stream,
-    prefix: world.prefix,
-    secret: world.secret,
-    databaseUrls: {
-      dialogs: world.dbUrl(world.dbs.dialogs),
-      counters: world.dbUrl(world.dbs.counters),
-    },
-    redisUrl: world.redisUrl,
-  });
+  const env = serviceEnv("counters", world.deployment);
   const port = world.counters.port;
   const counters = Array.from({ length: most }, (_, i) =>
     countersOnSharedPort({

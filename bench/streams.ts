@@ -433,17 +433,7 @@ function withFdLimit(fdLimit: number, args: string[]): { command: string; args: 
 
 /** A fresh counters process of `world` on a port of its own, with `fdLimit` open files. */
 export function countersWithFdLimit(world: BenchWorld, fdLimit: number): ManagedProcess {
-  const env = serviceEnv("counters", {
-    natsUrl: world.natsUrl,
-    stream: world.stream,
-    prefix: world.prefix,
-    secret: world.secret,
-    databaseUrls: {
-      dialogs: world.dbUrl(world.dbs.dialogs),
-      counters: world.dbUrl(world.dbs.counters),
-    },
-    redisUrl: world.redisUrl,
-  });
+  const env = serviceEnv("counters", world.deployment);
   const port = freePort();
   return managedProcess({
     name: "counters-streams",

@@ -13,6 +13,8 @@ const SECRET = "bench-secret-0123456789abcdef";
 export interface BenchWorld {
   /** The JWT secret the services verify tokens with. */
   secret: string;
+  /** What every service process of the run is configured with (serviceEnv). */
+  deployment: Deployment;
   adminUrl: string;
   natsUrl: string;
   redisUrl: string;
@@ -70,6 +72,7 @@ export async function planWorld(options: WorldOptions = {}): Promise<BenchWorld>
     proc(name, `${name}/main.ts`, serviceEnv(name, deployment), options.serviceFlags);
   return {
     secret: SECRET,
+    deployment,
     adminUrl,
     natsUrl,
     redisUrl,
