@@ -45,7 +45,8 @@ export const commonEnv = {
    */
   OTEL_DENO: z.enum(["true", "false"], "must be true or false").default("false"),
   /** Where traces go (OTLP over HTTP; Deno appends /v1/traces), e.g. http://jaeger:4318. */
-  OTEL_EXPORTER_OTLP_ENDPOINT: z.url("must be an http(s):// URL").optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/, error: "must be an http(s):// URL" })
+    .optional(),
   /** The `service.name` of this process' spans: set it to `dialogs` or `counters`. */
   OTEL_SERVICE_NAME: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be a short name").optional(),
   /** Deliveries of an event before one that still fails is dead-lettered (RETRY_BUDGET). */

@@ -78,3 +78,23 @@ Deno.test("parseEnv() takes NATS_URL as one server or a comma-separated list, an
   assert.deepEqual(natsServers("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
   assert.equal(parseEnv(shape, { NATS_STREAM_REPLICAS: "5" }).NATS_STREAM_REPLICAS, 5);
 });
+
+Deno.test("parseEnv() checks the OTEL_ variables Deno reads, so a typo stops the service instead of silently leaving tracing off", () => {
+  const ok = parseEnv(commonEnv, {
+    OTEL_DENO: "true",
+    OTEL_EXPORTER_OTLP_ENDPOINT: "http://jaeger:4318",
+    OTEL_SERVICE_NAME: "counters",
+  });
+  assert.equal(ok.OTEL_DENO, "true");
+  assert.equal(parseEnv(commonEnv, {}).OTEL_DENO, "false");
+  assert.throws(
+    () => parseEnv(commonEnv, { OTEL_DENO: "yes" }),
+    (err: Error) =>
+      err instanceof ConfigError &&
+      /^invalid environment variable OTEL_DENO \("yes"\)/.test(err.message),
+  );
+  assert.throws(
+    () => parseEnv(commonEnv, { OTEL_EXPORTER_OTLP_ENDPOINT: "jaeger:4318 " }),
+    /OTEL_EXPORTER_OTLP_ENDPOINT/,
+  );
+});
