@@ -2,7 +2,8 @@
  * The app both services start from: request id, access log and latency metric, body limit,
  * problem+json for every error and unknown route, `/health/live` and `/metrics`.
  */
-import { OpenAPIHono } from "@hono/zod-openapi";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { badRequest, fieldErrors, notFound, problem } from "../errors.ts";
 import { HEADERS } from "../events.ts";
@@ -13,6 +14,7 @@ import type { AppEnv } from "./app_env.ts";
 import { handleError, problemResponse } from "./error_handler.ts";
 import { requestIdFor } from "./request_id.ts";
 import { type RecordRequest, requestRecorder } from "./request_log.ts";
+import { ServiceApp } from "./service_app.ts";
 
 /** Largest request body either service accepts. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -33,7 +35,7 @@ export interface BaseAppOptions {
 export function createBaseApp(
   { service, log, metrics, recordRequest = requestRecorder(log, metrics) }: BaseAppOptions,
 ): OpenAPIHono<AppEnv> {
-  const app = new OpenAPIHono<AppEnv>({
+  const app = new ServiceApp({
     defaultHook: (result) => {
       if (!result.success) {
         // `data` is the input that failed: a field absent from it is named as required.
@@ -42,14 +44,12 @@ export function createBaseApp(
       }
     },
   });
-  const limitBody = bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: (c) =>
-      problemResponse(
-        c,
-        problem(413, "payload-too-large", `the body is larger than ${MAX_BODY_BYTES} bytes`),
-      ),
-  });
+  const tooLarge = (c: Context) =>
+    problemResponse(
+      c,
+      problem(413, "payload-too-large", `the body is larger than ${MAX_BODY_BYTES} bytes`),
+    );
+  const limitBody = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
   // One middleware for the request id, the body limit, the latency metric and the access log:
   // every layer costs on the read path, which carries most of the traffic.
   app.use(async (c, next) => {
@@ -58,14 +58,21 @@ export function createBaseApp(
     c.set("requestId", requestId);
     c.header(HEADERS.requestId, requestId);
     // GET and HEAD carry no body, so the reads skip the limit's work.
-    if (c.req.method === "GET" || c.req.method === "HEAD") await next();
+    const method = c.req.method;
+    if (method === "GET" || method === "HEAD") await next();
     else {
-      const refused = await limitBody(c, next);
-      if (refused instanceof Response) c.res = refused;
+      // A declared length decides without touching the body: reading `req.body` makes Deno build
+      // a stream that the JSON parser then does without. Without one, the limit counts the bytes.
+      const length = declaredLength(c.req.raw.headers);
+      if (length === undefined) {
+        const refused = await limitBody(c, next);
+        if (refused instanceof Response) c.res = refused;
+      } else if (length > MAX_BODY_BYTES) c.res = tooLarge(c);
+      else await next();
     }
     recordRequest({
       requestId,
-      method: c.req.method,
+      method,
       path: c.req.path,
       route: c.req.routePath === "/*" ? "unmatched" : c.req.routePath,
       status: c.res.status,
@@ -106,6 +113,16 @@ export function createBaseApp(
       "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
     }));
   return app;
+}
+
+/**
+ * A request's Content-Length as Hono's body limit reads it, or undefined when it sends none or
+ * also a Transfer-Encoding (then the limit counts the bytes as they come).
+ */
+export function declaredLength(headers: Headers): number | undefined {
+  const length = headers.get("content-length");
+  if (length === null || headers.has("transfer-encoding")) return undefined;
+  return parseInt(length || "0", 10);
 }
 
 /**
