@@ -28,6 +28,16 @@ export interface Counter {
 /** A distribution of observed values in fixed buckets. */
 export interface Histogram {
   observe(value: number, labels?: Labels): void;
+  /**
+   * The series of one label set, to observe without naming its labels each time (a hot path
+   * keeps it); the series shows in the output from its first observation.
+   */
+  series(labels: Labels): HistogramSeries;
+}
+
+/** One label set of a histogram. */
+export interface HistogramSeries {
+  observe(value: number): void;
 }
 
 /** A set of metrics rendered together in the Prometheus text format. */
@@ -65,13 +75,17 @@ export function createMetrics(): Metrics {
       };
     },
     histogram(name, help, buckets) {
-      const series = new Map<
-        string,
-        { labels: Labels; counts: number[]; sum: number; count: number }
-      >();
+      interface Series {
+        labels: Labels;
+        counts: number[];
+        sum: number;
+        count: number;
+      }
+      const series = new Map<string, Series>();
       renderers.push(() => {
         const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
         for (const s of series.values()) {
+          if (s.count === 0) continue;
           const key = labelKey(s.labels);
           buckets.forEach((b, i) =>
             lines.push(`${withLabels(`${name}_bucket`, key, `le="${b}"`)} ${s.counts[i]}`)
@@ -82,14 +96,24 @@ export function createMetrics(): Metrics {
         }
         return Promise.resolve(lines);
       });
+      const seriesOf = (labels: Labels) => {
+        const key = seriesKey(labels);
+        let s = series.get(key);
+        if (!s) series.set(key, s = { labels, counts: buckets.map(() => 0), sum: 0, count: 0 });
+        return s;
+      };
+      const add = (s: Series, value: number) => {
+        for (let i = 0; i < buckets.length; i++) if (value <= buckets[i]!) s.counts[i]!++;
+        s.sum += value;
+        s.count++;
+      };
       return {
         observe(value, labels = {}) {
-          const key = seriesKey(labels);
-          let s = series.get(key);
-          if (!s) series.set(key, s = { labels, counts: buckets.map(() => 0), sum: 0, count: 0 });
-          for (let i = 0; i < buckets.length; i++) if (value <= buckets[i]!) s.counts[i]!++;
-          s.sum += value;
-          s.count++;
+          add(seriesOf(labels), value);
+        },
+        series(labels) {
+          const s = seriesOf(labels);
+          return { observe: (value) => add(s, value) };
         },
       };
     },

@@ -21,3 +21,16 @@ Deno.test("createMetrics() renders counters, histograms and gauges in Prometheus
   assert.match(text, /backlog 7\n/);
   assert.match(text, /broken NaN\n/);
 });
+
+Deno.test("Histogram.series() observes into the same series as observe() with those labels", async () => {
+  const metrics = createMetrics();
+  const latency = metrics.histogram("latency_seconds", "Latency", [0.1, 1]);
+  const series = latency.series({ route: "/x", status: "200" });
+  assert.doesNotMatch(await metrics.render(), /latency_seconds_count/);
+  series.observe(0.05);
+  latency.observe(0.5, { route: "/x", status: "200" });
+  const text = await metrics.render();
+  assert.match(text, /latency_seconds_bucket\{route="\/x",status="200",le="0.1"\} 1\n/);
+  assert.match(text, /latency_seconds_count\{route="\/x",status="200"\} 2\n/);
+  assert.match(text, /latency_seconds_sum\{route="\/x",status="200"\} 0.55\n/);
+});

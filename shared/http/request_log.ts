@@ -1,6 +1,6 @@
 /** What an answered request leaves behind: the latency metric and the access log. */
 import type { Logger } from "../log.ts";
-import { LATENCY_BUCKETS, type Metrics } from "../metrics.ts";
+import { type HistogramSeries, LATENCY_BUCKETS, type Metrics } from "../metrics.ts";
 
 /** What an answered request leaves behind. */
 export interface AnsweredRequest {
@@ -25,9 +25,22 @@ export function requestRecorder(log: Logger, metrics: Metrics): RecordRequest {
     "HTTP request latency by route, method and status",
     LATENCY_BUCKETS,
   );
+  // Each series found by route, method and status in turn: no label object or key per request.
+  const byRoute = new Map<string, Map<string, Map<number, HistogramSeries>>>();
+  const seriesOf = (route: string, method: string, status: number) => {
+    let byMethod = byRoute.get(route);
+    if (!byMethod) byRoute.set(route, byMethod = new Map());
+    let byStatus = byMethod.get(method);
+    if (!byStatus) byMethod.set(method, byStatus = new Map());
+    let series = byStatus.get(status);
+    if (!series) {
+      byStatus.set(status, series = latency.series({ route, method, status: String(status) }));
+    }
+    return series;
+  };
   return ({ requestId, method, path, route, status, started, userId }) => {
     const seconds = (performance.now() - started) / 1000;
-    latency.observe(seconds, { route, method, status: String(status) });
+    seriesOf(route, method, status).observe(seconds);
     // Building the fields of a line the level drops would cost on the read path.
     if (!log.enabled("info") || path.startsWith("/health") || path === "/metrics") return;
     log.info("request", {

@@ -84,25 +84,23 @@ export function requestCheck(
   if (!query && !params && !headers && !jsonSchema) return undefined;
 
   return async (c) => {
-    const fail = (target: Target, data: unknown, error: z.ZodError) => {
-      const answer = onInvalid({ success: false, error, data, target }, c);
-      if (answer instanceof Response) return answer;
-      // What @hono/zod-validator answers when the hook neither throws nor answers.
-      return c.json({ success: false, error }, 400);
-    };
+    // parse() answers at once for synchronous schemas (all of ours): awaiting only a promise
+    // spares a turn of the microtask queue per part.
     if (query) {
       const input: Record<string, string | string[]> = {};
       for (const [key, values] of Object.entries(c.req.queries())) {
         input[key] = values.length === 1 ? values[0]! : values;
       }
-      const result = await parse(query, input);
-      if (!result.success) return fail("query", input, result.error);
+      let result = parse(query, input);
+      if (result instanceof Promise) result = await result;
+      if (!result.success) return refuse(c, onInvalid, "query", input, result.error);
       c.req.addValidatedData("query", result.data as object);
     }
     if (params) {
       const input = c.req.param() as Record<string, string>;
-      const result = await parse(params, input);
-      if (!result.success) return fail("param", input, result.error);
+      let result = parse(params, input);
+      if (result instanceof Promise) result = await result;
+      if (!result.success) return refuse(c, onInvalid, "param", input, result.error);
       c.req.addValidatedData("param", result.data as object);
     }
     if (headers) {
@@ -112,8 +110,9 @@ export function requestCheck(
         const value = c.req.raw.headers.get(name);
         if (value !== null) input[name] = value;
       }
-      const result = await parse(headers, input);
-      if (!result.success) return fail("header", input, result.error);
+      let result = parse(headers, input);
+      if (result instanceof Promise) result = await result;
+      if (!result.success) return refuse(c, onInvalid, "header", input, result.error);
       c.req.addValidatedData("header", result.data as object);
     }
     if (jsonSchema) {
@@ -133,13 +132,26 @@ export function requestCheck(
             throw new HTTPException(400, { message: "Malformed JSON in request body" });
           }
         }
-        const result = await parse(jsonSchema, input);
-        if (!result.success) return fail("json", input, result.error);
+        let result = parse(jsonSchema, input);
+        if (result instanceof Promise) result = await result;
+        if (!result.success) return refuse(c, onInvalid, "json", input, result.error);
         c.req.addValidatedData("json", result.data as object);
       }
     }
     return undefined;
   };
+}
+
+/** The answer to a part that failed: the hook's, or what @hono/zod-validator answers without one. */
+function refuse(
+  c: Context<AppEnv>,
+  onInvalid: OnInvalid,
+  target: Target,
+  data: unknown,
+  error: z.ZodError,
+): Response {
+  const answer = onInvalid({ success: false, error, data, target }, c);
+  return answer instanceof Response ? answer : c.json({ success: false, error }, 400);
 }
 
 /** safeParse, or safeParseAsync for a schema with asynchronous refinements. */
