@@ -56,7 +56,6 @@ export function createBaseApp(
     const started = performance.now();
     const requestId = requestIdFor(c.req.header(HEADERS.requestId));
     c.set("requestId", requestId);
-    c.header(HEADERS.requestId, requestId);
     // GET and HEAD carry no body, so the reads skip the limit's work.
     const method = c.req.method;
     if (method === "GET" || method === "HEAD") await next();
@@ -69,6 +68,17 @@ export function createBaseApp(
         if (refused instanceof Response) c.res = refused;
       } else if (length > MAX_BODY_BYTES) c.res = tooLarge(c);
       else await next();
+    }
+    // Added to the answer once it is made: a header set before it makes Hono build the answer's
+    // headers from a Headers object of its own, which costs more.
+    try {
+      c.res.headers.set(HEADERS.requestId, requestId);
+    } catch {
+      // An answer with immutable headers (a fetch() result, say) is copied first.
+      const copy = new Response(c.res.body, c.res);
+      copy.headers.set(HEADERS.requestId, requestId);
+      c.res = undefined;
+      c.res = copy;
     }
     recordRequest({
       requestId,

@@ -176,3 +176,37 @@ Deno.test("createBaseApp() gives each problem an absolute type that resolves to 
   assert.match(index, /href="\/problems\/method-not-allowed"/);
   await expectProblem(await app.request("/problems/no-such-type"), 404);
 });
+
+Deno.test("createBaseApp() judges a declared Content-Length over 64 KiB 413 before reading the body", async () => {
+  const { app } = testApp();
+  await using server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    app.fetch,
+  );
+  const url = `http://127.0.0.1:${server.addr.port}/echo/${ID}`;
+  const big = await fetch(url, {
+    method: "POST",
+    headers: json,
+    body: JSON.stringify({ text: "x".repeat(MAX_BODY_BYTES) }),
+  });
+  await expectProblem(big, 413);
+  assert.match(big.headers.get("X-Request-ID") ?? "", /^[0-9a-f-]{36}$/);
+  const small = await fetch(url, { method: "POST", headers: json, body: '{"text":"hi"}' });
+  assert.equal(small.status, 200);
+  assert.deepEqual(await small.json(), { text: "hi" });
+  const declared = await app.request(`/echo/${ID}`, {
+    method: "POST",
+    headers: { ...json, "Content-Length": String(MAX_BODY_BYTES + 1) },
+    body: '{"text":"hi"}',
+  });
+  await expectProblem(declared, 413);
+});
+
+Deno.test("createBaseApp() adds X-Request-ID to an answer whose headers are immutable", async () => {
+  const { app } = testApp();
+  app.get("/away", () => Response.redirect("http://example.com/", 302));
+  const res = await app.request("/away", { headers: { "X-Request-ID": "req-away" } });
+  assert.equal(res.status, 302);
+  assert.equal(res.headers.get("Location"), "http://example.com/");
+  assert.equal(res.headers.get("X-Request-ID"), "req-away");
+});
