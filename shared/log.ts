@@ -36,29 +36,67 @@ export function createLogger(
   sink: LogSink = stdoutSink,
   base: LogFields = {},
 ): Logger {
-  const min = LEVEL_ORDER[level];
-  const write = (lvl: LogLevel, msg: string, fields?: LogFields) => {
-    if (LEVEL_ORDER[lvl] < min) return;
+  return new JsonLinesLogger(service, LEVEL_ORDER[level], sink, base);
+}
+
+/**
+ * A logger and its children: one object each (a consumer makes a child per event), whose fields
+ * join the parent's only when a line is written.
+ */
+class JsonLinesLogger implements Logger {
+  readonly #service: string;
+  readonly #min: number;
+  readonly #sink: LogSink;
+  readonly #base: LogFields;
+  readonly #own: LogFields | undefined;
+
+  constructor(service: string, min: number, sink: LogSink, base: LogFields, own?: LogFields) {
+    this.#service = service;
+    this.#min = min;
+    this.#sink = sink;
+    this.#base = base;
+    this.#own = own;
+  }
+
+  debug(msg: string, fields?: LogFields): void {
+    if (LEVEL_ORDER.debug >= this.#min) this.#write("debug", msg, fields);
+  }
+
+  info(msg: string, fields?: LogFields): void {
+    if (LEVEL_ORDER.info >= this.#min) this.#write("info", msg, fields);
+  }
+
+  warn(msg: string, fields?: LogFields): void {
+    if (LEVEL_ORDER.warn >= this.#min) this.#write("warn", msg, fields);
+  }
+
+  error(msg: string, fields?: LogFields): void {
+    if (LEVEL_ORDER.error >= this.#min) this.#write("error", msg, fields);
+  }
+
+  child(fields: LogFields): Logger {
+    const base = this.#own ? { ...this.#base, ...this.#own } : this.#base;
+    return new JsonLinesLogger(this.#service, this.#min, this.#sink, base, fields);
+  }
+
+  enabled(level: LogLevel): boolean {
+    return LEVEL_ORDER[level] >= this.#min;
+  }
+
+  #write(level: LogLevel, msg: string, fields?: LogFields): void {
     const traceId = activeTraceId();
     const line = {
       time: new Date().toISOString(),
-      level: lvl,
-      service,
+      level,
+      service: this.#service,
       msg,
       ...(traceId ? { trace_id: traceId } : {}),
-      ...base,
+      ...this.#base,
+      ...this.#own,
       ...fields,
     };
-    sink(JSON.stringify(line, errorReplacer));
-  };
-  return {
-    debug: (msg, fields) => write("debug", msg, fields),
-    info: (msg, fields) => write("info", msg, fields),
-    warn: (msg, fields) => write("warn", msg, fields),
-    error: (msg, fields) => write("error", msg, fields),
-    child: (fields) => createLogger(service, level, sink, { ...base, ...fields }),
-    enabled: (lvl) => LEVEL_ORDER[lvl] >= min,
-  };
+    this.#sink(JSON.stringify(line, errorReplacer));
+  }
 }
 
 /** Errors serialise to their name, message and code instead of `{}`. */

@@ -8,11 +8,37 @@ function labelKey(labels: Labels): string {
     .join(",");
 }
 
-// Cheap identity of a label set on the hot path; callers pass their labels in a fixed order.
-function seriesKey(labels: Labels): string {
-  let key = "";
-  for (const name in labels) key += `${name}\u0001${labels[name]}\u0002`;
-  return key;
+/** A node of a metric's series index: the series whose labels lead here, and the next labels. */
+interface SeriesNode<S> {
+  series?: S;
+  next?: Map<string, Map<string, SeriesNode<S>>>;
+}
+
+/**
+ * A metric's series by label set, found by walking the labels as given (callers name them in a
+ * fixed order) through nested maps: the hot path builds no key string. `all` keeps them in the
+ * order they were made.
+ */
+function seriesIndex<S>(make: (labels: Labels) => S): { find(labels: Labels): S; all: S[] } {
+  const root: SeriesNode<S> = {};
+  const all: S[] = [];
+  return {
+    all,
+    find(labels) {
+      let node = root;
+      for (const name in labels) {
+        const byName = node.next ??= new Map();
+        let byValue = byName.get(name);
+        if (!byValue) byName.set(name, byValue = new Map());
+        const value = labels[name]!;
+        let child = byValue.get(value);
+        if (!child) byValue.set(value, child = {});
+        node = child;
+      }
+      if (!node.series) all.push(node.series = make({ ...labels }));
+      return node.series;
+    },
+  };
 }
 
 function withLabels(name: string, key: string, extra = ""): string {
@@ -57,20 +83,17 @@ export function createMetrics(): Metrics {
   const renderers: (() => Promise<string[]>)[] = [];
   return {
     counter(name, help) {
-      const values = new Map<string, { labels: Labels; value: number }>();
+      const values = seriesIndex((labels) => ({ labels, value: 0 }));
       renderers.push(() =>
         Promise.resolve([
           `# HELP ${name} ${help}`,
           `# TYPE ${name} counter`,
-          ...[...values.values()].map((v) => `${withLabels(name, labelKey(v.labels))} ${v.value}`),
+          ...values.all.map((v) => `${withLabels(name, labelKey(v.labels))} ${v.value}`),
         ])
       );
       return {
         inc(labels = {}, by = 1) {
-          const key = seriesKey(labels);
-          const series = values.get(key);
-          if (series) series.value += by;
-          else values.set(key, { labels, value: by });
+          values.find(labels).value += by;
         },
       };
     },
@@ -81,10 +104,15 @@ export function createMetrics(): Metrics {
         sum: number;
         count: number;
       }
-      const series = new Map<string, Series>();
+      const series = seriesIndex<Series>((labels) => ({
+        labels,
+        counts: buckets.map(() => 0),
+        sum: 0,
+        count: 0,
+      }));
       renderers.push(() => {
         const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} histogram`];
-        for (const s of series.values()) {
+        for (const s of series.all) {
           if (s.count === 0) continue;
           const key = labelKey(s.labels);
           buckets.forEach((b, i) =>
@@ -96,12 +124,6 @@ export function createMetrics(): Metrics {
         }
         return Promise.resolve(lines);
       });
-      const seriesOf = (labels: Labels) => {
-        const key = seriesKey(labels);
-        let s = series.get(key);
-        if (!s) series.set(key, s = { labels, counts: buckets.map(() => 0), sum: 0, count: 0 });
-        return s;
-      };
       const add = (s: Series, value: number) => {
         for (let i = 0; i < buckets.length; i++) if (value <= buckets[i]!) s.counts[i]!++;
         s.sum += value;
@@ -109,10 +131,10 @@ export function createMetrics(): Metrics {
       };
       return {
         observe(value, labels = {}) {
-          add(seriesOf(labels), value);
+          add(series.find(labels), value);
         },
         series(labels) {
-          const s = seriesOf(labels);
+          const s = series.find(labels);
           return { observe: (value) => add(s, value) };
         },
       };
