@@ -50,9 +50,20 @@ export const AnyMessageView = z.union([MessageView, GroupMessageView]);
 /** A dialog or a group message. */
 export type AnyMessageView = z.infer<typeof AnyMessageView>;
 
+/**
+ * Whether `text` has more than `max` characters (code points). A string of at most `max` UTF-16
+ * units has at most that many, so only a longer one is counted, without an array of its characters.
+ */
+export function longerThan(text: string, max: number): boolean {
+  if (text.length <= max) return false;
+  let chars = 0;
+  for (const _ of text) if (++chars > max) return true;
+  return false;
+}
+
 const MessageText = z.string().superRefine((text, ctx) => {
   if (text.trim().length === 0) ctx.addIssue({ code: "custom", message: "text must not be empty" });
-  else if ([...text].length > MAX_TEXT_CHARS) {
+  else if (longerThan(text, MAX_TEXT_CHARS)) {
     ctx.addIssue({ code: "custom", message: `text must be at most ${MAX_TEXT_CHARS} characters` });
   } else if (!text.isWellFormed()) {
     // A lone surrogate cannot be stored as UTF-8; it would come back changed.
@@ -107,7 +118,7 @@ export const GroupReadCount = z.object({ read: z.number().int(), readSeq: z.numb
 const GroupTitle = z.string().superRefine((title, ctx) => {
   if (title.trim().length === 0) {
     ctx.addIssue({ code: "custom", message: "title must not be empty" });
-  } else if ([...title].length > 200) {
+  } else if (longerThan(title, 200)) {
     ctx.addIssue({ code: "custom", message: "title must be at most 200 characters" });
   } else if (!title.isWellFormed() || title.includes("\u0000")) {
     ctx.addIssue({ code: "custom", message: "title must be valid Unicode without NUL" });

@@ -131,7 +131,8 @@ export function createBaseApp(
  */
 export function declaredLength(headers: Headers): number | undefined {
   const length = headers.get("content-length");
-  if (length === null || headers.has("transfer-encoding")) return undefined;
+  // get(), not has(): Deno answers get() for one header, has() copies them all first.
+  if (length === null || headers.get("transfer-encoding") !== null) return undefined;
   return parseInt(length || "0", 10);
 }
 
