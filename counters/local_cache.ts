@@ -74,54 +74,88 @@ export interface LocalCacheOptions {
   now?: () => number;
 }
 
+/** A cached state, linked into its kind's queue of young or aging entries (in storing order). */
+type Entry = {
+  readonly id: string;
+  state: CachedState;
+  storedAt: number;
+  refreshReported: boolean;
+  read: boolean;
+  /** In the aging queue: its age passed refreshAfterMs at a reportReadEntries(). */
+  aging: boolean;
+  prev: Entry | undefined;
+  next: Entry | undefined;
+};
+
+/** A doubly linked queue of entries, oldest first: moving one to the end allocates nothing. */
+type Queue = { head: Entry | undefined; tail: Entry | undefined };
+
+/**
+ * One kind's entries: found by id in `byId`, and in storing (or confirming) order in two queues:
+ * `young` (not older than refreshAfterMs when last looked at) and `aging` (older; they wait only
+ * to expire), so every aging entry was stored before every young one. reportReadEntries() looks
+ * at the queues' heads only, so it costs nothing when nothing is due, and a confirmation moves an
+ * entry to the end of `young` without touching the Map (no deleted slots, no rehashing).
+ */
+type Shelf = { byId: Map<string, Entry>; young: Queue; aging: Queue };
+
+const emptyShelf = (): Shelf => ({
+  byId: new Map(),
+  young: { head: undefined, tail: undefined },
+  aging: { head: undefined, tail: undefined },
+});
+
+function unlink(queue: Queue, entry: Entry) {
+  if (entry.prev) entry.prev.next = entry.next;
+  else queue.head = entry.next;
+  if (entry.next) entry.next.prev = entry.prev;
+  else queue.tail = entry.prev;
+  entry.prev = entry.next = undefined;
+}
+
+function append(queue: Queue, entry: Entry) {
+  entry.prev = queue.tail;
+  entry.next = undefined;
+  if (queue.tail) queue.tail.next = entry;
+  else queue.head = entry;
+  queue.tail = entry;
+}
+
 /** Creates an empty, active cache. */
 export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
   const maxEntries = options.maxEntries ?? 100_000;
   const ttlMs = options.ttlMs ?? 10_000;
   const refreshAfterMs = options.refreshAfterMs ?? ttlMs / 2;
   const now = options.now ?? Date.now;
-  /** `stored` numbers each storing (or confirming): it tells a cursor the entry moved since. */
-  type Entry = {
-    state: CachedState;
-    storedAt: number;
-    stored: number;
-    refreshReported: boolean;
-    read: boolean;
-  };
-  let storings = 0;
-  const byKind: Record<StateKind, Map<string, Entry>> = { user: new Map(), group: new Map() };
-  /**
-   * Where reportReadEntries() goes on in each Map, whose order is the order of storing: the entry
-   * it stopped at (too young yet) and the iterator after it. Iterators of a Map see what is
-   * stored after they were made, so an entry stored again is met again, in its new place.
-   */
-  type Cursor = {
-    iterator: MapIterator<[string, Entry]>;
-    at: { id: string; entry: Entry; stored: number } | undefined;
-  };
-  const cursorOf = (kind: StateKind): Cursor => ({
-    iterator: byKind[kind].entries(),
-    at: undefined,
-  });
-  const cursors: Record<StateKind, Cursor> = { user: cursorOf("user"), group: cursorOf("group") };
+  let shelves: Record<StateKind, Shelf> = { user: emptyShelf(), group: emptyShelf() };
   let suspended = false;
   let epoch = 0;
   const clear = () => {
-    byKind.user.clear();
-    byKind.group.clear();
-    cursors.user = cursorOf("user");
-    cursors.group = cursorOf("group");
+    shelves = { user: emptyShelf(), group: emptyShelf() };
     epoch++;
   };
   let refreshDue: (kind: StateKind, id: string, msLeft: number) => void = () => {};
+  function drop(shelf: Shelf, entry: Entry) {
+    shelf.byId.delete(entry.id);
+    unlink(entry.aging ? shelf.aging : shelf.young, entry);
+  }
+  /** Restarts the entry's clock: it goes to the end of the young queue. */
+  function restart(shelf: Shelf, entry: Entry, at: number) {
+    unlink(entry.aging ? shelf.aging : shelf.young, entry);
+    entry.aging = false;
+    entry.storedAt = at;
+    entry.refreshReported = false;
+    entry.read = false;
+    append(shelf.young, entry);
+  }
   /** The entry's state if it may be served at `at`; reports it for refresh when due. */
   function servable(kind: StateKind, id: string, at: number): CachedState | undefined {
-    const entries = byKind[kind];
-    const entry = entries.get(id);
+    const shelf = shelves[kind];
+    const entry = shelf.byId.get(id);
     if (!entry) return undefined;
     const age = at - entry.storedAt;
     if (age > ttlMs) {
-      entries.delete(id);
+      drop(shelf, entry);
       return undefined;
     }
     if (age > refreshAfterMs && !entry.refreshReported) {
@@ -133,34 +167,30 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
   }
   /** Reports, oldest first, the entries of `kind` read since stored that are now old enough. */
   function reportRead(kind: StateKind, at: number) {
-    const entries = byKind[kind];
-    const cursor = cursors[kind];
-    for (;;) {
-      if (cursor.at === undefined) {
-        const next = cursor.iterator.next();
-        // At the end: a new iterator next time, which also sees what was stored meanwhile.
-        if (next.done) {
-          cursors[kind] = cursorOf(kind);
-          return;
-        }
-        const [id, entry] = next.value;
-        cursor.at = { id, entry, stored: entry.stored };
-      }
-      const { id, entry, stored } = cursor.at;
-      // Stored or confirmed again since (it is met again further on), or gone.
-      if (entries.get(id) !== entry || entry.stored !== stored) {
-        cursor.at = undefined;
+    const shelf = shelves[kind];
+    const { young, aging } = shelf;
+    // Every entry behind the head was stored later: the walk stops at the first one too young.
+    for (
+      let entry = young.head;
+      entry && at - entry.storedAt > refreshAfterMs;
+      entry = young.head
+    ) {
+      unlink(young, entry);
+      const age = at - entry.storedAt;
+      // Expired: it is never served again, so it need not wait for a read to be dropped.
+      if (age > ttlMs) {
+        shelf.byId.delete(entry.id);
         continue;
       }
-      // Every entry after this one was stored later.
-      if (at - entry.storedAt <= refreshAfterMs) return;
-      cursor.at = undefined;
-      // Expired: it is never served again, so it need not wait for a read to be dropped.
-      if (at - entry.storedAt > ttlMs) entries.delete(id);
-      else if (entry.read && !entry.refreshReported) {
+      entry.aging = true;
+      append(aging, entry);
+      if (entry.read && !entry.refreshReported) {
         entry.refreshReported = true;
-        refreshDue(kind, id, ttlMs - (at - entry.storedAt));
+        refreshDue(kind, entry.id, ttlMs - age);
       }
+    }
+    for (let entry = aging.head; entry && at - entry.storedAt > ttlMs; entry = aging.head) {
+      drop(shelf, entry);
     }
   }
   return {
@@ -181,34 +211,36 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     },
     offer(kind, id, state, loadedIn) {
       if (suspended || (loadedIn !== undefined && loadedIn !== epoch)) return;
-      const entries = byKind[kind];
-      const held = entries.get(id);
-      if (held && held.state.version > state.version) return;
-      // Re-inserting moves the entry to the end, so the Map's order is the eviction order.
-      entries.delete(id);
-      // The same version is the same state: keeping the object held keeps its body made once.
-      const kept = held && held.state.version === state.version ? held.state : state;
-      entries.set(id, {
-        state: kept,
+      const shelf = shelves[kind];
+      const held = shelf.byId.get(id);
+      if (held) {
+        if (held.state.version > state.version) return;
+        // The same version is the same state: keeping the object held keeps its body made once.
+        if (held.state.version !== state.version) held.state = state;
+        restart(shelf, held, now());
+        return;
+      }
+      const entry: Entry = {
+        id,
+        state,
         storedAt: now(),
-        stored: ++storings,
         refreshReported: false,
         read: false,
-      });
-      if (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
+        aging: false,
+        prev: undefined,
+        next: undefined,
+      };
+      shelf.byId.set(id, entry);
+      append(shelf.young, entry);
+      // The least recently stored: the head of the aging queue, else of the young one.
+      if (shelf.byId.size > maxEntries) drop(shelf, (shelf.aging.head ?? shelf.young.head)!);
     },
     confirm(kind, id, version, confirmedIn) {
       if (suspended || confirmedIn !== epoch) return false;
-      const entries = byKind[kind];
-      const held = entries.get(id);
+      const shelf = shelves[kind];
+      const held = shelf.byId.get(id);
       if (!held || held.state.version !== version) return false;
-      // Moved to the end: the Map's order stays the order of storing (or confirming).
-      entries.delete(id);
-      held.storedAt = now();
-      held.stored = ++storings;
-      held.refreshReported = false;
-      held.read = false;
-      entries.set(id, held);
+      restart(shelf, held, now());
       return true;
     },
     clear,
@@ -234,7 +266,7 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     },
     confirmWithinMs: ttlMs - refreshAfterMs,
     get size() {
-      return byKind.user.size + byKind.group.size;
+      return shelves.user.byId.size + shelves.group.byId.size;
     },
   };
 }

@@ -188,3 +188,62 @@ Deno.test("LocalCache reportReadEntries() reports an entry read before refreshAf
   cache.reportReadEntries();
   assert.deepEqual(due, ["read", "g", "young", "read"], "met again after its confirmation");
 });
+
+Deno.test("LocalCache reports each read entry once per storing and drops the expired, as a full scan would", () => {
+  // Random stores, confirmations, reads and reports, checked against a scan of every entry.
+  let t = 0;
+  let seed = 7;
+  const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  const cache = createLocalCache({ ttlMs: 100, refreshAfterMs: 50, maxEntries: 40, now: () => t });
+  const reports: string[] = [];
+  cache.onRefreshDue((_kind, id) => reports.push(id));
+  type Model = { version: number; storedAt: number; read: boolean; reported: boolean };
+  const model = new Map<string, Model>();
+  const expected: string[] = [];
+  const store = (id: string, version: number) => {
+    model.delete(id);
+    model.set(id, { version, storedAt: t, read: false, reported: false });
+  };
+  for (let step = 0; step < 20_000; step++) {
+    t += Math.floor(random() * 4);
+    const id = `u${Math.floor(random() * 50)}`;
+    const held = model.get(id);
+    const action = random();
+    if (action < 0.1) {
+      const version = (held?.version ?? 0) + 1;
+      cache.offer("user", id, c(version));
+      store(id, version);
+      if (model.size > 40) model.delete(model.keys().next().value!);
+    } else if (action < 0.2) {
+      assert.equal(cache.confirm("user", id, held?.version ?? 1, cache.epoch), held !== undefined);
+      if (held) store(id, held.version);
+    } else if (action < 0.9) {
+      const alive = held !== undefined && t - held.storedAt <= 100;
+      assert.equal(
+        cache.get("user", id)?.version,
+        alive ? held.version : undefined,
+        `${id} at ${t}`,
+      );
+      if (!alive) model.delete(id);
+      else {
+        held.read = true;
+        if (t - held.storedAt > 50 && !held.reported) {
+          held.reported = true;
+          expected.push(id);
+        }
+      }
+    } else {
+      cache.reportReadEntries();
+      for (const [key, m] of model) {
+        if (t - m.storedAt > 100) model.delete(key);
+        else if (t - m.storedAt > 50 && m.read && !m.reported) {
+          m.reported = true;
+          expected.push(key);
+        }
+      }
+      assert.equal(cache.size, model.size, `size at ${t}`);
+    }
+  }
+  assert.ok(expected.length > 100, "entries were reported");
+  assert.deepEqual(reports, expected, "the same entries, in the same order");
+});
