@@ -13,8 +13,9 @@
  *   send: what the runtime costs before any counters code.
  *
  * `measureStreams()` is what `deno task bench` calls; run alone it starts its own world:
- * `deno run --allow-all bench/streams.ts [--streams 10000] [--rounds 3] [--rate 100] [--seconds 20]`
- * (raise `ulimit -n` first, as `deno task bench` does).
+ * `deno run --allow-all bench/streams.ts [--streams 10000] [--rounds 3] [--rate 100] [--seconds 20]
+ * [--no-floor] [--counters-flag --cpu-prof ...]` (raise `ulimit -n` first, as `deno task bench`
+ * does). `--counters-flag` passes one more Deno flag to the counters process, once per flag.
  */
 import postgres from "postgres";
 import { signToken } from "../shared/auth.ts";
@@ -431,8 +432,15 @@ function withFdLimit(fdLimit: number, args: string[]): { command: string; args: 
   };
 }
 
-/** A fresh counters process of `world` on a port of its own, with `fdLimit` open files. */
-export function countersWithFdLimit(world: BenchWorld, fdLimit: number): ManagedProcess {
+/**
+ * A fresh counters process of `world` on a port of its own, with `fdLimit` open files and the
+ * Deno `flags` besides the services' (e.g. `--cpu-prof`, `--v8-flags=--trace-gc`).
+ */
+export function countersWithFdLimit(
+  world: BenchWorld,
+  fdLimit: number,
+  flags: string[] = [],
+): ManagedProcess {
   const env = serviceEnv("counters", world.deployment);
   const port = freePort();
   return managedProcess({
@@ -443,6 +451,7 @@ export function countersWithFdLimit(world: BenchWorld, fdLimit: number): Managed
       "run",
       "--allow-all",
       SERVICE_V8_FLAGS,
+      ...flags,
       `${ROOT}counters/main.ts`,
     ]),
     env: { NO_COLOR: "1", ...env, PORT: String(port) },
@@ -499,6 +508,10 @@ export interface StreamsOptions {
   seconds: number;
   idleSeconds?: number;
   released?: number;
+  /** Whether the floor is measured too (default true). */
+  floor?: boolean;
+  /** Deno flags for the counters process besides the services' (see countersWithFdLimit). */
+  countersFlags?: string[];
 }
 
 /** The heartbeat interval counters runs with (its default, the contract's "at least every 15 s"). */
@@ -513,6 +526,16 @@ export async function measureStreams(
   options: StreamsOptions,
   log: (line: string) => void = () => {},
 ): Promise<StreamsFigures> {
+  const { counters, floor } = await measureStreamSides(world, { ...options, floor: true }, log);
+  return { counters, floor: floor! };
+}
+
+/** measureStreams(), whose floor is left out when `options.floor` is false. */
+export async function measureStreamSides(
+  world: BenchWorld,
+  options: StreamsOptions,
+  log: (line: string) => void = () => {},
+): Promise<{ counters: StreamsSide; floor?: StreamsSide }> {
   const { streams: n, rounds, sendsPerSecond, seconds } = options;
   const idleSeconds = options.idleSeconds ?? STREAMS_DEFAULTS.idleSeconds;
   const released = Math.min(n, options.released ?? STREAMS_DEFAULTS.released);
@@ -559,11 +582,13 @@ export async function measureStreams(
     }
   };
 
-  const floor = await side(floorWithFdLimit(world, fdLimit, HEARTBEAT_MS), (url) => async (to) => {
-    const res = await fetch(`${url}/push/${to}`, { method: "POST" });
-    await res.body?.cancel();
-    return res.status === 202;
-  });
+  const floor = options.floor === false
+    ? undefined
+    : await side(floorWithFdLimit(world, fdLimit, HEARTBEAT_MS), (url) => async (to) => {
+      const res = await fetch(`${url}/push/${to}`, { method: "POST" });
+      await res.body?.cancel();
+      return res.status === 202;
+    });
   // As many senders as sends per second, taking turns: each sends one message a second, as people
   // in a chat do; one sender for all would make its own rows the bottleneck of the saga.
   const senders = await Promise.all(
@@ -575,7 +600,7 @@ export async function measureStreams(
   let turn = 0;
   const dialogsUrl = `http://127.0.0.1:${world.dialogs.port}`;
   const counters = await side(
-    countersWithFdLimit(world, fdLimit),
+    countersWithFdLimit(world, fdLimit, options.countersFlags),
     () => async (to) => {
       const auth = senders[turn++ % senders.length]!;
       const res = await fetch(`${dialogsUrl}/api/dialog/${to}/send`, {
@@ -683,6 +708,8 @@ function parseArgs(args: string[]): StreamsOptions {
     else if (a === "--rounds") options.rounds = Number(args[++i]);
     else if (a === "--rate") options.sendsPerSecond = Number(args[++i]);
     else if (a === "--seconds") options.seconds = Number(args[++i]);
+    else if (a === "--no-floor") options.floor = false;
+    else if (a === "--counters-flag") (options.countersFlags ??= []).push(args[++i]!);
     else throw new Error(`unknown option ${a}`);
   }
   return options;
@@ -693,11 +720,13 @@ if (import.meta.main) {
   const world = await planWorld();
   try {
     await world.dialogs.start();
-    const figures = await measureStreams(world, options, console.log);
-    const { streamsTable, streamTargets, targetsMarkdown } = await import("./report.ts");
-    console.log(streamsTable(figures));
-    console.log();
-    console.log(targetsMarkdown(streamTargets(figures)));
+    const { counters, floor } = await measureStreamSides(world, options, console.log);
+    if (floor) {
+      const { streamsTable, streamTargets, targetsMarkdown } = await import("./report.ts");
+      console.log(streamsTable({ counters, floor }));
+      console.log();
+      console.log(targetsMarkdown(streamTargets({ counters, floor })));
+    }
   } finally {
     await tearDownWorld(world);
   }

@@ -13,8 +13,9 @@
  *
  * 1. `changed(keys)` runs after every committed change, and before the reply about it is
  *    published (the outbox relay's hook): it loads the users' and groups' states from Postgres,
- *    keeps them in this process, writes Redis and publishes a live update that every instance
- *    keeps.
+ *    keeps them in this process and hands them to this instance's live streams at once (committed
+ *    states; a stream takes only a newer version), then writes Redis and publishes a live update
+ *    that every instance keeps, the two side by side; the reply waits for both.
  * 2. Redis is read and written only in a generation this instance confirmed less than LEASE_MS ago:
  *    Postgres' `cache_generation` names the stamp and the Redis run it was stamped on, and Redis
  *    must be that run and hold that stamp. A Redis that restarted (empty or from an older snapshot)
@@ -583,6 +584,31 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     return { user, group: inOrder(groupIds, parts) };
   }
 
+  /** Writes a change's states to Redis, or marks the cache unsafe and waits out the leases. */
+  async function writeRedis(entries: CacheEntry[]): Promise<void> {
+    const stamp = await usableStamp();
+    if (stamp === null) return await markUnsafe("redis_unavailable");
+    const written = await redis.setManyIfNewer(stamp, entries)
+      .catch((err: Error) => entries.map(() => err));
+    const failed = written.find((r): r is Error => r instanceof Error);
+    if (failed) await markUnsafe("write_failed", failed);
+  }
+
+  /**
+   * Publishes a change's live update; resolves once every other instance applied it, or stopped
+   * serving from memory.
+   */
+  async function publishToPeers(entries: CacheEntry[]): Promise<void> {
+    const waitMs = timings.localLeaseMs + timings.routeMarginMs;
+    const awaitFrom = peers;
+    const acked = await live.publish(entries, { awaitFrom, timeoutMs: waitMs });
+    const late = awaitFrom.filter((id) => !acked.has(id));
+    if (late.length > 0) {
+      deps.liveAckTimeouts?.inc({}, late.length);
+      log.debug("live update not acknowledged in time", { instances: late });
+    }
+  }
+
   async function readGroups(groupIds: string[]): Promise<GroupCounters[]> {
     return await readStates(groupIds.map(groupKey)) as GroupCounters[];
   }
@@ -605,23 +631,11 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
       const states = await loadStates(unique);
       const entries: CacheEntry[] = unique.map((key, i) => ({ key, state: states[i]! }));
       for (const { key, state } of entries) keepLocal(key, state, epoch);
-      const stamp = await usableStamp();
-      if (stamp === null) {
-        await markUnsafe("redis_unavailable");
-      } else {
-        const written = await redis.setManyIfNewer(stamp, entries)
-          .catch((err: Error) => entries.map(() => err));
-        const failed = written.find((r): r is Error => r instanceof Error);
-        if (failed) await markUnsafe("write_failed", failed);
-      }
-      // Every other instance applies the change, or stops serving from memory, before it returns.
-      const waitMs = timings.localLeaseMs + timings.routeMarginMs;
-      const acked = await live.publish(entries, { awaitFrom: peers, timeoutMs: waitMs });
-      const late = peers.filter((id) => !acked.has(id));
-      if (late.length > 0) {
-        deps.liveAckTimeouts?.inc({}, late.length);
-        log.debug("live update not acknowledged in time", { instances: late });
-      }
+      // This instance's streams show the change at once: it is committed, and a stream only ever
+      // takes a newer version than it holds. Redis and the other instances hear of it meanwhile;
+      // the reply waits for both.
+      live.deliverHere(entries);
+      await Promise.all([writeRedis(entries), publishToPeers(entries)]);
     },
     subscribe: (key, listener) => live.subscribe(normalKey(key), listener),
     trusted: () => trustedStamp() !== null,

@@ -30,6 +30,7 @@ function memoryLive(): { instance: () => LiveUpdates } {
           for (const { key, state } of changes) everyChange.forEach((l) => l(key, state));
           return Promise.resolve(new Set(ids));
         },
+        deliverHere: () => {},
         onChange: (listener) => void everyChange.push(listener),
         onTooLarge: () => {},
         subscribe: () => () => {},
@@ -383,6 +384,64 @@ integrationTest(
       await waitFor(() => counters.cached(me)?.user, { what: "a round trip after the stall" });
     } finally {
       await close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: changed() hands the change to this instance's streams first; Redis and the live update follow side by side, and it resolves after both",
+  async (env) => {
+    const sql = await countersDb(env);
+    const shared = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const events: string[] = [];
+    let releaseWrite = () => {};
+    const writeHeld = new Promise<void>((r) => releaseWrite = r);
+    // Redis as it is, but each write waits for the test.
+    const redis = new Proxy(shared, {
+      get(target, property) {
+        if (property === "setManyIfNewer") {
+          return async (...args: Parameters<RedisCache["setManyIfNewer"]>) => {
+            events.push("redis write");
+            await writeHeld;
+            const result = await target.setManyIfNewer(...args);
+            events.push("redis written");
+            return result;
+          };
+        }
+        const value = Reflect.get(target, property);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const live = memoryLive().instance();
+    const { counters } = instance(env, sql, redis, {
+      live: {
+        ...live,
+        deliverHere: (changes) => events.push(`here ${changes.map((c) => c.state.version)}`),
+        publish(changes, wait) {
+          events.push("published");
+          return live.publish(changes, wait);
+        },
+      },
+    });
+    try {
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await waitFor(() => counters.trusted(), { what: "Redis trusted" });
+      await setPostgres(sql, me, peer, 2);
+      let done = false;
+      const changing = counters.changed([userKey(me)]).then(() => done = true);
+      await waitFor(() => events.includes("redis write") && events.includes("published"), {
+        what: "the Redis write and the live update under way",
+      });
+      assert.equal(events[0], "here 2", "this instance's streams first");
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(done, false, "the reply waits for Redis");
+      releaseWrite();
+      await changing;
+      assert.equal(events.at(-1), "redis written");
+    } finally {
+      releaseWrite();
+      await counters.close();
+      await shared.close();
     }
   },
 );

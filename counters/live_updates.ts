@@ -21,6 +21,12 @@ export interface LiveUpdates {
     changes: CacheEntry[],
     wait?: { awaitFrom: Iterable<string>; timeoutMs: number },
   ): Promise<Set<string>>;
+  /**
+   * Hands `changes` to this instance's subscribers (subscribe()) at once, before any instance has
+   * heard of them; their live update, published after, reaches them again (a version they hold).
+   * onChange() listeners hear of them only through the live update.
+   */
+  deliverHere(changes: CacheEntry[]): void;
   /** Calls `listener` with every change of any key's state, from any instance. */
   onChange(listener: (key: string, state: CachedState) => void): void;
   /**
@@ -94,6 +100,11 @@ export function createLiveUpdates(
   const listeners = new Map<string, Set<(state: CachedState) => void>>();
   const everyChange: ((key: string, state: CachedState) => void)[] = [];
   const tooLarge: ((key: string) => void)[] = [];
+  /** Hands a key's new state to its subscribers. */
+  const notify = (key: string, state: CachedState) => {
+    const subscribers = listeners.get(key);
+    if (subscribers !== undefined) { for (const listener of subscribers) listener(state); }
+  };
   const sub: Subscription = nc.subscribe(liveSubject(prefix), {
     callback: (err, msg) => {
       if (err) return log.warn("live updates subscription failed", { err });
@@ -109,7 +120,7 @@ export function createLiveUpdates(
           continue;
         }
         for (const listener of everyChange) listener(key, state);
-        for (const listener of listeners.get(key) ?? []) listener(state);
+        notify(key, state);
       }
       if (msg.reply) nc.publish(msg.reply, instanceId);
     },
@@ -163,6 +174,9 @@ export function createLiveUpdates(
         .then((ackedEach) =>
           new Set([...ackedEach[0]!].filter((id) => ackedEach.every((acked) => acked.has(id))))
         );
+    },
+    deliverHere(changes) {
+      for (const { key, state } of changes) notify(key, state);
     },
     onChange(listener) {
       everyChange.push(listener);

@@ -66,3 +66,27 @@ integrationTest(
     }
   },
 );
+
+integrationTest(
+  "deliverHere() reaches this instance's subscribers at once, and neither onChange() nor another instance",
+  async (env) => {
+    const log = createLogger("test", "warn", env.logSink);
+    const here = createLiveUpdates(await env.nats(), env.prefix, log);
+    const other = createLiveUpdates(await env.nats(), env.prefix, log);
+    const key = userKey(crypto.randomUUID());
+    const state = { version: 3, dialogs: {} };
+    const heard: string[] = [];
+    here.subscribe(key, (s) => heard.push(`here ${s.version}`));
+    other.subscribe(key, (s) => heard.push(`other ${s.version}`));
+    here.onChange((_, s) => heard.push(`onChange ${s.version}`));
+    try {
+      here.deliverHere([{ key, state }]);
+      assert.deepEqual(heard, ["here 3"], "synchronously, to this instance's subscriber only");
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(heard, ["here 3"], "nothing travelled");
+    } finally {
+      here.close();
+      other.close();
+    }
+  },
+);
