@@ -94,14 +94,37 @@ export async function outboxTransaction<T>(
     }
   }
   const handoff: Handoff | undefined = relay ? { leaseMs: relay.leaseMs, rows: [] } : undefined;
-  const result = await pipelinedTransaction(sql, (tx, withCommit) => {
-    transaction = tx;
-    if (handoff) handoffs.set(tx, handoff);
-    return fn(tx, withCommit);
-  }, options);
+  let marks: string[] = [];
+  let result: T;
+  try {
+    result = await pipelinedTransaction(sql, (tx, withCommit) => {
+      transaction = tx;
+      if (handoff) handoffs.set(tx, handoff);
+      // The relay's pending "sent" marks travel with this COMMIT instead of a statement of their own.
+      marks = relay?.takeMarks() ?? [];
+      if (marks.length > 0) withCommit(markSent(tx, marks));
+      return fn(tx, withCommit);
+    }, options);
+  } catch (err) {
+    // Marking again is harmless, should this transaction have committed after all.
+    if (marks.length > 0) relay!.returnMarks(marks);
+    throw err;
+  }
   if (handoff && handoff.rows.length > 0) relay!.take(handoff.rows);
   if (transaction && enqueuedIn.has(transaction)) notifyOutbox(sql);
   return result;
+}
+
+/**
+ * Marks published rows sent and ends their lease. A row enqueued again meanwhile under no lease
+ * stays unsent and goes out once more; a row locked by another relay (it claimed it after the
+ * lease ran out) is skipped rather than waited for, as that relay marks it.
+ */
+function markSent(sql: Sql | Tx, ids: string[]): PromiseLike<unknown> {
+  return sql`
+    update outbox set sent_at = now(), claimed_until = null
+    where id in (select id from outbox where id = any(${ids}::uuid[]) and claimed_until is not null
+                 for update skip locked)`;
 }
 
 const notifiers = new WeakMap<Sql, { sending: boolean; again: boolean }>();
@@ -114,6 +137,10 @@ interface LocalRelay {
   leaseMs: number;
   /** Publishes these committed rows, written claimed for it, without claiming them. */
   take: (rows: OutboxRow[]) => void;
+  /** The ids of published rows it has not marked sent yet, for a transaction to mark; now its. */
+  takeMarks: () => string[];
+  /** Gives back marks taken by a transaction that did not commit. */
+  returnMarks: (ids: string[]) => void;
 }
 const localRelays = new WeakMap<Sql, Set<LocalRelay>>();
 
@@ -170,6 +197,11 @@ export interface OutboxRelayOptions {
   /** Sent rows are deleted after this long. */
   retentionMs?: number;
   /**
+   * How long the "sent" marks of rows handed over by this process's commits wait for the next
+   * outboxTransaction on the pool to carry them before the relay sends them itself (100 ms).
+   */
+  markDelayMs?: number;
+  /**
    * Runs before a batch is published, outside any transaction, e.g. to make a cache current before
    * the events say it is. When it throws nothing is published and the batch is retried.
    */
@@ -208,6 +240,9 @@ export class OutboxRelay {
   #claimRequested = false;
   /** Committed rows of this process's transactions, leased to this relay, to publish in order. */
   #handedOff: OutboxRow[] = [];
+  /** Ids of handed-off rows published and not yet marked sent (see #deferMarks). */
+  #toMark: string[] = [];
+  #markTimer?: ReturnType<typeof setTimeout>;
   #unlisten?: () => Promise<void>;
   #lastCleanup = 0;
   /** False from a failed batch until one goes out again. */
@@ -225,9 +260,18 @@ export class OutboxRelay {
       leaseMs: 2_000,
       pollIntervalMs: 1_000,
       retentionMs: 60 * 60_000,
+      markDelayMs: 100,
       ...options,
     };
-    for (const name of ["batchSize", "leaseMs", "pollIntervalMs", "retentionMs"] as const) {
+    for (
+      const name of [
+        "batchSize",
+        "leaseMs",
+        "pollIntervalMs",
+        "retentionMs",
+        "markDelayMs",
+      ] as const
+    ) {
       const value = this.#opts[name];
       if (!Number.isInteger(value) || value <= 0) {
         throw new RangeError(`OutboxRelay ${name} must be a positive integer, got ${value}`);
@@ -242,6 +286,8 @@ export class OutboxRelay {
         this.#handedOff.push(...rows);
         this.#wake?.();
       },
+      takeMarks: () => this.#toMark.splice(0),
+      returnMarks: (ids) => this.#deferMarks(ids),
     };
   }
 
@@ -276,6 +322,34 @@ export class OutboxRelay {
     await this.#unlisten?.().catch(() => {});
     const left = this.#handedOff.splice(0).map((r) => r.id);
     if (left.length > 0) await this.#release(left).catch(() => {});
+    await this.#flushMarks();
+  }
+
+  /**
+   * Leaves the "sent" marks of published handed-off rows to the next outboxTransaction on the pool,
+   * whose COMMIT carries them, or to a statement of their own if none comes within markDelayMs.
+   * Until marked, the rows' lease keeps other relays from publishing them again.
+   */
+  #deferMarks(ids: string[]): void {
+    this.#toMark.push(...ids);
+    this.#markTimer ??= setTimeout(() => {
+      this.#markTimer = undefined;
+      void this.#flushMarks();
+    }, this.#opts.markDelayMs);
+  }
+
+  async #flushMarks(): Promise<void> {
+    clearTimeout(this.#markTimer);
+    this.#markTimer = undefined;
+    const ids = this.#toMark.splice(0);
+    if (ids.length === 0) return;
+    try {
+      await markSent(this.#opts.sql, ids);
+    } catch (err) {
+      // Tried again; should the lease run out first, the rows go out once more (deduplicated).
+      this.#opts.log.warn("outbox sent mark failed; will retry", { err });
+      if (this.#running) this.#deferMarks(ids);
+    }
   }
 
   async #run(): Promise<void> {
@@ -288,7 +362,7 @@ export class OutboxRelay {
       this.#claimRequested = false;
       try {
         if (this.#handedOff.length > 0) {
-          await this.#publishBatch(this.#handedOff.splice(0, batchSize));
+          await this.#publishBatch(this.#handedOff.splice(0, batchSize), true);
         }
         // Claimed too while rows keep being handed over, so other instances' rows are not starved.
         if (claimDue) {
@@ -372,9 +446,9 @@ export class OutboxRelay {
 
   /**
    * Publishes rows leased to this relay (claimed, or handed over by a commit of this process), then
-   * marks them sent; on failure releases them and throws.
+   * marks them sent, or leaves the mark to #deferMarks; on failure releases them and throws.
    */
-  async #publishBatch(rows: OutboxRow[]): Promise<void> {
+  async #publishBatch(rows: OutboxRow[], deferMark = false): Promise<void> {
     const { sql, js, prefix } = this.#opts;
     const ids = rows.map((r) => r.id);
     try {
@@ -418,10 +492,8 @@ export class OutboxRelay {
       await this.#release(ids).catch(() => {});
       throw err;
     }
-    // Rows enqueued again meanwhile (their claim cleared) stay unsent and go out once more.
-    await sql`
-      update outbox set sent_at = now(), claimed_until = null
-      where id = any(${ids}::uuid[]) and claimed_until is not null`;
+    if (deferMark) this.#deferMarks(ids);
+    else await markSent(sql, ids);
     const oldest = Date.now() - rows[0]!.created_at.getTime();
     this.#opts.onPublished?.(rows.length, oldest);
     this.#opts.log.debug("outbox published", { count: rows.length });

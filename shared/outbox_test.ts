@@ -445,6 +445,52 @@ integrationTest(
 );
 
 integrationTest(
+  "outboxTransaction() carries the relay's pending sent marks; a rollback gives them back",
+  async (env) => {
+    const { sql, js, log } = await setup(env);
+    let published = 0;
+    const relay = new OutboxRelay({
+      sql,
+      js,
+      log,
+      prefix: env.prefix,
+      pollIntervalMs: 60_000,
+      markDelayMs: 1_000,
+      onPublished: (n) => published += n,
+    });
+    const sentCount = async () =>
+      (await sql<{ n: number }[]>`select count(*)::int as n from outbox where sent_at is not null`)[
+        0
+      ]!
+        .n;
+    try {
+      await relay.start();
+      await outboxTransaction(sql, async (tx) => {
+        await enqueueEvents(tx, [messageSentEvent(), messageSentEvent()]);
+      });
+      await waitFor(() => published === 2, { what: "published" });
+      await assert.rejects(outboxTransaction(sql, async (tx) => {
+        await tx`select 1`;
+        throw new Error("rollback");
+      }));
+      assert.equal(await sentCount(), 0, "the rolled back transaction marked nothing");
+      await outboxTransaction(sql, async (tx) => {
+        await tx`select 1`;
+      });
+      assert.equal(await sentCount(), 2, "marked by the next transaction");
+      await outboxTransaction(sql, async (tx) => {
+        await enqueueEvent(tx, messageSentEvent());
+      });
+      // No transaction follows: the relay marks it itself.
+      await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "marked" });
+    } finally {
+      await relay.stop();
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
   "outboxTransaction(): rows handed to a relay that died after the commit go out after their lease",
   async (env) => {
     const { sql, nc, js, names, log } = await setup(env);
