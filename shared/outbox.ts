@@ -116,15 +116,15 @@ export async function outboxTransaction<T>(
 }
 
 /**
- * Marks published rows sent and ends their lease. A row enqueued again meanwhile under no lease
- * stays unsent and goes out once more; a row locked by another relay (it claimed it after the
- * lease ran out) is skipped rather than waited for, as that relay marks it.
+ * Marks published rows sent and ends their lease; a row enqueued again meanwhile under no lease
+ * stays unsent and goes out once more. In a business transaction it can wait only for statements
+ * that lock these rows briefly (another relay's claim once their lease ran out) or for another
+ * transaction of this process enqueuing one of them again.
  */
 function markSent(sql: Sql | Tx, ids: string[]): PromiseLike<unknown> {
   return sql`
     update outbox set sent_at = now(), claimed_until = null
-    where id in (select id from outbox where id = any(${ids}::uuid[]) and claimed_until is not null
-                 for update skip locked)`;
+    where id = any(${ids}::uuid[]) and claimed_until is not null`;
 }
 
 const notifiers = new WeakMap<Sql, { sending: boolean; again: boolean }>();
