@@ -197,8 +197,9 @@ export interface OutboxRelayOptions {
   /** Sent rows are deleted after this long. */
   retentionMs?: number;
   /**
-   * How long the "sent" marks of rows handed over by this process's commits wait for the next
-   * outboxTransaction on the pool to carry them before the relay sends them itself (100 ms).
+   * While rows handed over by this process's commits keep coming, how long the "sent" marks of
+   * those published wait for the next outboxTransaction on the pool to carry them before the relay
+   * sends them itself (100 ms). A relay with nothing left to publish marks at once.
    */
   markDelayMs?: number;
   /**
@@ -327,8 +328,8 @@ export class OutboxRelay {
 
   /**
    * Leaves the "sent" marks of published handed-off rows to the next outboxTransaction on the pool,
-   * whose COMMIT carries them, or to a statement of their own if none comes within markDelayMs.
-   * Until marked, the rows' lease keeps other relays from publishing them again.
+   * whose COMMIT carries them, or to a statement of their own when the relay runs out of rows or
+   * none comes within markDelayMs. Until marked, the lease keeps other relays off the rows.
    */
   #deferMarks(ids: string[]): void {
     this.#toMark.push(...ids);
@@ -363,6 +364,9 @@ export class OutboxRelay {
       try {
         if (this.#handedOff.length > 0) {
           await this.#publishBatch(this.#handedOff.splice(0, batchSize), true);
+          // Idle again: marked now, as a claimed batch is. Only while more rows wait do the marks
+          // wait for a transaction to carry them.
+          if (this.#handedOff.length === 0) await this.#flushMarks();
         }
         // Claimed too while rows keep being handed over, so other instances' rows are not starved.
         if (claimDue) {

@@ -445,45 +445,62 @@ integrationTest(
 );
 
 integrationTest(
-  "outboxTransaction() carries the relay's pending sent marks; a rollback gives them back",
+  "outboxTransaction() carries a busy relay's pending sent marks; a rollback gives them back",
   async (env) => {
     const { sql, js, log } = await setup(env);
-    let published = 0;
+    // Each batch waits in beforePublish until the test lets it go, so the relay is kept busy.
+    const gates: PromiseWithResolvers<void>[] = [];
+    const entered: PromiseWithResolvers<void>[] = [0, 1].map(() => Promise.withResolvers<void>());
     const relay = new OutboxRelay({
       sql,
       js,
       log,
       prefix: env.prefix,
       pollIntervalMs: 60_000,
-      markDelayMs: 1_000,
-      onPublished: (n) => published += n,
+      markDelayMs: 60_000,
+      beforePublish: async () => {
+        const gate = Promise.withResolvers<void>();
+        gates.push(gate);
+        entered[gates.length - 1]?.resolve();
+        await gate.promise;
+      },
     });
-    const sentCount = async () =>
-      (await sql<{ n: number }[]>`select count(*)::int as n from outbox where sent_at is not null`)[
+    const sent = async (ids: string[]) =>
+      (await sql<{ n: number }[]>`
+        select count(*)::int as n from outbox where id = any(${ids}::uuid[]) and sent_at is not null`)[
         0
       ]!
         .n;
+    const enqueue = async (events: ReturnType<typeof messageSentEvent>[]) => {
+      await outboxTransaction(sql, async (tx) => {
+        await enqueueEvents(tx, events);
+      });
+      return events.map((e) => e.id);
+    };
     try {
       await relay.start();
-      await outboxTransaction(sql, async (tx) => {
-        await enqueueEvents(tx, [messageSentEvent(), messageSentEvent()]);
-      });
-      await waitFor(() => published === 2, { what: "published" });
+      const first = await enqueue([messageSentEvent(), messageSentEvent()]);
+      await entered[0]!.promise;
+      const second = await enqueue([messageSentEvent()]);
+      gates[0]!.resolve();
+      // The first batch went out with the second waiting: its marks wait for a transaction.
+      await entered[1]!.promise;
+      assert.equal(await sent(first), 0);
       await assert.rejects(outboxTransaction(sql, async (tx) => {
         await tx`select 1`;
         throw new Error("rollback");
       }));
-      assert.equal(await sentCount(), 0, "the rolled back transaction marked nothing");
+      assert.equal(await sent(first), 0, "the rolled back transaction marked nothing");
       await outboxTransaction(sql, async (tx) => {
         await tx`select 1`;
       });
-      assert.equal(await sentCount(), 2, "marked by the next transaction");
-      await outboxTransaction(sql, async (tx) => {
-        await enqueueEvent(tx, messageSentEvent());
-      });
-      // No transaction follows: the relay marks it itself.
+      assert.equal(await sent(first), 2, "marked by the next transaction");
+      assert.equal(await sent(second), 0);
+      gates[1]!.resolve();
+      // Nothing left to publish: the relay marks the last batch itself.
       await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "marked" });
     } finally {
+      for (const gate of gates) gate.resolve();
       await relay.stop();
       await sql.end();
     }
