@@ -4,7 +4,7 @@
  */
 import { pipelinedTransaction, type Sql, type Tx } from "../shared/db.ts";
 import { createEvent, type EventData } from "../shared/events.ts";
-import { enqueueEvents, notifyOutbox } from "../shared/outbox.ts";
+import { enqueueEvents, outboxTransaction } from "../shared/outbox.ts";
 import type { GroupCounters, Membership, UserCounters } from "./counters.ts";
 import {
   type CountedReply,
@@ -56,7 +56,8 @@ export async function applyToLedger(
   sql: Sql,
   changes: LedgerChange[],
 ): Promise<AppliedChange[]> {
-  const applied = await pipelinedTransaction(sql, async (tx, withCommit) => {
+  // outboxTransaction: the replies go to this process's relay straight after the commit.
+  return await outboxTransaction(sql, async (tx, withCommit) => {
     const [, loaded] = await Promise.all([
       lockUsers(tx, changes.map((c) => c.userId)),
       loadLedgerEntries(tx, changes.map((c) => c.transactionId)),
@@ -117,8 +118,6 @@ export async function applyToLedger(
         : d
     );
   });
-  if (applied.some((d) => d.reply)) notifyOutbox(sql);
-  return applied;
 }
 
 /** A counted group send as group_messages and group_mentions rows: named members, never the sender. */

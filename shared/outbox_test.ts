@@ -404,6 +404,186 @@ integrationTest(
   },
 );
 
+/** An OutboxRelay that counts its claims. */
+class CountingRelay extends OutboxRelay {
+  claims = 0;
+  override claimBatch() {
+    this.claims++;
+    return super.claimBatch();
+  }
+}
+
+integrationTest(
+  "outboxTransaction() hands its rows to the running relay, which publishes them unclaimed, in order",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    const relay = new CountingRelay({ sql, js, log, prefix: env.prefix, pollIntervalMs: 60_000 });
+    try {
+      await relay.start();
+      await waitFor(() => relay.claims === 1, { what: "the claim at start" });
+      const events = [messageSentEvent(), messageSentEvent(), messageSentEvent()];
+      await outboxTransaction(sql, async (tx) => {
+        await enqueueEvent(tx, events[0]!);
+        await enqueueEvents(tx, events.slice(1));
+      });
+      await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "outbox drained" });
+      assert.equal(relay.claims, 1, "published without a claim");
+      const jsm = await jetstreamManager(nc);
+      const ids = [];
+      for (let seq = 1; seq <= 3; seq++) {
+        ids.push((await jsm.streams.getMessage(names.stream, { seq }))!.json<{ id: string }>().id);
+      }
+      assert.deepEqual(ids, events.map((e) => e.id));
+      const [row] = await sql<{ unclaimed: number }[]>`
+        select count(*)::int as unclaimed from outbox where claimed_until is null`;
+      assert.equal(row!.unclaimed, 3, "the sent mark ends the lease");
+    } finally {
+      await relay.stop();
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "outboxTransaction() carries a busy relay's pending sent marks; a rollback gives them back",
+  async (env) => {
+    const { sql, js, log } = await setup(env);
+    // Each batch waits in beforePublish until the test lets it go, so the relay is kept busy.
+    const gates: PromiseWithResolvers<void>[] = [];
+    const entered: PromiseWithResolvers<void>[] = [0, 1].map(() => Promise.withResolvers<void>());
+    const relay = new OutboxRelay({
+      sql,
+      js,
+      log,
+      prefix: env.prefix,
+      pollIntervalMs: 60_000,
+      markDelayMs: 60_000,
+      beforePublish: async () => {
+        const gate = Promise.withResolvers<void>();
+        gates.push(gate);
+        entered[gates.length - 1]?.resolve();
+        await gate.promise;
+      },
+    });
+    const sent = async (ids: string[]) =>
+      (await sql<{ n: number }[]>`
+        select count(*)::int as n from outbox where id = any(${ids}::uuid[]) and sent_at is not null`)[
+        0
+      ]!
+        .n;
+    const enqueue = async (events: ReturnType<typeof messageSentEvent>[]) => {
+      await outboxTransaction(sql, async (tx) => {
+        await enqueueEvents(tx, events);
+      });
+      return events.map((e) => e.id);
+    };
+    try {
+      await relay.start();
+      const first = await enqueue([messageSentEvent(), messageSentEvent()]);
+      await entered[0]!.promise;
+      const second = await enqueue([messageSentEvent()]);
+      gates[0]!.resolve();
+      // The first batch went out with the second waiting: its marks wait for a transaction.
+      await entered[1]!.promise;
+      assert.equal(await sent(first), 0);
+      await assert.rejects(outboxTransaction(sql, async (tx) => {
+        await tx`select 1`;
+        throw new Error("rollback");
+      }));
+      assert.equal(await sent(first), 0, "the rolled back transaction marked nothing");
+      await outboxTransaction(sql, async (tx) => {
+        await tx`select 1`;
+      });
+      assert.equal(await sent(first), 2, "marked by the next transaction");
+      assert.equal(await sent(second), 0);
+      gates[1]!.resolve();
+      // Nothing left to publish: the relay marks the last batch itself.
+      await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "marked" });
+    } finally {
+      for (const gate of gates) gate.resolve();
+      await relay.stop();
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "outboxTransaction(): rows handed to a relay that died after the commit go out after their lease",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    const other = openDatabase(env.dialogsDatabaseUrl);
+    const dying = new OutboxRelay({ sql, js, log, prefix: env.prefix, leaseMs: 400 });
+    const survivor = new OutboxRelay({
+      sql: other,
+      js,
+      log,
+      prefix: env.prefix,
+      pollIntervalMs: 50,
+    });
+    try {
+      await dying.start();
+      await survivor.start();
+      const event = messageSentEvent();
+      const committed = await outboxTransaction(sql, async (tx) => {
+        await enqueueEvent(tx, event);
+        // Gone before the commit hands it the row, as a process killed right after the commit.
+        await dying.stop();
+        return Date.now();
+      });
+      const [row] = await sql<{ leased: boolean }[]>`
+        select claimed_until > clock_timestamp() as leased from outbox where id = ${event.id}`;
+      assert.equal(row!.leased, true, "written claimed, so the other relay leaves it meanwhile");
+      await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "published" });
+      assert.ok(Date.now() - committed >= 300, "published by the survivor once the lease ran out");
+      const info = await (await jetstreamManager(nc)).streams.info(names.stream);
+      assert.equal(info.state.messages, 1);
+    } finally {
+      await survivor.stop();
+      await other.end();
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "outboxTransaction() on several instances at once: every row is published, each once",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    const pools = [sql, openDatabase(env.dialogsDatabaseUrl), openDatabase(env.dialogsDatabaseUrl)];
+    let published = 0;
+    const relays = pools.map((pool) =>
+      new OutboxRelay({
+        sql: pool,
+        js,
+        log,
+        prefix: env.prefix,
+        batchSize: 5,
+        pollIntervalMs: 20,
+        onPublished: (n) => published += n,
+      })
+    );
+    try {
+      await Promise.all(relays.map((r) => r.start()));
+      await Promise.all(
+        pools.flatMap((pool) =>
+          Array.from({ length: 20 }, () =>
+            outboxTransaction(pool, async (tx) => {
+              await enqueueEvents(tx, [messageSentEvent(), messageSentEvent()]);
+            }))
+        ),
+      );
+      await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "outbox drained" });
+      const info = await (await jetstreamManager(nc)).streams.info(names.stream);
+      assert.equal(info.state.messages, 120);
+      assert.equal(published, 120, "no row was published by two relays");
+    } finally {
+      await Promise.all(relays.map((r) => r.stop()));
+      await Promise.all(pools.slice(1).map((p) => p.end()));
+      await sql.end();
+    }
+  },
+);
+
 Deno.test("OutboxRelay refuses a missing prefix and a lease that is not a positive integer", () => {
   const opts = { sql: {} as never, js: {} as never, log: createLogger("test", "error") };
   assert.throws(() => new OutboxRelay({ ...opts, prefix: "" }), /needs the subject prefix/);
