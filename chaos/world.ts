@@ -174,6 +174,8 @@ export async function startServices(
         NATS_URL: natsUrlOf(`${kind}-${n}`, n),
         // Read by the services once they know it; until then the run scales the streams itself below.
         NATS_STREAM_REPLICAS: String(replicas),
+        // CHAOS_LOG_LEVEL=debug keeps what a drift's timeline needs (the services log warn by default).
+        ...(Deno.env.get("CHAOS_LOG_LEVEL") ? { LOG_LEVEL: Deno.env.get("CHAOS_LOG_LEVEL")! } : {}),
         ...(kind === "dialogs" ? { SAGA_TIMEOUT_MS: String(world.sagaTimeoutMs) } : {}),
       },
       logFile: `${world.dir}/${kind}-${n}.log`,
