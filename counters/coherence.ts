@@ -584,9 +584,11 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     return { user, group: inOrder(groupIds, parts) };
   }
 
-  /** Writes a change's states to Redis, or marks the cache unsafe and waits out the leases. */
-  async function writeRedis(entries: CacheEntry[]): Promise<void> {
-    const stamp = await usableStamp();
+  /**
+   * Writes a change's states to Redis in generation `stamp` (taken before they were loaded), or
+   * marks the cache unsafe and waits out the leases.
+   */
+  async function writeRedis(stamp: string | null, entries: CacheEntry[]): Promise<void> {
     if (stamp === null) return await markUnsafe("redis_unavailable");
     const written = await redis.setManyIfNewer(stamp, entries)
       .catch((err: Error) => entries.map(() => err));
@@ -628,6 +630,12 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
       const unique = [...new Set(keys.map(normalKey))];
       if (unique.length === 0) return;
       const epoch = local.epoch;
+      // The generation is taken before the load, as a read's fill takes it: a state loaded before
+      // a generation was stamped may miss a change whose write went to the one before (or failed
+      // while a restamp was under way, which marks nothing unsafe), and in the new generation it
+      // would stand as the newest. Written into the generation of before the load, it either
+      // meets every later change's write there or a generation no one will trust again.
+      const stamp = await usableStamp();
       const states = await loadStates(unique);
       const entries: CacheEntry[] = unique.map((key, i) => ({ key, state: states[i]! }));
       for (const { key, state } of entries) keepLocal(key, state, epoch);
@@ -635,7 +643,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
       // takes a newer version than it holds. Redis and the other instances hear of it meanwhile;
       // the reply waits for both.
       live.deliverHere(entries);
-      await Promise.all([writeRedis(entries), publishToPeers(entries)]);
+      await Promise.all([writeRedis(stamp, entries), publishToPeers(entries)]);
     },
     subscribe: (key, listener) => live.subscribe(normalKey(key), listener),
     trusted: () => trustedStamp() !== null,

@@ -9,8 +9,10 @@ import {
   type CoherenceTimings,
   type CoherentCounters,
   createCoherentCounters,
+  type StateLoaders,
 } from "./coherence.ts";
 import { type CachedState, groupKey, userKey } from "./cache_keys.ts";
+import { loadManyGroupCounters, loadManyUserCounters } from "./counter_store.ts";
 import type { GroupCounters, UserCounters } from "./counters.ts";
 import type { LiveUpdates } from "./live_updates.ts";
 import { createLocalCache, type LocalCache } from "./local_cache.ts";
@@ -63,7 +65,12 @@ function instance(
   env: TestEnv,
   sql: Sql,
   redis: RedisCache,
-  options: { local?: LocalCache; live?: LiveUpdates; timings?: Partial<CoherenceTimings> } = {},
+  options: {
+    local?: LocalCache;
+    live?: LiveUpdates;
+    timings?: Partial<CoherenceTimings>;
+    loaders?: StateLoaders;
+  } = {},
 ) {
   const lookups = countingBy("result");
   const generations = countingBy("reason");
@@ -82,6 +89,7 @@ function instance(
     },
     generationChanges: generations.counter,
     timings: options.timings,
+    loaders: options.loaders,
   });
   return { counters, stats };
 }
@@ -129,12 +137,17 @@ async function settled(
  * Two counters instances (A and B) on the test's database and a private redis-server, with an
  * admin client to that server; `close` stops all of it.
  */
-async function twoInstancesOnPrivateRedis(env: TestEnv) {
+async function twoInstancesOnPrivateRedis(
+  env: TestEnv,
+  options: { loadersOfA?: StateLoaders } = {},
+) {
   const dir = await Deno.makeTempDir({ prefix: "coherence-redis-" });
   const server = await startPrivateRedis(dir);
   const sql = await countersDb(env);
   const caches = [0, 1].map(() => openRedisCache({ url: server.url, keyPrefix: "c:" }));
-  const [a, b] = caches.map((redis) => instance(env, sql, redis));
+  const [a, b] = caches.map((redis, i) =>
+    instance(env, sql, redis, i === 0 ? { loaders: options.loadersOfA } : {})
+  );
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
   admin.on("error", () => {});
   return {
@@ -305,6 +318,64 @@ integrationTest(
       });
       assert.deepEqual((await b.counters.read(me)).user, at(peer, 2));
       assert.deepEqual((await a.counters.read(me)).user, at(peer, 2));
+    } finally {
+      await close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a change loaded before Redis was stamped anew never writes its older state into the new generation",
+  async (env) => {
+    // A's loads of users can be held after Postgres answered: a slow changed() on a busy machine.
+    let hold: { loaded: () => void; release: Promise<void> } | undefined;
+    const loadersOfA: StateLoaders = {
+      async users(sql, userIds) {
+        const states = await loadManyUserCounters(sql, userIds);
+        const held = hold;
+        hold = undefined;
+        if (held) {
+          held.loaded();
+          await held.release;
+        }
+        return states;
+      },
+      groups: loadManyGroupCounters,
+    };
+    const { sql, a, b, admin, close } = await twoInstancesOnPrivateRedis(env, { loadersOfA });
+    try {
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await setPostgres(sql, me, peer, 1);
+      const first = await settled(sql, admin, "c:", [a.counters, b.counters]);
+
+      // A's changed() has loaded version 1 and is held before its Redis write.
+      const loaded = Promise.withResolvers<void>();
+      const release = Promise.withResolvers<void>();
+      hold = { loaded: loaded.resolve, release: release.promise };
+      const changedOnA = a.counters.changed([userKey(me)]);
+      await loaded.promise;
+
+      // Meanwhile version 2 commits and B writes it, into the generation of the moment.
+      await setPostgres(sql, me, peer, 2);
+      await b.counters.changed([userKey(me)]);
+      // Then Redis loses everything (FLUSHALL) and is stamped anew; every lease on the first
+      // generation runs out, and both instances trust the new one.
+      await admin.flushall();
+      await waitFor(async () => (await generationRow(sql)).stamp !== first, {
+        what: "the flushed Redis stamped anew",
+      });
+      await new Promise((r) => setTimeout(r, 1_100)); // leaseMs, the default, and a margin
+      await settled(sql, admin, "c:", [a.counters, b.counters]);
+
+      release.resolve();
+      await changedOnA;
+      for (const reader of [b, a]) {
+        assert.deepEqual(
+          (await reader.counters.read(me)).user,
+          at(peer, 2),
+          "version 1, loaded before the new generation, is never served from it",
+        );
+      }
     } finally {
       await close();
     }
