@@ -3,6 +3,7 @@
  * counter, in Postgres and as each counters instance serves it, with the truth.
  */
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Redis } from "ioredis";
 import postgres from "postgres";
 import { TIMEOUT_REASON } from "../dialogs/saga.ts";
 import { connectNats } from "../shared/jetstream.ts";
@@ -179,6 +180,10 @@ export async function checkInvariant(
           `truth ${x.expected}`,
       );
     }
+    if (served.length > 0) {
+      await explainServed(world, [...new Set(served.slice(0, 5).map((x) => x.userId))], log)
+        .catch((err) => log(`chaos: could not explain the drift as served: ${err}`));
+    }
     const pair = (x: { userId: string; peerId: string }) => `${x.userId}/${x.peerId}`;
     const bad = new Set([...stored.map(pair), ...served.map(pair)]);
     const twice = new Set([
@@ -198,5 +203,43 @@ export async function checkInvariant(
     };
   } finally {
     await d.end();
+  }
+}
+
+/**
+ * Logs, for users served wrong, what the caches had to go on: the user's version in Postgres, the
+ * cache generation Postgres names, and the version Redis holds for the user in it.
+ */
+async function explainServed(
+  world: ChaosWorld,
+  users: string[],
+  log: (line: string) => void,
+): Promise<void> {
+  const servers = await world.servers!;
+  const c = postgres(world.databaseUrls.counters, { max: 1, onnotice: () => {} });
+  const redis = new Redis(servers.redis.url, { keyPrefix: `${world.prefix}:`, lazyConnect: true });
+  redis.on("error", () => {});
+  try {
+    const [generation] = await c<{ stamp: string; redis_run_id: string | null }[]>`
+      select stamp, redis_run_id from cache_generation`;
+    const held = await redis.get("generation");
+    log(
+      `chaos: cache generation ${generation?.stamp} (run ${generation?.redis_run_id}), ` +
+        `Redis holds ${held}`,
+    );
+    for (const userId of users) {
+      const [row] = await c<{ version: string }[]>`
+        select version from counter_versions where user_id = ${userId}`;
+      const entry = held === null ? null : await redis.get(`g:${held}:user:${userId}`);
+      log(
+        `chaos: ${userId} is at version ${row?.version ?? 0} in Postgres, ` +
+          `${
+            entry === null ? "absent" : `at version ${entry.slice(0, entry.indexOf("|"))}`
+          } in Redis`,
+      );
+    }
+  } finally {
+    redis.disconnect();
+    await c.end();
   }
 }
