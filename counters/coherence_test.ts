@@ -383,6 +383,52 @@ integrationTest(
 );
 
 integrationTest(
+  "coherence: a change whose Redis write failed publishes its live update before waiting out the leases, so a cache cleared meanwhile never keeps its older state",
+  async (env) => {
+    const dir = await Deno.makeTempDir({ prefix: "coherence-redis-" });
+    const server = await startPrivateRedis(dir);
+    const sql = await countersDb(env);
+    const redis = openRedisCache({ url: server.url, keyPrefix: "c:" });
+    const live = memoryLive();
+    const other = live.instance();
+    const receiver = createLocalCache();
+    const a = instance(env, sql, redis, { live: live.instance() });
+    const b = instance(env, sql, redis, { local: receiver, live: live.instance() });
+    try {
+      const me = crypto.randomUUID(), peer = crypto.randomUUID();
+      await setPostgres(sql, me, peer, 1);
+      await waitFor(() => a.counters.trusted(), { what: "Redis trusted" });
+      await server.refuseWrites();
+      // A's write of version 1 fails: the cache is marked unsafe and A waits out the leases.
+      const changedOnA = a.counters.changed([userKey(me)]);
+      await waitFor(async () => (await generationRow(sql)).redis_run_id === null, {
+        what: "the cache marked unsafe",
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      // Meanwhile version 2 commits and its live update reaches B; then B's cache is cleared (a
+      // new generation, say).
+      await setPostgres(sql, me, peer, 2);
+      await other.publish([{ key: userKey(me), state: at(peer, 2) }]);
+      assert.equal(receiver.get("user", me)?.version, 2);
+      receiver.clear();
+      await changedOnA;
+      assert.notEqual(
+        receiver.get("user", me)?.version,
+        1,
+        "version 1, older than the update B dropped, is never kept after the clear",
+      );
+    } finally {
+      await server.acceptWrites().catch(() => {});
+      await a.counters.close();
+      await b.counters.close();
+      await redis.close();
+      await server.kill();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+integrationTest(
   "coherence: entries left over from an earlier life of the counters database are never served",
   async (env) => {
     const earlier = await countersDb(env);
