@@ -1,6 +1,6 @@
 /** `deno task dev`: runs dialogs (8081) and counters (8082) against the local services; Ctrl-C stops both. */
 const permissions = [
-  "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=20,--no-allocation-site-pretenuring",
+  "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=20",
   "--allow-net",
   "--allow-env",
   "--allow-read",

@@ -125,8 +125,7 @@ export async function findBinary(name: string): Promise<string> {
 }
 
 /** The V8 flags the services run with in deno.json's tasks and the Dockerfile. */
-export const SERVICE_V8_FLAGS =
-  "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=20,--no-allocation-site-pretenuring";
+export const SERVICE_V8_FLAGS = "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=20";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
