@@ -1,10 +1,11 @@
 /// <reference lib="dom" />
 /**
  * The web page in headless Chromium: two and three users, live badges, reads, failed sends,
- * groups, mentions, mutes and deletes, and a phone-sized screen.
+ * groups, mentions, mutes and deletes, members added, leaving and removed, and a phone-sized screen.
  */
 import assert from "node:assert/strict";
 import { type Browser, chromium, type Page } from "playwright-core";
+import type { DialogsConfig } from "../dialogs/config.ts";
 import { signToken } from "../shared/auth.ts";
 import { integrationTest, type Service, TEST_JWT_SECRET, type TestEnv } from "../testing/env.ts";
 import { freePort } from "../testing/processes.ts";
@@ -27,7 +28,7 @@ async function launch(): Promise<Browser> {
   });
 }
 
-async function startBoth(env: TestEnv) {
+async function startBoth(env: TestEnv, dialogsOverrides: Partial<DialogsConfig> = {}) {
   const [dialogsPort, countersPort] = [freePort(), freePort()];
   const counters = await env.startCounters({
     overrides: { PORT: countersPort, CORS_ORIGINS: [`http://127.0.0.1:${dialogsPort}`] },
@@ -37,6 +38,7 @@ async function startBoth(env: TestEnv) {
       PORT: dialogsPort,
       DEV_LOGIN: true,
       COUNTERS_PUBLIC_URL: `http://127.0.0.1:${countersPort}`,
+      ...dialogsOverrides,
     },
   });
   return { dialogs, counters };
@@ -339,6 +341,132 @@ integrationTest(
       await waitText(pageB, "#mentions", "@1");
       const screenshot = Deno.env.get("SCREENSHOT");
       if (screenshot) await pageB.screenshot({ path: screenshot });
+    } finally {
+      await browser.close();
+    }
+  },
+);
+
+integrationTest(
+  "web page: the owner adds a member (bad ids refused, nothing changed); a member leaves on a phone and the group leaves its list and total; the owner removes one",
+  async (env) => {
+    const { dialogs } = await startBoth(env, { MAX_GROUP_MEMBERS: 4 });
+    const [a, b, c] = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+    // B's and C's reads fail, so the group stays unread for them even while it is open: their
+    // badges can only leave the total by their leaving.
+    await env.sql("dialogs").unsafe(
+      `alter table group_members add constraint no_reads
+       check (user_id not in ('${b}', '${c}') or read_seq = 0)`,
+    );
+    const browser = await launch();
+    try {
+      const pageA = await signIn(browser, dialogs, a);
+      const pageB = await signIn(browser, dialogs, b);
+      const pageC = await signIn(browser, dialogs, c, 380);
+      await pageA.click("#groupbtn");
+      await pageA.fill("#grouptitle", "Crew");
+      await pageA.fill("#groupmembers", b);
+      await pageA.click("#creategroup");
+      await waitText(pageA, "#dialogtitle", "Crew · 2 members");
+      const group = await pageA.evaluate(() =>
+        document.querySelector<HTMLElement>("#dialoglist li.open")?.dataset.group
+      );
+      assert.ok(group);
+      const memberCount = async () =>
+        (await call(dialogs, a, "GET", `/api/groups/${group}`)).memberCount;
+
+      // The members panel opens from the header; a bad id is named and nothing is sent.
+      assert.equal(await pageA.isVisible("#grouppanel"), false);
+      await pageA.click("#membersbtn");
+      await pageA.fill("#addids", `${c}, bob`);
+      await pageA.click("#addbtn");
+      await waitText(pageA, "#grouperror", "Not a user id (UUID): bob");
+      assert.equal(await memberCount(), 2, "a bad id adds no one, not even the good ones");
+      // The API's refusal (the group would be over MAX_GROUP_MEMBERS) shows its problem+json.
+      const three = [crypto.randomUUID(), crypto.randomUUID(), crypto.randomUUID()];
+      await pageA.fill("#addids", three.join("\n"));
+      await pageA.click("#addbtn");
+      await waitText(
+        pageA,
+        "#grouperror",
+        "a group has at most 4 members: the group would have 5 members",
+      );
+      assert.equal(await memberCount(), 2);
+      assert.equal(await pageA.inputValue("#addids"), three.join("\n"), "kept to fix");
+      assert.equal(await pageA.textContent("#dialogtitle"), "Crew · 2 members");
+
+      await pageA.fill("#addids", c.toUpperCase());
+      await pageA.click("#addbtn");
+      await waitText(pageA, "#groupnote", "Added 1 member.");
+      await waitText(pageA, "#dialogtitle", "Crew · 3 members");
+      assert.equal(await pageA.isVisible("#grouperror"), false, "the error is gone");
+      assert.equal(await memberCount(), 3);
+      assert.equal(
+        await pageA.locator(`#chips [data-mention="${c}"]`).count(),
+        1,
+        "the added member can be mentioned",
+      );
+
+      await sendText(pageA, "welcome");
+      await waitText(pageC, `${row("group", group)} .badge.count`, "1");
+      await waitText(pageC, "#total", "1");
+      await waitText(pageB, `${row("group", group)} .badge.count`, "1");
+      await waitText(pageB, "#total", "1");
+
+      // C, on a phone, opens the group; as a member only, C cannot remove B.
+      await pageC.click(row("group", group));
+      await pageC.waitForSelector(".msg >> text=welcome");
+      await pageC.waitForSelector("#error >> text=unexpected error", { state: "attached" });
+      await pageC.click("#membersbtn");
+      assert.equal(await pageC.isVisible("#grouppanel"), true);
+      await pageC.fill("#removeid", b);
+      await pageC.click("#removebtn");
+      await waitText(pageC, "#grouperror", "only the owner removes other members");
+      assert.equal(await memberCount(), 3);
+      const overflow = await pageC.evaluate(() =>
+        document.documentElement.scrollWidth > innerWidth
+      );
+      assert.equal(overflow, false, "the panel fits the phone: no sideways scrolling");
+
+      // C leaves: asked once more, then the group leaves C's list and, live, C's total.
+      assert.equal(await total(pageC), "1", "still unread: C's reads fail");
+      await pageC.click("#leavebtn");
+      await waitText(pageC, "#leavebtn", "Leave for good? Press again");
+      assert.equal(await memberCount(), 3, "the first press only asks");
+      await pageC.click("#leavebtn");
+      await waitText(pageC, "#listerror", "You left “Crew”.");
+      assert.equal(await pageC.isVisible("#dialogs"), true, "back to the list on the phone");
+      await pageC.waitForSelector(row("group", group), { state: "detached" });
+      await waitText(pageC, "#total", "0");
+      assert.equal(await pageC.title(), "Unread");
+      assert.equal(await memberCount(), 2);
+      await waitText(
+        pageC,
+        "#nodialogs",
+        "No chats yet. Open a dialog with a peer's id, or create a group.",
+      );
+
+      // The owner removes B; B's page drops the group and its badge, and a second page of B's
+      // that had it open closes it.
+      const pageB2 = await signIn(browser, dialogs, b);
+      await pageB2.click(row("group", group));
+      await pageB2.waitForSelector(".msg >> text=welcome");
+      await pageA.fill("#removeid", b);
+      await pageA.click("#removebtn");
+      await waitText(pageA, "#groupnote", `Removed ${b.slice(0, 8)}.`);
+      await waitText(pageA, "#dialogtitle", "Crew · 1 member");
+      await pageB.waitForSelector(row("group", group), { state: "detached" });
+      await waitText(pageB, "#total", "0");
+      await waitText(pageB2, "#listerror", "You are no longer a member of that group.");
+      await waitText(pageB2, "#dialogtitle", "Pick a chat");
+      assert.equal(await pageB2.locator(row("group", group)).count(), 0);
+      const gone = await fetch(`${dialogs.url}/api/groups/${group}`, {
+        headers: { Authorization: `Bearer ${await signToken(b, TEST_JWT_SECRET)}` },
+      });
+      assert.equal(gone.status, 404);
+      await gone.body?.cancel();
+      // The owner's group goes on.
+      await sendText(pageA, "just me now");
     } finally {
       await browser.close();
     }

@@ -2,7 +2,7 @@
 /**
  * The web page's client: sign in; dialogs and groups with live unread and `@` badges; a chat with
  * send (with mentions in groups), read, delete of one's own messages, mute and unmute; group
- * creation.
+ * creation, adding members, leaving, and removal of a member by its owner.
  */
 // Types only, from the schemas that validate and document the APIs: the bundle carries no zod.
 import type { z } from "@hono/zod-openapi";
@@ -16,6 +16,7 @@ import type {
   GroupReadCount,
   GroupView as GroupCreated,
   GroupWithMe,
+  MembersAdded,
   MessageList,
   MessageStatus,
   MessageView,
@@ -104,6 +105,13 @@ function problemText(body: Partial<Problem> & { errors?: { message?: string }[] 
     : detail;
 }
 
+/** A refusal of the API: the words of its problem+json body, and its status. */
+class ApiError extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+  }
+}
+
 async function api<T>(url: string, init: RequestInit = {}): Promise<T> {
   const res = await fetch(url, {
     ...init,
@@ -118,7 +126,7 @@ async function api<T>(url: string, init: RequestInit = {}): Promise<T> {
     throw new Error("unauthorized");
   }
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(problemText(body, res.status));
+  if (!res.ok) throw new ApiError(problemText(body, res.status), res.status);
   return body as T;
 }
 
@@ -243,9 +251,16 @@ async function catchUpOnce() {
     ];
     const missing = counted.some((id) => !listed.has(id));
     let unshown = false;
-    if (state.open) {
-      await loadMessages();
-      if (unreadOf(state.open) > 0) unshown = (await markRead()) === 0;
+    const open = state.open;
+    if (open) {
+      try {
+        await loadMessages();
+        if (unreadOf(open) > 0) unshown = (await markRead()) === 0;
+      } catch (err) {
+        // Removed from the open group (by its owner, or on another device): it answers 404.
+        if (open.kind !== "group" || (err as ApiError).status !== 404) throw err;
+        leftGroup(open.id, "You are no longer a member of that group.");
+      }
     }
     if (!missing && !unshown) return;
     await sleep(delay);
@@ -283,6 +298,7 @@ function renderCounters() {
 function renderMute() {
   const button = $("mutebtn");
   button.hidden = !state.open;
+  $("membersbtn").hidden = state.open?.kind !== "group";
   if (!state.open) return;
   const muted = isMuted(state.open);
   button.textContent = muted ? "Unmute" : "Mute";
@@ -388,6 +404,7 @@ async function openChat(chat: Chat) {
   }
   showError("");
   showListError("");
+  resetGroupPanel(false);
   renderMessages();
   renderMute();
   if (chat.kind === "group") await loadGroup(state.open.id);
@@ -403,6 +420,7 @@ function closeChat() {
   $("app").classList.remove("in-dialog");
   $("compose").hidden = true;
   $("chips").hidden = true;
+  resetGroupPanel(false);
   $("dialogtitle").textContent = "Pick a chat";
   renderMute();
 }
@@ -665,6 +683,9 @@ function renderChips() {
       return chip;
     }),
   );
+  $("knownmembers").replaceChildren(
+    ...known.map((id) => Object.assign(document.createElement("option"), { value: id })),
+  );
 }
 
 function insertMention(who: string) {
@@ -676,7 +697,7 @@ function insertMention(who: string) {
 
 async function createGroup() {
   const title = $<HTMLInputElement>("grouptitle").value.trim();
-  const ids = $<HTMLTextAreaElement>("groupmembers").value.split(/[\s,;]+/).filter(Boolean);
+  const ids = idsIn($<HTMLTextAreaElement>("groupmembers").value);
   const bad = ids.filter((id) => !isUuid(id));
   if (!title) return showListError("A group needs a title.");
   if (bad.length) return showListError(`Not a user id (UUID): ${bad.join(", ")}`);
@@ -696,6 +717,102 @@ async function createGroup() {
   showListError("");
   await loadChats();
   await openChat({ kind: "group", id: group.id });
+}
+
+// ---- members: add, remove, leave ----------------------------------------------------------
+
+/** The Leave button was pressed once; the second press leaves. */
+let leaveArmed = false;
+const LEAVE = "Leave group";
+const LEAVE_ASK = "Leave for good? Press again";
+
+/** Hides or shows the open group's members panel, with its messages and Leave button reset. */
+function resetGroupPanel(open: boolean) {
+  $("grouppanel").hidden = !open;
+  $("membersbtn").classList.toggle("on", open);
+  $("membersbtn").setAttribute("aria-expanded", String(open));
+  leaveArmed = false;
+  $("leavebtn").textContent = LEAVE;
+  showGroupNote("");
+}
+
+/** A result in the members panel (and no error). */
+function showGroupNote(text: string) {
+  $("groupnote").textContent = text;
+  $("grouperror").textContent = "";
+}
+
+/** An error in the members panel. */
+function showGroupError(text: string) {
+  $("groupnote").textContent = "";
+  $("grouperror").textContent = text;
+}
+
+/** The user ids typed in a field: split on spaces, commas, semicolons and lines. */
+const idsIn = (value: string) => value.split(/[\s,;]+/).filter(Boolean);
+
+async function addMembers() {
+  const chat = state.open;
+  if (chat?.kind !== "group") return;
+  const ids = idsIn($<HTMLTextAreaElement>("addids").value);
+  if (ids.length === 0) return showGroupError("Enter the user ids to add.");
+  const bad = ids.filter((id) => !isUuid(id));
+  if (bad.length) return showGroupError(`Not a user id (UUID): ${bad.join(", ")}`);
+  const userIds = [...new Set(ids.map((id) => id.toLowerCase()))];
+  const { added } = await api<z.infer<typeof MembersAdded>>(`/api/groups/${chat.id}/members`, {
+    method: "POST",
+    body: JSON.stringify({ userIds }),
+  });
+  const known = state.members.get(chat.id) ?? new Set<string>();
+  for (const id of userIds) known.add(id);
+  state.members.set(chat.id, known);
+  $<HTMLTextAreaElement>("addids").value = "";
+  showGroupNote(
+    added === 0
+      ? "Already members: no one added."
+      : `Added ${added === 1 ? "1 member" : `${added} members`}.`,
+  );
+  renderChips();
+  await loadGroup(chat.id);
+}
+
+async function removeMember() {
+  const chat = state.open;
+  if (chat?.kind !== "group") return;
+  const id = $<HTMLInputElement>("removeid").value.trim().toLowerCase();
+  if (!isUuid(id)) return showGroupError("A member's id is a UUID.");
+  if (id === state.userId) return showGroupError("To leave the group, press “Leave group”.");
+  await api(`/api/groups/${chat.id}/members/${id}`, { method: "DELETE" });
+  state.members.get(chat.id)?.delete(id);
+  $<HTMLInputElement>("removeid").value = "";
+  showGroupNote(`Removed ${short(id)}.`);
+  renderChips();
+  await loadGroup(chat.id);
+}
+
+/** Leave asks once more before it leaves; then the group leaves the list (and, live, the total). */
+async function leaveGroup() {
+  const chat = state.open;
+  if (chat?.kind !== "group") return;
+  if (!leaveArmed) {
+    leaveArmed = true;
+    $("leavebtn").textContent = LEAVE_ASK;
+    return;
+  }
+  leaveArmed = false;
+  $("leavebtn").textContent = LEAVE;
+  const title = state.group?.title;
+  await api(`/api/groups/${chat.id}/members/${state.userId}`, { method: "DELETE" });
+  leftGroup(chat.id, title ? `You left “${title}”.` : "You left the group.");
+  await loadChats();
+}
+
+/** The user is no longer in the group: it closes, its row goes, and the list says why. */
+function leftGroup(groupId: string, why: string) {
+  state.members.delete(groupId);
+  if (state.open?.kind === "group" && state.open.id === groupId) closeChat();
+  document.querySelector(`#dialoglist li[data-group="${groupId}"]`)?.remove();
+  showListError(why);
 }
 
 // ---- wiring ---------------------------------------------------------------------------------
@@ -720,6 +837,21 @@ $("signout").addEventListener("click", () => signOut());
 $("copyid").addEventListener("click", () => copyId());
 $("back").addEventListener("click", () => closeChat());
 $("mutebtn").addEventListener("click", () => toggleMute());
+$("membersbtn").addEventListener("click", () => {
+  resetGroupPanel($("grouppanel").hidden === true);
+  if (!$("grouppanel").hidden) $("addids").focus();
+});
+$("addmembers").addEventListener("submit", (e) => {
+  e.preventDefault();
+  addMembers().catch((err) => showGroupError(err.message));
+});
+$("removemember").addEventListener("submit", (e) => {
+  e.preventDefault();
+  removeMember().catch((err) => showGroupError(err.message));
+});
+$("leavebtn").addEventListener("click", () => {
+  leaveGroup().catch((err) => showGroupError(err.message));
+});
 $("newdialog").addEventListener("submit", (e) => {
   e.preventDefault();
   const peer = $<HTMLInputElement>("peer").value.trim();
