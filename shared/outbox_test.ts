@@ -619,6 +619,7 @@ integrationTest(
       }));
       const rowless = messageSentEvent("req-rowless"), inOutbox = messageSentEvent();
       await outboxTransaction(sql, async (tx, withCommit) => {
+        await tx`select 1`;
         withCommit(enqueueEvent(tx, inOutbox));
         publishAfterCommit(tx, [rowless]);
       });
@@ -655,6 +656,7 @@ integrationTest(
       await relay.start();
       const rowless = messageSentEvent(), inOutbox = messageSentEvent();
       await outboxTransaction(sql, async (tx, withCommit) => {
+        await tx`select 1`;
         withCommit(enqueueEvent(tx, inOutbox));
         publishAfterCommit(tx, [rowless]);
       });
