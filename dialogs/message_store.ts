@@ -656,7 +656,11 @@ export const REPUBLISH_AFTER_MS = 2_000;
 /**
  * Publishes again the "message sent" events of pending dialog messages older than `afterMs` whose
  * last republish is older than that too (the process may have died between the commit and the
- * publish, or NATS or the relay failed), oldest first, at most `limit`, in one transaction: the
+ * publish, or NATS or the relay failed), oldest first, at most `limit`, in one transaction. The
+ * gap between two republishes of a message grows with its age at the last one, up to 4 × `afterMs`
+ * (republished at 2, 4, 8, 16, 24 s of age…): a saga that is slow because counters is (its event
+ * did get out) costs a few republishes, not one every 2 s, and one whose publish failed goes out
+ * at most 8 s after NATS is back. The
  * rows are locked with SKIP LOCKED, so instances sweeping at once take different ones, and their
  * republished_at is set with the COMMIT, after which this process's relay publishes the events
  * (same id as the first publish: a repeat within JetStream's duplicate window is dropped, a later
@@ -681,7 +685,9 @@ export async function republishStaleSends(
       where status = 'pending' and group_id is null
         and created_at < now() - make_interval(secs => ${afterMs / 1000})
         and (republished_at is null
-             or republished_at < now() - make_interval(secs => ${afterMs / 1000}))
+             or republished_at < now() - greatest(
+               make_interval(secs => ${afterMs / 1000}),
+               least(republished_at - created_at, make_interval(secs => ${4 * afterMs / 1000}))))
       order by created_at
       limit ${limit}
       for update skip locked`;

@@ -463,8 +463,9 @@ integrationTest(
           [0, 0],
           "not again within the interval",
         );
-        // Still pending after the interval: republished again, and JetStream drops the repeat.
-        await new Promise((r) => setTimeout(r, 350));
+        // Still pending after the interval (which grew with the message's age): republished
+        // again, and JetStream drops the repeat.
+        await new Promise((r) => setTimeout(r, 800));
         assert.equal(await republishStaleSends(other, 300), 1);
         await new Promise((r) => setTimeout(r, 500));
         assert.equal(await mine.count(), 1, "the repeat was deduplicated");
