@@ -89,7 +89,7 @@ export async function startDialogs(
       const n = await sweepStaleSends(sql);
       if (n > 0) {
         republished.inc({}, n);
-        log.info("pending sends republished", { count: n });
+        log.warn("pending sends republished: their events may not have got out", { count: n });
       }
     },
     log,
