@@ -108,7 +108,8 @@ const handoffs = new WeakMap<Tx | Sql, Handoff | null>();
  * same pool is running and its last batch went out, the events fn enqueues are written claimed for
  * it and handed to it once the transaction committed: it publishes them without claiming them
  * first (a round trip less per batch). Otherwise, once committed, the relays are woken
- * (notifyOutbox) if fn enqueued an event.
+ * (notifyOutbox) if fn enqueued an event. Events given to publishAfterCommit in fn go to that
+ * relay too, after the commit, with no outbox row.
  */
 export async function outboxTransaction<T>(
   sql: Sql,
