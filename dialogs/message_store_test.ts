@@ -17,6 +17,7 @@ import {
   type TimedOutSend,
 } from "./message_store.ts";
 import { TIMEOUT_REASON } from "./saga.ts";
+import { createGroup, sendGroupMessage } from "./group_store.ts";
 import { integrationTest, migratedDatabase, type TestEnv, waitFor } from "../testing/env.ts";
 import { memoryMessageStore } from "../testing/memory_store.ts";
 
@@ -434,6 +435,15 @@ integrationTest(
       // No relay on this pool: the send commits and its event goes nowhere.
       const lost = await pendingSend(sql);
       assert.equal(await outboxRows(sql), 0, "a dialog send writes no outbox row");
+      // A pending group message has its outbox row: never republished from the message.
+      const owner = crypto.randomUUID();
+      const group = await createGroup(sql, {
+        ownerId: owner,
+        title: "g",
+        members: [crypto.randomUUID()],
+      });
+      await sendGroupMessage(sql, { senderId: owner, groupId: group.id, text: "g", mentions: [] });
+      await sql`delete from outbox`;
       assert.equal(await republishStaleSends(sql, 300), 0, "no relay here: nothing republished");
       const [untouched] = await sql<{ republished_at: Date | null }[]>`
         select republished_at from messages where id = ${lost.id}`;
