@@ -21,7 +21,7 @@ import { serviceLogger, serviceMetrics } from "../shared/service/telemetry.ts";
 import { mountDialogsRoutes } from "./app.ts";
 import { type DialogsConfig, loadDialogsConfig } from "./config.ts";
 import { createDialogEventHandler } from "./dialog_events.ts";
-import { postgresMessageStore, sweepTimedOutSends } from "./message_store.ts";
+import { postgresMessageStore, sweepStaleSends, sweepTimedOutSends } from "./message_store.ts";
 import { mountWebApp } from "./web.ts";
 
 /** How often the sweeper looks for timed-out sends: a quarter of the timeout, at most every second. */
@@ -61,6 +61,12 @@ export async function startDialogs(
     "Time from send to committed or failed",
     LATENCY_BUCKETS.concat([10, 30, 60]),
   );
+  const republished = metrics.counter(
+    "dialogs_sends_republished_total",
+    "Pending dialog sends whose event the sweeper published again",
+  );
+  // Each tick fails the timed-out sends, then republishes the events of the pending ones older
+  // than REPUBLISH_AFTER_MS (a dialog send's event has no outbox row: sendMessages).
   const sweeper = startPeriodic(
     "saga timeout sweep",
     sweepIntervalMs(config.SAGA_TIMEOUT_MS),
@@ -80,6 +86,11 @@ export async function startDialogs(
           sagaOutcomes.inc({ status: "timed_out" }, failed.length);
         },
       });
+      const n = await sweepStaleSends(sql);
+      if (n > 0) {
+        republished.inc({}, n);
+        log.warn("pending sends republished: their events may not have got out", { count: n });
+      }
     },
     log,
   );

@@ -1,12 +1,17 @@
 /**
- * Postgres access for dialogs: sending (message + outbox event in one transaction), reading,
+ * Postgres access for dialogs: sending (the message is the durable record of its event), reading,
  * deleting, counters' replies and the sweeper; groups and mutes are in group_store.ts.
  */
 import { isUnavailableDbError, type Sql, type Tx } from "../shared/db.ts";
 import { createEvent, type Envelope, type EventData } from "../shared/events.ts";
 import { groupCommitIsolated } from "../shared/group_commit.ts";
 import { currentTraceparent, recordSpan, spanClock } from "../shared/tracing.ts";
-import { enqueueEvent, enqueueEvents, outboxTransaction } from "../shared/outbox.ts";
+import {
+  enqueueEvent,
+  enqueueEvents,
+  outboxTransaction,
+  publishAfterCommit,
+} from "../shared/outbox.ts";
 import {
   addMembers,
   type AddMembersInput,
@@ -136,8 +141,9 @@ export function postgresMessageStore(sql: Sql): MessageStore {
 }
 
 /**
- * Stores the message as pending and its "message sent" event in one transaction. With an
- * Idempotency-Key already used by this sender, returns that message and creates nothing.
+ * Stores the message as pending; its "message sent" event is published after the commit (see
+ * sendMessages). With an Idempotency-Key already used by this sender, returns that message and
+ * creates nothing.
  */
 export async function sendMessage(sql: Sql, input: SendInput): Promise<SendResult> {
   return (await sendMessages(sql, [input]))[0]!;
@@ -162,15 +168,20 @@ export function groupCommittedSends(sql: Sql): (input: SendInput) => Promise<Sen
 }
 
 /**
- * Stores `inputs` as pending messages and their "message sent" events in one transaction of two
- * round trips (BEGIN with the messages, the events with COMMIT; a third reads the messages of
- * Idempotency-Keys used before). One result per input, in order. A key used before by its sender,
- * or twice in `inputs`, returns the first message and creates nothing.
+ * Stores `inputs` as pending messages in one transaction (BEGIN with the messages, then COMMIT; a
+ * round trip more reads the messages of Idempotency-Keys used before). One result per input, in
+ * order. A key used before by its sender, or twice in `inputs`, returns the first message and
+ * creates nothing.
+ *
+ * Each created message's "message sent" event has no outbox row: the pending message is its
+ * durable record. It goes to this process's relay after the commit (publishAfterCommit), with the
+ * message's id as event id; should it not get out, republishStaleSends publishes it again from the
+ * row under the same id.
  */
 export async function sendMessages(sql: Sql, inputs: SendInput[]): Promise<SendResult[]> {
   if (inputs.length === 0) return [];
   const started = spanClock();
-  const results = await outboxTransaction(sql, async (tx, withCommit) => {
+  const results = await outboxTransaction(sql, async (tx) => {
     const ids = inputs.map(() => crypto.randomUUID());
     const transactionIds = inputs.map(() => crypto.randomUUID());
     // ON CONFLICT waits for a concurrent send with the same key, then yields to it; a key given
@@ -207,16 +218,10 @@ export async function sendMessages(sql: Sql, inputs: SendInput[]): Promise<SendR
         const { idempotency_key: _, ...message } = byKey.get(key)!;
         return { message, created: false };
       }
-      events.push(createEvent("dialogs.message.sent", {
-        transactionId: row.transaction_id,
-        messageId: row.id,
-        senderId: row.sender_id,
-        recipientId: row.recipient_id!,
-        sentAt: row.created_at.toISOString(),
-      }, { requestId: input.requestId, traceparent: input.traceparent }));
+      events.push(sentEvent(row, input.requestId ?? null, input.traceparent ?? null));
       return { message: row, created: true };
     });
-    withCommit(enqueueEvents(tx, events));
+    publishAfterCommit(tx, events);
     return results;
   });
   // One span in each request's trace for the transaction that stored its message.
@@ -228,6 +233,25 @@ export async function sendMessages(sql: Sql, inputs: SendInput[]): Promise<SendR
     });
   }
   return results;
+}
+
+/**
+ * The "message sent" event of a dialog message, built from its row alone, so that a republish is
+ * the same event: its id is the message's id (JetStream drops a repeat within its duplicate
+ * window), it occurred when the message was created.
+ */
+function sentEvent(
+  row: Pick<MessageRow, "id" | "transaction_id" | "sender_id" | "recipient_id" | "created_at">,
+  requestId: string | null,
+  traceparent: string | null,
+): Envelope<"dialogs.message.sent"> {
+  return createEvent("dialogs.message.sent", {
+    transactionId: row.transaction_id,
+    messageId: row.id,
+    senderId: row.sender_id,
+    recipientId: row.recipient_id!,
+    sentAt: row.created_at.toISOString(),
+  }, { id: row.id, now: row.created_at, requestId: requestId ?? undefined, traceparent });
 }
 
 /** A map key of an Idempotency-Key of a sender. */
@@ -620,5 +644,75 @@ export async function sweepTimedOutSends(
     total += failed.length;
     if (failed.length > 0) options.onBatch?.(failed);
     if (failed.length < batchSize) return total;
+  }
+}
+
+/**
+ * How old a pending dialog message, and its last republish, must be before republishStaleSends
+ * publishes its event again: the outbox's lease, the time a relay has for a handed-over event.
+ */
+export const REPUBLISH_AFTER_MS = 2_000;
+
+/**
+ * Publishes again the "message sent" events of pending dialog messages older than `afterMs` whose
+ * last republish is older than that too (the process may have died between the commit and the
+ * publish, or NATS or the relay failed), oldest first, at most `limit`, in one transaction. The
+ * gap between two republishes of a message grows with its age at the last one, up to 4 × `afterMs`
+ * (republished at 2, 4, 8, 16, 24 s of age…): a saga that is slow because counters is (its event
+ * did get out) costs a few republishes, not one every 2 s, and one whose publish failed goes out
+ * at most 8 s after NATS is back. The
+ * rows are locked with SKIP LOCKED, so instances sweeping at once take different ones, and their
+ * republished_at is set with the COMMIT, after which this process's relay publishes the events
+ * (same id as the first publish: a repeat within JetStream's duplicate window is dropped, a later
+ * one is absorbed by counters' ledger). Without a healthy relay in this process it changes nothing
+ * and returns 0, leaving the messages to an instance with one. Returns how many it republished.
+ * The republished event carries the stored request id and no trace.
+ */
+export async function republishStaleSends(
+  sql: Sql,
+  afterMs = REPUBLISH_AFTER_MS,
+  limit = SWEEP_BATCH_SIZE,
+): Promise<number> {
+  return await outboxTransaction(sql, async (tx, withCommit) => {
+    // messages_pending finds the candidates; few are older than afterMs.
+    const rows = await tx<
+      (Pick<MessageRow, "id" | "transaction_id" | "sender_id" | "recipient_id" | "created_at"> & {
+        request_id: string | null;
+      })[]
+    >`
+      select id, transaction_id, sender_id, recipient_id, created_at, request_id
+      from messages
+      where status = 'pending' and group_id is null
+        and created_at < now() - make_interval(secs => ${afterMs / 1000})
+        and (republished_at is null
+             or republished_at < now() - greatest(
+               make_interval(secs => ${afterMs / 1000}),
+               least(republished_at - created_at, make_interval(secs => ${4 * afterMs / 1000}))))
+      order by created_at
+      limit ${limit}
+      for update skip locked`;
+    if (rows.length === 0) return 0;
+    const events = rows.map((row) => sentEvent(row, row.request_id, null));
+    if (!publishAfterCommit(tx, events)) return 0;
+    withCommit(tx`
+      update messages set republished_at = now() where id = any(${rows.map((r) => r.id)}::uuid[])`);
+    return rows.length;
+  });
+}
+
+/**
+ * One republish tick: republishStaleSends batch after batch while a batch comes back full.
+ * Returns how many it republished.
+ */
+export async function sweepStaleSends(
+  sql: Sql,
+  options: { afterMs?: number; batchSize?: number } = {},
+): Promise<number> {
+  const batchSize = options.batchSize ?? SWEEP_BATCH_SIZE;
+  let total = 0;
+  while (true) {
+    const n = await republishStaleSends(sql, options.afterMs ?? REPUBLISH_AFTER_MS, batchSize);
+    total += n;
+    if (n < batchSize) return total;
   }
 }

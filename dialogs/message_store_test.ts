@@ -1,18 +1,24 @@
 import assert from "node:assert/strict";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Sql } from "../shared/db.ts";
 import type { EventData } from "../shared/events.ts";
+import { ensureStreams, streamNames } from "../shared/jetstream.ts";
+import { createLogger } from "../shared/log.ts";
+import { OutboxRelay } from "../shared/outbox.ts";
 import type { MessageStatus } from "./messages.ts";
 import {
   applyCountedReplies,
   type MessageStore,
   postgresMessageStore,
+  republishStaleSends,
   type SendInput,
   sendMessage,
   sweepTimedOutSends,
   type TimedOutSend,
 } from "./message_store.ts";
 import { TIMEOUT_REASON } from "./saga.ts";
-import { integrationTest, migratedDatabase, type TestEnv } from "../testing/env.ts";
+import { createGroup, sendGroupMessage } from "./group_store.ts";
+import { integrationTest, migratedDatabase, type TestEnv, waitFor } from "../testing/env.ts";
 import { memoryMessageStore } from "../testing/memory_store.ts";
 
 async function withDialogs(env: TestEnv, fn: (sql: Sql) => Promise<void>): Promise<void> {
@@ -212,15 +218,57 @@ integrationTest(
   },
 );
 
-/** The "message sent" events in the outbox, by message id: their transaction and request id. */
-async function sentEvents(sql: Sql) {
-  const rows = await sql<
-    {
-      request_id: string | null;
-      payload: { requestId?: string; data: { messageId: string; transactionId: string } };
-    }[]
-  >`select request_id, payload from outbox where type = 'dialogs.message.sent'`;
-  return new Map(rows.map((r) => [r.payload.data.messageId, r]));
+/** A "message sent" event as JetStream stored it. */
+interface PublishedSend {
+  msgId: string;
+  request_id: string | null;
+  payload: {
+    id: string;
+    occurredAt: string;
+    requestId?: string;
+    traceparent?: string;
+    data: { messageId: string; transactionId: string };
+  };
+}
+
+/**
+ * Starts a relay of this process on `sql`, publishing to the test's stream; `published(n)` waits
+ * for `n` events on the stream (and a moment for any more), then returns the "message sent" ones
+ * by message id. Every dialog send's event goes out through such a relay, never an outbox row.
+ */
+async function withRelay(env: TestEnv, sql: Sql) {
+  const nc = await env.nats();
+  const names = streamNames(env.stream, env.prefix);
+  await ensureStreams(nc, names);
+  const log = createLogger("test", "debug", env.logSink);
+  const relay = new OutboxRelay({ sql, js: jetstream(nc), log, prefix: env.prefix });
+  await relay.start();
+  const jsm = await jetstreamManager(nc);
+  const count = async () => (await jsm.streams.info(names.stream)).state.messages;
+  const published = async (n: number): Promise<Map<string, PublishedSend>> => {
+    await waitFor(async () => await count() >= n, { what: `${n} events published` });
+    await new Promise((r) => setTimeout(r, 200));
+    const events = new Map<string, PublishedSend>();
+    const total = await count();
+    for (let seq = 1; seq <= total; seq++) {
+      const m = (await jsm.streams.getMessage(names.stream, { seq }))!;
+      if (!m.subject.endsWith(".dialogs.message.sent")) continue;
+      const payload = m.json<PublishedSend["payload"]>();
+      events.set(payload.data.messageId, {
+        msgId: m.header.get("Nats-Msg-Id"),
+        request_id: m.header.get("X-Request-ID") || null,
+        payload,
+      });
+    }
+    return events;
+  };
+  return { relay, published, count };
+}
+
+/** The number of rows in the outbox, sent or not. */
+async function outboxRows(sql: Sql): Promise<number> {
+  const [{ n }] = await sql<[{ n: number }]>`select count(*)::int as n from outbox`;
+  return n;
 }
 
 /**
@@ -248,6 +296,7 @@ integrationTest(
   "group-committed sends: concurrent sends share one transaction, each with its own message and event",
   async (env) => {
     await withDialogs(env, async (sql) => {
+      const { relay, published } = await withRelay(env, sql);
       const store = postgresMessageStore(sql);
       const inputs = Array.from({ length: 5 }, (_, i) => ({
         senderId: crypto.randomUUID(),
@@ -272,11 +321,16 @@ integrationTest(
       });
       assert.equal((await writers(sql, ids)).size, 1, "the five in one transaction");
       assert.notDeepEqual(await writers(sql, [first.message.id]), await writers(sql, ids));
-      const events = await sentEvents(sql);
+      const events = await published(6);
+      await relay.stop();
       assert.equal(events.size, 6, "one event per message");
+      assert.equal(await outboxRows(sql), 0, "no outbox row");
       results.forEach((r, i) => {
         const event = events.get(r.message.id)!;
         assert.equal(event.payload.data.transactionId, r.message.transaction_id);
+        assert.equal(event.msgId, r.message.id, "the message's id is the event's id");
+        assert.equal(event.payload.id, r.message.id);
+        assert.equal(event.payload.occurredAt, r.message.created_at.toISOString());
         assert.equal(event.request_id, `req-${i}`);
         assert.equal(event.payload.requestId, `req-${i}`);
       });
@@ -294,6 +348,7 @@ integrationTest(
   "group-committed sends: one Idempotency-Key twice in a batch stores one message, the answer to both",
   async (env) => {
     await withDialogs(env, async (sql) => {
+      const { relay, published } = await withRelay(env, sql);
       const store = postgresMessageStore(sql);
       const [a, b] = [crypto.randomUUID(), crypto.randomUUID()];
       const key = { senderId: a, recipientId: b, idempotencyKey: "same" };
@@ -317,7 +372,7 @@ integrationTest(
       const [{ n }] = await sql<[{ n: number }]>`
         select count(*)::int as n from messages where sender_id = ${a}`;
       assert.equal(n, 2);
-      const events = await sentEvents(sql);
+      const events = await published(3);
       assert.ok(events.has(one!.message.id) && events.has(other!.message.id));
       assert.equal(events.size, 3, "no event for the replay");
       // A later batch replaying the key, beside a new send, is answered from the database.
@@ -326,7 +381,9 @@ integrationTest(
         assert.equal(o.status, "fulfilled");
         assert.deepEqual(o.value, { message: one!.message, created: false });
       }
-      assert.equal((await sentEvents(sql)).size, 4, "only the later first send's event");
+      assert.equal((await published(4)).size, 4, "only the later first send's event");
+      await relay.stop();
+      assert.equal(await outboxRows(sql), 0, "no outbox row");
     });
   },
 );
@@ -335,6 +392,7 @@ integrationTest(
   "group-committed sends: a send the database refuses fails alone; the rest of its batch is stored",
   async (env) => {
     await withDialogs(env, async (sql) => {
+      const { relay, published } = await withRelay(env, sql);
       const store = postgresMessageStore(sql);
       const send = (text: string, recipientId: string = crypto.randomUUID()) => ({
         senderId: crypto.randomUUID(),
@@ -362,9 +420,75 @@ integrationTest(
       const rows = await sql<{ text: string }[]>`
         select text from messages where text <> 'first' order by text`;
       assert.deepEqual(rows.map((r) => r.text), ["fine 1", "fine 2", "fine 3"]);
-      const events = await sentEvents(sql);
+      const events = await published(4);
+      await relay.stop();
       for (const m of stored) assert.ok(events.has(m.id), `an event for ${m.text}`);
       assert.equal(events.size, 4);
+    });
+  },
+);
+
+integrationTest(
+  "a dialog send committed with no relay in its process is republished after the delay, once per interval",
+  async (env) => {
+    await withDialogs(env, async (sql) => {
+      // No relay on this pool: the send commits and its event goes nowhere.
+      const lost = await pendingSend(sql);
+      assert.equal(await outboxRows(sql), 0, "a dialog send writes no outbox row");
+      // A pending group message has its outbox row: never republished from the message.
+      const owner = crypto.randomUUID();
+      const group = await createGroup(sql, {
+        ownerId: owner,
+        title: "g",
+        members: [crypto.randomUUID()],
+      });
+      await sendGroupMessage(sql, { senderId: owner, groupId: group.id, text: "g", mentions: [] });
+      await sql`delete from outbox`;
+      assert.equal(await republishStaleSends(sql, 300), 0, "no relay here: nothing republished");
+      const [untouched] = await sql<{ republished_at: Date | null }[]>`
+        select republished_at from messages where id = ${lost.id}`;
+      assert.equal(untouched!.republished_at, null);
+
+      // Two instances, each with its relay.
+      const other = await migratedDatabase(env.dialogsDatabaseUrl, "dialogs");
+      try {
+        const mine = await withRelay(env, sql);
+        const theirs = await withRelay(env, other);
+        assert.deepEqual(
+          await Promise.all([republishStaleSends(sql, 300), republishStaleSends(other, 300)]),
+          [0, 0],
+          "too young",
+        );
+        await new Promise((r) => setTimeout(r, 350));
+        const first = await Promise.all([
+          republishStaleSends(sql, 300),
+          republishStaleSends(other, 300),
+        ]);
+        assert.equal(first[0]! + first[1]!, 1, "republished by one instance only");
+        const events = await mine.published(1);
+        assert.equal(events.get(lost.id)?.msgId, lost.id);
+        assert.equal(events.get(lost.id)?.payload.data.transactionId, lost.transaction_id);
+        assert.deepEqual(
+          await Promise.all([republishStaleSends(sql, 300), republishStaleSends(other, 300)]),
+          [0, 0],
+          "not again within the interval",
+        );
+        // Still pending after the interval (which grew with the message's age): republished
+        // again, and JetStream drops the repeat.
+        await new Promise((r) => setTimeout(r, 800));
+        assert.equal(await republishStaleSends(other, 300), 1);
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(await mine.count(), 1, "the repeat was deduplicated");
+        // A finished message is never republished.
+        await applyCountedReplies(sql, [reply(lost.transaction_id, "counted")], TIMEOUT_MS);
+        await new Promise((r) => setTimeout(r, 350));
+        assert.equal(await republishStaleSends(sql, 300), 0);
+        await mine.relay.stop();
+        await theirs.relay.stop();
+        assert.equal(await outboxRows(sql), 0, "no outbox row at all");
+      } finally {
+        await other.end();
+      }
     });
   },
 );

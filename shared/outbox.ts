@@ -63,6 +63,35 @@ export async function enqueueEvents(tx: Tx | Sql, events: Envelope[]): Promise<v
     on conflict (id) do update set sent_at = null, claimed_until = excluded.claimed_until`;
 }
 
+/**
+ * In an outboxTransaction, has this process's relay publish `events` (msgID = event id) once the
+ * transaction committed, without writing an outbox row: for events whose durable record is a row
+ * of the caller's own, written in the same transaction. Nothing marks them sent and nothing
+ * publishes them again should the process die first, the publish fail or no relay take them: the
+ * caller republishes them from its rows, with ids derived from those rows so that JetStream drops a
+ * repeat within its duplicate window. Returns false, and hands nothing over, when no healthy relay
+ * of this process runs on the pool (the caller's republishing then has to do it).
+ */
+export function publishAfterCommit(tx: Tx, events: Envelope[]): boolean {
+  const handoff = handoffs.get(tx);
+  if (handoff === undefined) throw new Error("publishAfterCommit needs an outboxTransaction");
+  if (handoff === null) return false;
+  const createdAt = new Date();
+  for (const e of events) {
+    handoff.rows.push({
+      id: e.id,
+      type: e.type,
+      subject: null,
+      payload: JSON.stringify(e),
+      request_id: e.requestId ?? null,
+      traceparent: e.traceparent ?? null,
+      created_at: createdAt,
+      rowless: true,
+    });
+  }
+  return true;
+}
+
 /** The transactions (and pools) an event was enqueued in without a handoff: they need a wake-up. */
 const enqueuedIn = new WeakSet<Tx | Sql>();
 
@@ -71,14 +100,16 @@ interface Handoff {
   leaseMs: number;
   rows: OutboxRow[];
 }
-const handoffs = new WeakMap<Tx | Sql, Handoff>();
+/** Every outboxTransaction's transaction: its handoff, or null without a healthy relay. */
+const handoffs = new WeakMap<Tx | Sql, Handoff | null>();
 
 /**
  * Runs `fn` in a pipelined transaction (pipelinedTransaction). When a relay of this process on the
  * same pool is running and its last batch went out, the events fn enqueues are written claimed for
  * it and handed to it once the transaction committed: it publishes them without claiming them
  * first (a round trip less per batch). Otherwise, once committed, the relays are woken
- * (notifyOutbox) if fn enqueued an event.
+ * (notifyOutbox) if fn enqueued an event. Events given to publishAfterCommit in fn go to that
+ * relay too, after the commit, with no outbox row.
  */
 export async function outboxTransaction<T>(
   sql: Sql,
@@ -99,7 +130,7 @@ export async function outboxTransaction<T>(
   try {
     result = await pipelinedTransaction(sql, (tx, withCommit) => {
       transaction = tx;
-      if (handoff) handoffs.set(tx, handoff);
+      handoffs.set(tx, handoff ?? null);
       // The relay's pending "sent" marks travel with this COMMIT instead of a statement of their own.
       marks = relay?.takeMarks() ?? [];
       if (marks.length > 0) withCommit(markSent(tx, marks));
@@ -222,6 +253,8 @@ export interface OutboxRow {
   /** The trace of the span that wrote the row, or null. */
   traceparent: string | null;
   created_at: Date;
+  /** Handed over by publishAfterCommit: no outbox row, so nothing to mark sent or release. */
+  rowless?: boolean;
 }
 
 /**
@@ -321,7 +354,7 @@ export class OutboxRelay {
     this.#wake?.();
     await this.#loop;
     await this.#unlisten?.().catch(() => {});
-    const left = this.#handedOff.splice(0).map((r) => r.id);
+    const left = outboxIds(this.#handedOff.splice(0));
     if (left.length > 0) await this.#release(left).catch(() => {});
     await this.#flushMarks();
   }
@@ -381,7 +414,8 @@ export class OutboxRelay {
         this.#healthy = false;
         claimDue = true;
         // The rows handed over are released too: from now on the claims publish them, in order.
-        const left = this.#handedOff.splice(0).map((r) => r.id);
+        // Rowless events are dropped: their callers republish them.
+        const left = outboxIds(this.#handedOff.splice(0));
         if (left.length > 0) await this.#release(left).catch(() => {});
         this.#opts.log.warn("outbox relay failed; will retry", { err, failures });
       }
@@ -454,7 +488,7 @@ export class OutboxRelay {
    */
   async #publishBatch(rows: OutboxRow[], deferMark = false): Promise<void> {
     const { sql, js, prefix } = this.#opts;
-    const ids = rows.map((r) => r.id);
+    const ids = outboxIds(rows);
     try {
       const { beforePublish } = this.#opts;
       if (beforePublish) {
@@ -493,11 +527,14 @@ export class OutboxRelay {
     } catch (err) {
       // Released at once, so the retry after the backoff need not wait out the lease; should the
       // release fail too, the lease runs out by itself.
-      await this.#release(ids).catch(() => {});
+      if (ids.length > 0) await this.#release(ids).catch(() => {});
       throw err;
     }
-    if (deferMark) this.#deferMarks(ids);
-    else await markSent(sql, ids);
+    // Rowless events (publishAfterCommit) have nothing to mark.
+    if (ids.length > 0) {
+      if (deferMark) this.#deferMarks(ids);
+      else await markSent(sql, ids);
+    }
     const oldest = Date.now() - rows[0]!.created_at.getTime();
     this.#opts.onPublished?.(rows.length, oldest);
     this.#opts.log.debug("outbox published", { count: rows.length });
@@ -517,6 +554,13 @@ export class OutboxRelay {
     const cutoff = new Date(now - this.#opts.retentionMs);
     await this.#opts.sql`delete from outbox where sent_at is not null and sent_at < ${cutoff}`;
   }
+}
+
+/** The ids of the rows that are in the outbox (not handed over by publishAfterCommit). */
+function outboxIds(rows: OutboxRow[]): string[] {
+  const ids: string[] = [];
+  for (const r of rows) if (!r.rowless) ids.push(r.id);
+  return ids;
 }
 
 /** The number of unsent rows and the age of the oldest, in milliseconds. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, type JetStreamClient, jetstreamManager } from "@nats-io/jetstream";
 import { ensureDatabase, openDatabase } from "./db.ts";
 import { ensureStreams, streamNames } from "./jetstream.ts";
 import { createLogger } from "./log.ts";
@@ -10,6 +10,7 @@ import {
   outboxBacklog,
   OutboxRelay,
   outboxTransaction,
+  publishAfterCommit,
 } from "./outbox.ts";
 import { messageSentEvent } from "../testing/fixtures.ts";
 import { integrationTest, type TestEnv, waitFor } from "../testing/env.ts";
@@ -592,3 +593,83 @@ Deno.test("OutboxRelay refuses a missing prefix and a lease that is not a positi
     /leaseMs must be a positive integer, got 0/,
   );
 });
+
+integrationTest(
+  "publishAfterCommit(): the events go out after the commit under their ids, with no outbox row",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    const relay = new OutboxRelay({ sql, js, log, prefix: env.prefix, pollIntervalMs: 60_000 });
+    const jsm = await jetstreamManager(nc);
+    const stored = async () => (await jsm.streams.info(names.stream)).state.messages;
+    try {
+      await sql.begin((tx) => {
+        assert.throws(() => publishAfterCommit(tx, [messageSentEvent()]), /outboxTransaction/);
+      });
+      const handed = await outboxTransaction(sql, async (tx) => {
+        await tx`select 1`;
+        return publishAfterCommit(tx, [messageSentEvent()]);
+      });
+      assert.equal(handed, false, "no relay in this process: nothing handed over");
+
+      await relay.start();
+      await assert.rejects(outboxTransaction(sql, async (tx) => {
+        await tx`select 1`;
+        assert.equal(publishAfterCommit(tx, [messageSentEvent()]), true);
+        throw new Error("rollback");
+      }));
+      const rowless = messageSentEvent("req-rowless"), inOutbox = messageSentEvent();
+      await outboxTransaction(sql, async (tx, withCommit) => {
+        await tx`select 1`;
+        withCommit(enqueueEvent(tx, inOutbox));
+        publishAfterCommit(tx, [rowless]);
+      });
+      await waitFor(async () => await stored() >= 2, { what: "both published" });
+      await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "marked" });
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(await stored(), 2, "neither the rolled back one nor the one without a relay");
+      const ids = await sql<{ id: string }[]>`select id from outbox`;
+      assert.deepEqual(ids.map((r) => r.id), [inOutbox.id], "only the enqueued event has a row");
+      const published = await Promise.all(
+        [1, 2].map(async (seq) => (await jsm.streams.getMessage(names.stream, { seq }))!),
+      );
+      const mine = published.find((m) => m.header.get("Nats-Msg-Id") === rowless.id)!;
+      assert.equal(mine.json<{ id: string }>().id, rowless.id);
+      assert.equal(mine.header.get("X-Request-ID"), "req-rowless");
+    } finally {
+      await relay.stop();
+      await sql.end();
+    }
+  },
+);
+
+integrationTest(
+  "publishAfterCommit(): a failed publish drops the event for its caller to republish; rows are retried",
+  async (env) => {
+    const { sql, nc, js, names, log } = await setup(env);
+    let failing = 2; // the batch handed over: the row and the rowless event
+    const flaky = {
+      publish: (...args: Parameters<JetStreamClient["publish"]>) =>
+        failing-- > 0 ? Promise.reject(new Error("NATS is down")) : js.publish(...args),
+    } as unknown as JetStreamClient;
+    const relay = new OutboxRelay({ sql, js: flaky, log, prefix: env.prefix });
+    try {
+      await relay.start();
+      const rowless = messageSentEvent(), inOutbox = messageSentEvent();
+      await outboxTransaction(sql, async (tx, withCommit) => {
+        await tx`select 1`;
+        withCommit(enqueueEvent(tx, inOutbox));
+        publishAfterCommit(tx, [rowless]);
+      });
+      await waitFor(async () => (await outboxBacklog(sql)).count === 0, { what: "row published" });
+      await new Promise((r) => setTimeout(r, 300));
+      const jsm = await jetstreamManager(nc);
+      assert.equal((await jsm.streams.info(names.stream)).state.messages, 1);
+      const only = (await jsm.streams.getMessage(names.stream, { seq: 1 }))!;
+      assert.equal(only.header.get("Nats-Msg-Id"), inOutbox.id, "the rowless event was dropped");
+      assert.ok(env.logs.some((l) => l.msg === "outbox relay failed; will retry"));
+    } finally {
+      await relay.stop();
+      await sql.end();
+    }
+  },
+);

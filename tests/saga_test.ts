@@ -156,17 +156,29 @@ integrationTest(
     const a = alice(), b = alice();
     const sent = await send(crashed, a, b, "survives the crash");
     await crashed.stop();
-    const [unsent] = await env.sql(
-      "dialogs",
-    )`select count(*)::int as n from outbox where sent_at is null`;
-    assert.equal(unsent!.n, 1, "the event waits in the outbox");
+    const dialogsSql = env.sql("dialogs");
+    const [outbox] = await dialogsSql`select count(*)::int as n from outbox`;
+    assert.equal(outbox!.n, 0, "a dialog send writes no outbox row");
+    const [row] = await dialogsSql<{ status: string; republished_at: Date | null }[]>`
+      select status, republished_at from messages where id = ${sent.body.messageId}`;
+    assert.deepEqual(row, { status: "pending", republished_at: null }, "the message is the record");
 
     const restarted = await env.startDialogs();
+    const started = Date.now();
     await waitForStatus(restarted, a, sent.body.messageId, "committed");
     assert.deepEqual(
       await counters(countersService, b),
       withNoGroups({ total: 1, dialogs: { [a]: 1 } }),
     );
+    const [republished] = await dialogsSql<{ at: Date }[]>`
+      select republished_at as at from messages where id = ${sent.body.messageId}`;
+    assert.ok(republished!.at, "republished by the restarted instance's sweeper");
+    assert.ok(Date.now() - started < 10_000);
+    const metrics = await fetch(`${restarted.url}/metrics`).then((r) => r.text());
+    assert.match(metrics, /\ndialogs_sends_republished_total 1\n/);
+    // Published once (the sweeper's republish), counted once.
+    const stream = await (await jetstreamManager(await env.nats())).streams.info(env.stream);
+    assert.equal(stream.state.messages, 2, "the send and counters' reply");
   },
 );
 
