@@ -35,7 +35,10 @@
  *    until `localLeaseMs` and a margin have passed, after which an instance that has not applied
  *    it cannot be serving from memory. The cache is cleared (a new epoch) when NATS disconnects or
  *    reconnects (updates were lost) and when the generation changes; a value loaded in an earlier
- *    epoch is dropped when it arrives.
+ *    epoch is dropped when it arrives. A live update has no epoch (its state may have been loaded
+ *    by a peer before the clear and published after, while a newer change's update was lost), so
+ *    it only moves forward an entry this instance loaded in the current epoch; a key not held is
+ *    only marked at that version, never served, so that a load begun before it is not kept.
  *
  * No transaction is open while Redis or NATS is called.
  */
@@ -324,7 +327,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
   }
 
   /** Offers a state to this process' cache under its key. */
-  function keepLocal(key: string, state: CachedState, epoch?: number) {
+  function keepLocal(key: string, state: CachedState, epoch: number) {
     const { kind, id } = parseKey(key);
     local.offer(kind, id, state, epoch);
   }
@@ -461,7 +464,11 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     trust = null;
     if (connected) void confirm();
   });
-  live.onChange((key, state) => keepLocal(key, state));
+  // A live update refreshes what this instance loaded; a key it does not hold is only marked.
+  live.onChange((key, state) => {
+    const { kind, id } = parseKey(key);
+    local.update(kind, id, state);
+  });
   // Rare (a user in thousands of groups): a new epoch, so no load begun before is kept either.
   live.onTooLarge((key) => {
     local.clear();

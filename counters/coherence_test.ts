@@ -405,8 +405,9 @@ integrationTest(
         what: "the cache marked unsafe",
       });
       await new Promise((r) => setTimeout(r, 200));
-      // Meanwhile version 2 commits and its live update reaches B; then B's cache is cleared (a
-      // new generation, say).
+      // B loaded version 1. Meanwhile version 2 commits and its live update reaches B; then B's
+      // cache is cleared (a new generation, say).
+      receiver.offer("user", me, at(peer, 1), receiver.epoch);
       await setPostgres(sql, me, peer, 2);
       await other.publish([{ key: userKey(me), state: at(peer, 2) }]);
       assert.equal(receiver.get("user", me)?.version, 2);
@@ -876,6 +877,96 @@ integrationTest(
       await a.counters.close();
       await b.counters.close();
       await redis.close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a peer's live update loaded before this instance's cache was cleared, arriving after it, is never served over a newer change the instance missed",
+  async (env) => {
+    const sql = await countersDb(env);
+    const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const live = memoryLive();
+    const local = createLocalCache();
+    const a = instance(env, sql, real, { local, live: live.instance() });
+    // Another instance: what it publishes reaches A as a live update.
+    const peer = live.instance();
+    try {
+      await waitFor(() => a.counters.trusted() && a.counters.servesFromMemory(), {
+        what: "A serving from memory",
+      });
+      const { stamp } = await generationRow(sql);
+      const me = crypto.randomUUID(), p = crypto.randomUUID();
+      await setPostgres(sql, me, p, 5);
+      assert.equal((await a.counters.read(me)).user.version, 5);
+      assert.equal(a.counters.cached(me)?.user.version, 5, "A holds version 5");
+      // Change 1 made version 5 on the peer, which loaded it and then stalled before publishing.
+      const loadedByPeer = at(p, 5);
+      // A's NATS connection drops (as coherence.ts handles the status), and meanwhile change 2
+      // commits version 6, writes Redis, and its live update to A is lost; its saga finishes.
+      local.suspend();
+      await setPostgres(sql, me, p, 6);
+      await real.setManyIfNewer(stamp, [{ key: userKey(me), state: at(p, 6) }]);
+      local.resume();
+      // The peer wakes up: change 1's live update reaches A after the clear.
+      await peer.publish([{ key: userKey(me), state: loadedByPeer }]);
+      const served = a.counters.cached(me)?.user.version;
+      assert.ok(served === undefined || served >= 6, `A served version ${served} from memory`);
+      assert.equal((await a.counters.read(me)).user.version, 6, "a read finds change 2");
+      assert.equal(a.counters.cached(me)?.user.version, 6, "then holds it");
+    } finally {
+      await a.counters.close();
+      await real.close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: a load in flight when a newer change's live update arrives is not kept over it, whether or not the key was held",
+  async (env) => {
+    const sql = await countersDb(env);
+    const real = openRedisCache({ url: env.redisUrl, keyPrefix: env.redisPrefix });
+    const live = memoryLive();
+    let loading = () => {};
+    const loadStarted = new Promise<void>((r) => loading = r);
+    let release = () => {};
+    const released = new Promise<void>((r) => release = r);
+    const a = instance(env, sql, real, {
+      local: createLocalCache(),
+      live: live.instance(),
+      loaders: {
+        async users(sql, ids) {
+          const states = await loadManyUserCounters(sql, ids);
+          loading();
+          await released;
+          return states;
+        },
+        groups: loadManyGroupCounters,
+      },
+    });
+    const peer = live.instance();
+    try {
+      await waitFor(() => a.counters.trusted() && a.counters.servesFromMemory(), {
+        what: "A serving from memory",
+      });
+      const { stamp } = await generationRow(sql);
+      const me = crypto.randomUUID(), p = crypto.randomUUID();
+      await setPostgres(sql, me, p, 6);
+      // A read misses Redis and loads version 6 from Postgres, then is held up.
+      const reading = a.counters.read(me);
+      await loadStarted;
+      // Change 3 commits version 7, writes Redis, and A applies its live update: its saga ends.
+      await setPostgres(sql, me, p, 7);
+      await real.setManyIfNewer(stamp, [{ key: userKey(me), state: at(p, 7) }]);
+      await peer.publish([{ key: userKey(me), state: at(p, 7) }]);
+      release();
+      assert.equal((await reading).user.version, 6, "the read began before change 3");
+      const served = a.counters.cached(me)?.user.version;
+      assert.ok(served === undefined || served >= 7, `A served version ${served} from memory`);
+      assert.equal((await a.counters.read(me)).user.version, 7);
+    } finally {
+      await a.counters.close();
+      await real.close();
     }
   },
 );

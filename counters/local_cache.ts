@@ -2,10 +2,18 @@
  * An in-process cache of counters states, users' and groups' (counters/cache_keys.ts), in front of
  * Redis. Entries are found by kind and id, not by a key string made per read: the read path's
  * lookup costs what it cost before groups. It is kept current by the change events every counters
- * instance receives (live updates) and by this instance's own refreshes; versions
+ * instance receives (live updates) and by this instance's own loads and refreshes; versions
  * decide, so an older value never replaces a newer one. While change events may be missed (NATS
  * disconnected) it is suspended and serves nothing. Every clear starts a new epoch: a value loaded
  * in an earlier epoch (before a disconnect, say) is offered with that epoch and dropped.
+ *
+ * Only states this instance loaded (offer()) are served. A live update (update()) carries no epoch:
+ * a peer may have loaded its state before this cache was cleared and published it after, while a
+ * newer change's update was lost in the disconnect. So it only moves forward an entry loaded in the
+ * current epoch (which has seen every live update since); for a key not held it leaves a mark, an
+ * entry never served, at the highest version heard, so that a load begun before it and returning an
+ * older version is not kept. Marks count towards maxEntries and expire like entries; a clear drops
+ * them with the rest (a load begun before a clear is dropped by its epoch anyway).
  *
  * An entry is served for `ttlMs` after it was last stored or confirmed, a bound should a change event
  * ever be missed. An entry read after `refreshAfterMs` is reported to the refresh listener once, and
@@ -27,10 +35,17 @@ export interface LocalCache {
   /** get() of every id, in order, with one look at the clock; undefined when any is missing. */
   getAll(kind: StateKind, ids: readonly string[]): CachedState[] | undefined;
   /**
-   * Keeps `state` unless a newer version is held, or unless `epoch` (the epoch when the value
-   * was loaded) is given and is no longer the current one.
+   * Keeps and serves `state`, loaded by this instance, unless a newer version is held (or marked),
+   * or unless `epoch` (the epoch when the value was loaded) is given and is no longer the current
+   * one.
    */
   offer(kind: StateKind, id: string, state: CachedState, epoch?: number): void;
+  /**
+   * A live update: `state` replaces an older version of an entry this instance loaded in the
+   * current epoch. It never makes a servable entry: a key not held is only marked at that version,
+   * so that a load of an older one, begun before, is not kept.
+   */
+  update(kind: StateKind, id: string, state: CachedState): void;
   /**
    * Restarts the clock of the entry holding `version` (found current elsewhere, at the start of
    * `epoch`), so it is served `ttlMs` more; false when it holds another version or none.
@@ -83,6 +98,11 @@ type Entry = {
   read: boolean;
   /** In the aging queue: its age passed refreshAfterMs at a reportReadEntries(). */
   aging: boolean;
+  /**
+   * Loaded by this instance in the current epoch (and kept current by live updates since): served.
+   * Otherwise a mark, made by a live update: never served, a version no own load may go below.
+   */
+  loaded: boolean;
   prev: Entry | undefined;
   next: Entry | undefined;
 };
@@ -158,6 +178,7 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
       drop(shelf, entry);
       return undefined;
     }
+    if (!entry.loaded) return undefined;
     if (age > refreshAfterMs && !entry.refreshReported) {
       entry.refreshReported = true;
       refreshDue(kind, id, ttlMs - age);
@@ -193,6 +214,37 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
       drop(shelf, entry);
     }
   }
+  /**
+   * Keeps `state` unless a newer version is held: an own load's (`loaded`) is served from then on,
+   * a live update's only where an own load's was (a mark otherwise).
+   */
+  function keep(kind: StateKind, id: string, state: CachedState, loaded: boolean) {
+    const shelf = shelves[kind];
+    const held = shelf.byId.get(id);
+    if (held) {
+      if (held.state.version > state.version) return;
+      // The same version is the same state: keeping the object held keeps its body made once.
+      if (held.state.version !== state.version) held.state = state;
+      if (loaded) held.loaded = true;
+      restart(shelf, held, now());
+      return;
+    }
+    const entry: Entry = {
+      id,
+      state,
+      storedAt: now(),
+      refreshReported: false,
+      read: false,
+      aging: false,
+      loaded,
+      prev: undefined,
+      next: undefined,
+    };
+    shelf.byId.set(id, entry);
+    append(shelf.young, entry);
+    // The least recently stored: the head of the aging queue, else of the young one.
+    if (shelf.byId.size > maxEntries) drop(shelf, (shelf.aging.head ?? shelf.young.head)!);
+  }
   return {
     get(kind, id) {
       if (suspended) return undefined;
@@ -211,35 +263,16 @@ export function createLocalCache(options: LocalCacheOptions = {}): LocalCache {
     },
     offer(kind, id, state, loadedIn) {
       if (suspended || (loadedIn !== undefined && loadedIn !== epoch)) return;
-      const shelf = shelves[kind];
-      const held = shelf.byId.get(id);
-      if (held) {
-        if (held.state.version > state.version) return;
-        // The same version is the same state: keeping the object held keeps its body made once.
-        if (held.state.version !== state.version) held.state = state;
-        restart(shelf, held, now());
-        return;
-      }
-      const entry: Entry = {
-        id,
-        state,
-        storedAt: now(),
-        refreshReported: false,
-        read: false,
-        aging: false,
-        prev: undefined,
-        next: undefined,
-      };
-      shelf.byId.set(id, entry);
-      append(shelf.young, entry);
-      // The least recently stored: the head of the aging queue, else of the young one.
-      if (shelf.byId.size > maxEntries) drop(shelf, (shelf.aging.head ?? shelf.young.head)!);
+      keep(kind, id, state, true);
+    },
+    update(kind, id, state) {
+      if (!suspended) keep(kind, id, state, false);
     },
     confirm(kind, id, version, confirmedIn) {
       if (suspended || confirmedIn !== epoch) return false;
       const shelf = shelves[kind];
       const held = shelf.byId.get(id);
-      if (!held || held.state.version !== version) return false;
+      if (!held || !held.loaded || held.state.version !== version) return false;
       restart(shelf, held, now());
       return true;
     },

@@ -247,3 +247,59 @@ Deno.test("LocalCache reports each read entry once per storing and drops the exp
   assert.ok(expected.length > 100, "entries were reported");
   assert.deepEqual(reports, expected, "the same entries, in the same order");
 });
+
+Deno.test("LocalCache update() refreshes an entry this instance loaded, and never makes one served", () => {
+  const cache = createLocalCache();
+  cache.update("user", "u", c(1));
+  assert.equal(cache.get("user", "u"), undefined, "known only from a live update: not served");
+  cache.offer("user", "u", c(1), cache.epoch);
+  assert.deepEqual(cache.get("user", "u"), c(1), "loaded at that version: served");
+  cache.update("user", "u", c(3));
+  assert.deepEqual(cache.get("user", "u"), c(3), "a loaded entry is kept current");
+  cache.update("user", "u", c(2));
+  assert.deepEqual(cache.get("user", "u"), c(3), "never goes back");
+  cache.suspend();
+  cache.update("user", "u", c(4));
+  cache.resume();
+  cache.offer("user", "u", c(4), cache.epoch);
+  assert.deepEqual(cache.get("user", "u"), c(4));
+});
+
+Deno.test("LocalCache never serves a live update loaded before a clear over a newer state missed meanwhile", () => {
+  const cache = createLocalCache();
+  cache.offer("user", "u", c(5), cache.epoch);
+  // A peer loaded version 5; version 6's live update is lost while disconnected.
+  cache.suspend();
+  cache.resume();
+  cache.update("user", "u", c(5));
+  assert.equal(cache.get("user", "u"), undefined, "version 5 arrived after the clear");
+  const epoch = cache.epoch;
+  cache.offer("user", "u", c(6), epoch);
+  assert.deepEqual(cache.get("user", "u"), c(6), "the next own load is served");
+  cache.clear();
+  cache.update("group", "g", c(2));
+  cache.clear();
+  cache.update("group", "g", c(1));
+  assert.equal(cache.get("group", "g"), undefined);
+});
+
+Deno.test("LocalCache marks a live update's version for a key not held: an older own load begun before is not kept", () => {
+  let t = 0;
+  const cache = createLocalCache({ ttlMs: 100, maxEntries: 2, now: () => t });
+  const epoch = cache.epoch;
+  // A load is in flight when version 7's live update arrives; the load returns version 6.
+  cache.update("user", "u", c(7));
+  cache.offer("user", "u", c(6), epoch);
+  assert.equal(cache.get("user", "u"), undefined, "older than the mark");
+  assert.equal(cache.confirm("user", "u", 7, epoch), false, "a mark is never confirmed");
+  cache.offer("user", "u", c(7), epoch);
+  assert.deepEqual(cache.get("user", "u"), c(7), "a load at the marked version is served");
+  // Marks count towards the size and expire as entries do.
+  cache.update("user", "a", c(1));
+  cache.update("user", "b", c(1));
+  assert.equal(cache.size, 2);
+  assert.equal(cache.get("user", "u"), undefined, "evicted, least recently stored first");
+  t = 101;
+  cache.reportReadEntries();
+  assert.equal(cache.size, 0, "expired marks are dropped");
+});
