@@ -16,7 +16,7 @@ import {
   applyMessagesRead,
   userKey,
 } from "./counter_store.ts";
-import { countAndReply, type SendToCount } from "./send_batch.ts";
+import { applyMessagesSent, refreshAndReply, type SendToCount } from "./send_batch.ts";
 
 /** Dependencies of the handler. */
 export interface CounterEventsDeps {
@@ -38,18 +38,27 @@ export interface CounterEventsDeps {
 export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler {
   const { sql, applied, afterChange } = deps;
   // Sends arriving while a batch is being counted are counted together in the next transaction,
-  // with one refresh and one publish round for the batch's replies before any of them is acked.
-  const countSend = groupCommit((sends: SendToCount[]) => countAndReply(deps, sends));
+  // with one refresh and one publish round for the batch's replies (countAndReply in two halves):
+  // the next batch is counted while this one's caches are refreshed and its replies published,
+  // and each handler waits for its batch's replies before its event is acked.
+  const countSend = groupCommit(async (sends: SendToCount[]) => {
+    const results = await applyMessagesSent(sql, sends);
+    const replied = refreshAndReply(deps, results);
+    replied.catch(() => {}); // each handler of the batch awaits it and fails with it
+    return results.map((result) => ({ result, replied }));
+  });
   return async (event, ctx) => {
     const fields = { eventId: event.id, type: event.type };
     switch (event.type) {
       case "dialogs.message.sent":
       case "dialogs.group.message.sent": {
-        const result = await countSend({
+        const { result, replied } = await countSend({
           data: event.data,
           requestId: event.requestId,
           traceparent: currentTraceparent(),
         });
+        // Refreshed and replied (on a redelivery too) before the ack: read-your-saga.
+        await replied;
         applied.inc({ type: event.type, outcome: result.applied ? result.outcome : "duplicate" });
         ctx.log.info("message counted", {
           ...fields,
@@ -59,8 +68,6 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
           ...(result.reason ? { reason: result.reason } : {}),
           ...(result.seq !== undefined ? { seq: result.seq } : {}),
         });
-        // countAndReply refreshed the caches and the live stream (on a redelivery too), then
-        // published the reply: only now is the event acked.
         return;
       }
       case "dialogs.message.cancelled": {

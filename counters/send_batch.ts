@@ -61,10 +61,22 @@ export interface ReplyDeps {
  * within its deduplication window; dialogs applies a reply once anyway).
  */
 export async function countAndReply(
-  { sql, js, prefix, afterChange }: ReplyDeps,
+  deps: ReplyDeps,
   sends: SendToCount[],
 ): Promise<IncrementResult[]> {
-  const results = await applyMessagesSent(sql, sends);
+  const results = await applyMessagesSent(deps.sql, sends);
+  await refreshAndReply(deps, results);
+  return results;
+}
+
+/**
+ * countAndReply's second half, for sends whose counting committed: one refresh of the states the
+ * counted ones changed, then one publish round for every reply (see countAndReply).
+ */
+export async function refreshAndReply(
+  { js, prefix, afterChange }: Omit<ReplyDeps, "sql">,
+  results: IncrementResult[],
+): Promise<void> {
   const started = spanClock();
   const keys = [...new Set(results.flatMap((r) => r.keys))];
   if (keys.length > 0) await afterChange(keys);
@@ -86,7 +98,6 @@ export async function countAndReply(
       traceparent: reply.traceparent,
     })),
   );
-  return results;
 }
 
 /** Counts one sent message for its recipient (see the module doc). */
