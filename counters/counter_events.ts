@@ -1,4 +1,5 @@
 /** The counters side of the saga: applies dialogs' events, then refreshes the cache and the live stream. */
+import type { JetStreamClient } from "@nats-io/jetstream";
 import { type EventHandler, PermanentEventError } from "../shared/consumer.ts";
 import type { Sql } from "../shared/db.ts";
 import type { Envelope } from "../shared/events.ts";
@@ -15,7 +16,7 @@ import {
   applyMessagesRead,
   userKey,
 } from "./counter_store.ts";
-import { applyMessagesSent, type SendToCount } from "./send_batch.ts";
+import { applyMessagesSent, refreshAndReply, type SendToCount } from "./send_batch.ts";
 
 /** Dependencies of the handler. */
 export interface CounterEventsDeps {
@@ -27,23 +28,37 @@ export interface CounterEventsDeps {
    * and `group:<id>`, lower case.
    */
   afterChange: (keys: string[]) => Promise<void>;
+  /** Where the replies to sends are published, after the refresh and before the ack. */
+  js: JetStreamClient;
+  /** The subject prefix (`NATS_SUBJECT_PREFIX`). */
+  prefix: string;
 }
 
 /** Handles one event from dialogs; unknown types can never be processed and are dead-lettered. */
 export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler {
   const { sql, applied, afterChange } = deps;
-  // Sends arriving while a batch is being counted are counted together in the next transaction.
-  const countSend = groupCommit((sends: SendToCount[]) => applyMessagesSent(sql, sends));
+  // Sends arriving while a batch is being counted are counted together in the next transaction,
+  // with one refresh and one publish round for the batch's replies (countAndReply in two halves):
+  // the next batch is counted while this one's caches are refreshed and its replies published,
+  // and each handler waits for its batch's replies before its event is acked.
+  const countSend = groupCommit(async (sends: SendToCount[]) => {
+    const results = await applyMessagesSent(sql, sends);
+    const replied = refreshAndReply(deps, results);
+    replied.catch(() => {}); // each handler of the batch awaits it and fails with it
+    return results.map((result) => ({ result, replied }));
+  });
   return async (event, ctx) => {
     const fields = { eventId: event.id, type: event.type };
     switch (event.type) {
       case "dialogs.message.sent":
       case "dialogs.group.message.sent": {
-        const result = await countSend({
+        const { result, replied } = await countSend({
           data: event.data,
           requestId: event.requestId,
           traceparent: currentTraceparent(),
         });
+        // Refreshed and replied (on a redelivery too) before the ack: read-your-saga.
+        await replied;
         applied.inc({ type: event.type, outcome: result.applied ? result.outcome : "duplicate" });
         ctx.log.info("message counted", {
           ...fields,
@@ -53,8 +68,6 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
           ...(result.reason ? { reason: result.reason } : {}),
           ...(result.seq !== undefined ? { seq: result.seq } : {}),
         });
-        // The reply's beforePublish refreshes the caches and the live stream (on a redelivery too),
-        // before dialogs can see the outcome.
         return;
       }
       case "dialogs.message.cancelled": {
@@ -143,11 +156,12 @@ export function createCounterEventHandler(deps: CounterEventsDeps): EventHandler
 }
 
 /**
- * Runs before counters' outbox publishes replies: the states a counted send changed are made
- * current in every cache (CoherentCounters.changed) before the reply, so by the time dialogs marks
- * a message committed the badge counts it, on every instance — also when the process died between
- * its commit and its own refresh. A dialog send changed its recipient's state; a group send its
- * group's, its sender's and those of the members it named.
+ * Runs before counters' outbox relay publishes replies. Counters writes no reply to its outbox any
+ * more (countAndReply publishes them after the counting transaction); the relay stays only to drain
+ * the rows an earlier version wrote, during an upgrade, and this keeps read-your-saga for them: the
+ * states a counted send changed are made current in every cache (CoherentCounters.changed) before
+ * the reply. A dialog send changed its recipient's state; a group send its group's, its sender's and
+ * those of the members it named.
  */
 export function refreshBeforeReplies(afterChange: (keys: string[]) => Promise<void>, sql: Sql) {
   return async (events: Envelope[]): Promise<void> => {

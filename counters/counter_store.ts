@@ -3,8 +3,7 @@
  * says), the counters it changes, and reading a user's counters.
  */
 import { pipelinedTransaction, type Sql, type Tx } from "../shared/db.ts";
-import { createEvent, type EventData } from "../shared/events.ts";
-import { enqueueEvents, outboxTransaction } from "../shared/outbox.ts";
+import { createEvent, type Envelope, type EventData } from "../shared/events.ts";
 import type { GroupCounters, Membership, UserCounters } from "./counters.ts";
 import {
   type CountedReply,
@@ -37,8 +36,14 @@ export interface LedgerChange {
   mentions?: { userIds: string[]; all: boolean };
 }
 
-/** What decide() said for a change, with the seq a group send was given (counted ones only). */
-export type AppliedChange = LedgerDecision & { seq?: number };
+/**
+ * What decide() said for a change, with the seq a group send was given (counted ones only) and, for
+ * a send, the reply to publish once the transaction committed (the transaction writes none).
+ */
+export type AppliedChange = LedgerDecision & {
+  seq?: number;
+  replyEvent?: Envelope<"counters.message.counted">;
+};
 
 function kindOf(change: LedgerChange): LedgerKind {
   return change.kind ?? (change.event.type === "read" ? "read" : "send");
@@ -46,9 +51,10 @@ function kindOf(change: LedgerChange): LedgerKind {
 
 /**
  * Applies `changes` in one transaction: BEGIN with the users' locks and the transactions' ledger
- * entries; then what decide() says for each, in order (entries, counters, group messages, versions,
- * replies), with the COMMIT. Two round trips; three when group sends are counted (their seqs come
- * back before the replies that carry them are written). A transaction given twice meets its own new
+ * entries; then what decide() says for each, in order (entries, counters, group messages,
+ * versions), with the COMMIT. Two round trips; three when group sends are counted (their seqs come
+ * back first). The replies are returned, not written: the caller publishes them after the COMMIT
+ * (counter_events.ts), and a repeat of the send answers again under the ledger's reply id. A transaction given twice meets its own new
  * entry the second time. Changes of one counter add up before the clamp at zero, so batch only
  * changes that agree in sign (sends); cancels, reads and deletes go one at a time.
  */
@@ -56,8 +62,7 @@ export async function applyToLedger(
   sql: Sql,
   changes: LedgerChange[],
 ): Promise<AppliedChange[]> {
-  // outboxTransaction: the replies go to this process's relay straight after the commit.
-  return await outboxTransaction(sql, async (tx, withCommit) => {
+  return await pipelinedTransaction(sql, async (tx, withCommit) => {
     const [, loaded] = await Promise.all([
       lockUsers(tx, changes.map((c) => c.userId)),
       loadLedgerEntries(tx, changes.map((c) => c.transactionId)),
@@ -100,9 +105,6 @@ export async function applyToLedger(
         ? [{ groupId: change.peerId, seq: seqOf(change)! }]
         : []
     );
-    const replies = decisions.flatMap((d, i) =>
-      d.reply ? [countedReply(changes[i]!, d.reply, seqOf(changes[i]!))] : []
-    );
     withCommit(writeLedgerEntries(tx, [...written.values()], seqOf));
     withCommit(addToCounters(tx, counts));
     withCommit(insertGroupMessages(tx, messages));
@@ -111,13 +113,30 @@ export async function applyToLedger(
       ...messages.flatMap((m) => [m.senderId, ...m.mentions]),
     ]));
     for (const u of undone) markGroupMessageDeleted(tx, u.groupId, u.seq).forEach(withCommit);
-    withCommit(enqueueEvents(tx, replies));
-    return decisions.map((d, i) =>
-      d.reply?.outcome === "counted" && seqOf(changes[i]!) !== null
-        ? { ...d, seq: seqOf(changes[i]!)! }
-        : d
-    );
+    return decisions.map((d, i) => {
+      const seq = d.reply?.outcome === "counted" ? seqOf(changes[i]!) : null;
+      return {
+        ...d,
+        ...(seq !== null ? { seq } : {}),
+        ...(d.reply ? { replyEvent: countedReply(changes[i]!, d.reply, seq) } : {}),
+      };
+    });
   });
+}
+
+/**
+ * The cache keys of the states a counted send changed: a dialog send its recipient's; a group send
+ * its group's, its sender's and those of the members it names (group_mentions rows, see
+ * groupMessage; @all is the group's state).
+ */
+export function countedSendKeys(change: LedgerChange): string[] {
+  if (kindOf(change) !== "group_send") return [userKey(change.userId)];
+  const message = groupMessage(change, 0);
+  return [
+    groupKey(message.groupId),
+    userKey(message.senderId),
+    ...message.mentions.map(userKey),
+  ];
 }
 
 /** A counted group send as group_messages and group_mentions rows: named members, never the sender. */
@@ -546,11 +565,11 @@ export async function applyDialogMuted(
 /**
  * Rows counting one group message writes in the counters database, whatever the group's size: its
  * ledger entry, its group's counter (shared by the group's sends of one batch), its group_messages
- * row, its reply in the outbox, the sender's version, and per member it names a group_mentions row
+ * row, the sender's version, and per member it names a group_mentions row
  * and that member's version. @all names no one: it is one flag on the message.
  */
 export function rowsWrittenPerGroupMessage(namedMentions: number): number {
-  return 5 + 2 * namedMentions;
+  return 4 + 2 * namedMentions;
 }
 
 /** A user's counters and version, read in one statement so both come from one snapshot. */

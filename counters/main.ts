@@ -124,8 +124,12 @@ export async function startCounters(
         "Applied events by type and outcome",
       ),
       afterChange,
+      js: connections.js,
+      prefix: names.prefix,
     }),
   });
+  // Counters' replies go out from the consumer (countAndReply), never through its outbox: the relay
+  // only drains the reply rows an earlier version left unsent, during an upgrade.
   const relay = createServiceRelay({
     connections,
     log,

@@ -1,17 +1,24 @@
 /**
  * Counting sent messages, alone or in batches (group commit): each send is decided on its ledger
- * entry (saga.ts) and written with the recipient's counter, version and the reply, in one
- * transaction of two round trips (applyToLedger). A group send is counted the same way and given
- * its group's next seq instead of a counter change (three round trips); its reply carries the seq. A transaction already in the ledger changes
- * nothing and re-sends its reply (a send cancelled first gets a "failed" one). A refusal by the
- * database (a constraint) rolls the transaction back; a lone send then records the refusal (a ledger
- * entry that changes nothing and a "failed" reply), a batch is applied one send at a time so only
- * the refused one fails. Other errors propagate so the events are redelivered.
+ * entry (saga.ts) and written with the recipient's counter and version, in one transaction of two
+ * round trips (applyToLedger). A group send is counted the same way and given its group's next seq
+ * instead of a counter change (three round trips); its reply carries the seq. A transaction already
+ * in the ledger changes nothing and is answered again under the same reply id (a send cancelled
+ * first gets a "failed" one). A refusal by the database (a constraint) rolls the transaction back; a
+ * lone send then records the refusal (a ledger entry that changes nothing and a "failed" reply), a
+ * batch is applied one send at a time so only the refused one fails. Other errors propagate so the
+ * events are redelivered.
+ *
+ * The replies are not written to an outbox: countAndReply refreshes the caches and publishes them
+ * after the COMMIT, before the events are acknowledged; the ledger makes the redelivery that a
+ * failure there brings answer again with the same reply id.
  */
+import type { JetStreamClient } from "@nats-io/jetstream";
 import { isPermanentDbError, type Sql } from "../shared/db.ts";
-import type { EventData } from "../shared/events.ts";
+import { type Envelope, type EventData, subjectFor } from "../shared/events.ts";
+import { publishEvents } from "../shared/outbox.ts";
 import { recordSpan, spanClock } from "../shared/tracing.ts";
-import { applyToLedger } from "./counter_store.ts";
+import { applyToLedger, countedSendKeys, type LedgerChange } from "./counter_store.ts";
 
 /** One "message sent" (dialog or group) to count. */
 export interface SendToCount {
@@ -29,6 +36,68 @@ export interface IncrementResult {
   reason?: string;
   /** The seq a counted group message was given. */
   seq?: number;
+  /** The reply to publish (a repeat's under the ledger's reply id). */
+  reply: Envelope<"counters.message.counted">;
+  /** The cache keys of the states a counted send changed (on a repeat too); none when failed. */
+  keys: string[];
+}
+
+/** What countAndReply needs besides the sends. */
+export interface ReplyDeps {
+  sql: Sql;
+  js: JetStreamClient;
+  /** The subject prefix (`NATS_SUBJECT_PREFIX`). */
+  prefix: string;
+  /** Makes the states of these cache keys current in every cache and live stream. */
+  afterChange: (keys: string[]) => Promise<void>;
+}
+
+/**
+ * Counts `sends` (applyMessagesSent), then, once committed: refreshes the states the counted ones
+ * changed, repeats included (the process may have died between a commit and its refresh), so every
+ * cache counts them before dialogs can see the outcome (read-your-saga); then publishes every reply
+ * with msgID = its id and waits for the PubAcks. Throws when the refresh or a publish failed: the
+ * events are then redelivered and answered again under the same reply ids (JetStream drops a repeat
+ * within its deduplication window; dialogs applies a reply once anyway).
+ */
+export async function countAndReply(
+  deps: ReplyDeps,
+  sends: SendToCount[],
+): Promise<IncrementResult[]> {
+  const results = await applyMessagesSent(deps.sql, sends);
+  await refreshAndReply(deps, results);
+  return results;
+}
+
+/**
+ * countAndReply's second half, for sends whose counting committed: one refresh of the states the
+ * counted ones changed, then one publish round for every reply (see countAndReply).
+ */
+export async function refreshAndReply(
+  { js, prefix, afterChange }: Omit<ReplyDeps, "sql">,
+  results: IncrementResult[],
+): Promise<void> {
+  const started = spanClock();
+  const keys = [...new Set(results.flatMap((r) => r.keys))];
+  if (keys.length > 0) await afterChange(keys);
+  // In each send's trace: what happened between its commit and its publish.
+  const ended = spanClock();
+  results.forEach(({ reply }) => {
+    recordSpan("before publish", reply.traceparent ?? null, started, ended, {
+      "batch.size": results.length,
+    });
+  });
+  await publishEvents(
+    js,
+    results.map(({ reply }) => ({
+      id: reply.id,
+      type: reply.type,
+      subject: subjectFor(prefix, reply.type),
+      payload: JSON.stringify(reply),
+      requestId: reply.requestId,
+      traceparent: reply.traceparent,
+    })),
+  );
 }
 
 /** Counts one sent message for its recipient (see the module doc). */
@@ -63,36 +132,34 @@ async function recordSends(
   refusal?: string,
 ): Promise<IncrementResult[]> {
   const started = spanClock();
-  const decisions = await applyToLedger(
-    sql,
-    sends.map(({ data, requestId, traceparent }) => {
-      const event = { type: "sent", replyId: crypto.randomUUID(), refusal } as const;
-      const { transactionId, messageId } = data;
-      if (!("groupId" in data)) {
-        return {
-          transactionId,
-          userId: data.recipientId,
-          peerId: data.senderId,
-          messageId,
-          requestId,
-          traceparent,
-          event,
-        };
-      }
-      const mentions = { userIds: data.mentions, all: data.mentionsAll };
+  const changes: LedgerChange[] = sends.map(({ data, requestId, traceparent }) => {
+    const event = { type: "sent", replyId: crypto.randomUUID(), refusal } as const;
+    const { transactionId, messageId } = data;
+    if (!("groupId" in data)) {
       return {
         transactionId,
-        userId: data.senderId,
-        peerId: data.groupId,
+        userId: data.recipientId,
+        peerId: data.senderId,
         messageId,
         requestId,
         traceparent,
         event,
-        kind: "group_send",
-        mentions,
-      } as const;
-    }),
-  );
+      };
+    }
+    const mentions = { userIds: data.mentions, all: data.mentionsAll };
+    return {
+      transactionId,
+      userId: data.senderId,
+      peerId: data.groupId,
+      messageId,
+      requestId,
+      traceparent,
+      event,
+      kind: "group_send",
+      mentions,
+    } as const;
+  });
+  const decisions = await applyToLedger(sql, changes);
   // One span in each send's trace for the transaction that counted it.
   const ended = spanClock();
   decisions.forEach(({ step, reply }, i) => {
@@ -103,11 +170,13 @@ async function recordSends(
       "saga.outcome": reply!.outcome,
     });
   });
-  return decisions.map(({ step, reply, seq }) => ({
+  return decisions.map(({ step, reply, seq, replyEvent }, i) => ({
     applied: step === "count" || step === "refuse",
     outcome: reply!.outcome,
     reason: reply!.reason,
     ...(seq !== undefined ? { seq } : {}),
+    reply: replyEvent!,
+    keys: reply!.outcome === "counted" ? countedSendKeys(changes[i]!) : [],
   }));
 }
 

@@ -502,28 +502,18 @@ export class OutboxRelay {
           });
         }
       }
-      // Issued in outbox order on one connection, so the stream keeps that order; the PubAcks are
-      // awaited together.
-      await Promise.all(rows.map(async (row) => {
-        const h = natsHeaders();
-        // Rows written before the outbox stored types carry their subject.
-        const type = row.type ?? (JSON.parse(row.payload) as Envelope).type;
-        h.set(HEADERS.eventType, type);
-        if (row.request_id) h.set(HEADERS.requestId, row.request_id);
-        const subject = row.type ? subjectFor(prefix, row.type as EventType) : row.subject!;
-        // The publish continues the trace of the span that wrote the row; the consumer continues it.
-        const span = row.traceparent
-          ? startSpan(`publish ${type}`, { kind: "producer", parent: row.traceparent })
-          : undefined;
-        if (span?.traceparent) h.set(TRACEPARENT, span.traceparent);
-        try {
-          await js.publish(subject, row.payload, { msgID: row.id, headers: h, timeout: 2_000 });
-          span?.end();
-        } catch (err) {
-          span?.end(err);
-          throw err;
-        }
-      }));
+      // Rows written before the outbox stored types carry their subject.
+      await publishEvents(
+        js,
+        rows.map((row) => ({
+          id: row.id,
+          type: row.type ?? (JSON.parse(row.payload) as Envelope).type,
+          subject: row.type ? subjectFor(prefix, row.type as EventType) : row.subject!,
+          payload: row.payload,
+          requestId: row.request_id,
+          traceparent: row.traceparent,
+        })),
+      );
     } catch (err) {
       // Released at once, so the retry after the backoff need not wait out the lease; should the
       // release fail too, the lease runs out by itself.
@@ -561,6 +551,47 @@ function outboxIds(rows: OutboxRow[]): string[] {
   const ids: string[] = [];
   for (const r of rows) if (!r.rowless) ids.push(r.id);
   return ids;
+}
+
+/** An event ready to publish: its id (the msgID), type, subject, JSON text, request and trace. */
+export interface EventToPublish {
+  id: string;
+  type: string;
+  subject: string;
+  payload: string;
+  requestId?: string | null;
+  /** The trace of the span that produced the event, or null: the publish continues it. */
+  traceparent?: string | null;
+}
+
+/**
+ * Publishes `events` with msgID = event id (JetStream drops a repeat within its deduplication
+ * window), the event type and request id headers, and a producer span continuing each event's trace
+ * (tracing on); resolves once every PubAck came, rejects when one publish failed. Issued in order on
+ * one connection, so the stream keeps that order; the PubAcks are awaited together.
+ */
+export async function publishEvents(js: JetStreamClient, events: EventToPublish[]): Promise<void> {
+  await Promise.all(events.map(async (event) => {
+    const h = natsHeaders();
+    h.set(HEADERS.eventType, event.type);
+    if (event.requestId) h.set(HEADERS.requestId, event.requestId);
+    // The consumer continues the producer span's trace.
+    const span = event.traceparent
+      ? startSpan(`publish ${event.type}`, { kind: "producer", parent: event.traceparent })
+      : undefined;
+    if (span?.traceparent) h.set(TRACEPARENT, span.traceparent);
+    try {
+      await js.publish(event.subject, event.payload, {
+        msgID: event.id,
+        headers: h,
+        timeout: 2_000,
+      });
+      span?.end();
+    } catch (err) {
+      span?.end(err);
+      throw err;
+    }
+  }));
 }
 
 /** The number of unsent rows and the age of the oldest, in milliseconds. */
