@@ -156,13 +156,21 @@ export async function createTestEnv(): Promise<TestEnv> {
       return r;
     },
     async cleanup() {
-      for (const s of running.splice(0).reverse()) await s.stop().catch(() => {});
+      // A service that does not stop is named, the rest is still cleaned up, then the test fails.
+      const stuck: string[] = [];
+      for (const s of running.splice(0).reverse()) {
+        await withinDeadline(s.stop(), STOP_DEADLINE_MS, `the service on port ${s.port}`)
+          .catch((err) => {
+            if (String(err?.message).includes("did not finish")) stuck.push(err.message);
+          });
+      }
       await cleanupResources(services.databaseUrl, services.natsUrl, services.redisUrl, {
         databases: [`t_${id}_dialogs`, `t_${id}_counters`],
         stream,
         redisPrefix,
       });
       for (const close of closers.splice(0).reverse()) await close().catch(() => {});
+      if (stuck.length > 0) throw new Error(stuck.join("; "));
     },
   };
 
@@ -229,12 +237,33 @@ export function integrationTest(name: string, fn: (env: TestEnv) => Promise<void
     async fn() {
       const env = await createTestEnv();
       try {
-        await fn(env);
+        await withinDeadline(fn(env), TEST_DEADLINE_MS, "the test");
       } finally {
-        await env.cleanup();
+        await withinDeadline(env.cleanup(), CLEANUP_DEADLINE_MS, "the test's cleanup");
       }
     },
   });
+}
+
+/** Longer than any integration test takes; a hung one fails instead of stalling the whole run. */
+const TEST_DEADLINE_MS = 10 * 60_000;
+/** Longer than stopping the services and dropping the resources takes. */
+const CLEANUP_DEADLINE_MS = 60_000;
+/** How long one started service may take to stop before cleanup goes on without it. */
+const STOP_DEADLINE_MS = 30_000;
+
+/** `work`, or an error naming `what` once `ms` passed (the work itself goes on unobserved). */
+async function withinDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  work.catch(() => {});
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes; returns that value. */

@@ -525,6 +525,7 @@ integrationTest("web page: the development login is off unless DEV_LOGIN=true", 
   });
   assert.equal(res.status, 404);
   assert.equal(res.headers.get("Content-Type"), "application/problem+json");
+  assert.equal((await res.json()).status, 404);
   const config = await (await fetch(`${dialogs.url}/config.json`)).json();
   assert.equal(config.devLogin, false);
   const page = await fetch(dialogs.url);
