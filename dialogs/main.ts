@@ -121,10 +121,15 @@ export async function startDialogs(
   return {
     port: server.addr.port,
     async stop() {
+      // Each step is logged, so a stop that hangs says where.
       await server.shutdown();
+      log.debug("stopping: HTTP server closed");
       await consumer.stop();
+      log.debug("stopping: consumer drained");
       await relay.stop();
+      log.debug("stopping: relay stopped");
       await sweeper.stop();
+      log.debug("stopping: sweeper stopped");
       await closeConnections(connections);
     },
   };

@@ -161,7 +161,9 @@ export async function createTestEnv(): Promise<TestEnv> {
       for (const s of running.splice(0).reverse()) {
         await withinDeadline(s.stop(), STOP_DEADLINE_MS, `the service on port ${s.port}`)
           .catch((err) => {
-            if (String(err?.message).includes("did not finish")) stuck.push(err.message);
+            if (!String(err?.message).includes("did not finish")) return;
+            const last = logs.findLast((l) => String(l.msg).startsWith("stopping:"));
+            stuck.push(`${err.message} (last step logged: ${last?.msg ?? "none"})`);
           });
       }
       await cleanupResources(services.databaseUrl, services.natsUrl, services.redisUrl, {
