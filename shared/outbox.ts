@@ -30,18 +30,7 @@ export async function enqueueEvents(tx: Tx | Sql, events: Envelope[]): Promise<v
   const payloads = unique.map((e) => JSON.stringify(e));
   if (handoff) {
     // Taken now, in call order, so the relay publishes in the order the events were enqueued.
-    const createdAt = new Date();
-    unique.forEach((e, i) => {
-      handoff.rows.push({
-        id: e.id,
-        type: e.type,
-        subject: null,
-        payload: payloads[i]!,
-        request_id: e.requestId ?? null,
-        traceparent: e.traceparent ?? null,
-        created_at: createdAt,
-      });
-    });
+    handOver(handoff, unique, payloads, false);
   } else {
     enqueuedIn.add(tx);
   }
@@ -76,20 +65,25 @@ export function publishAfterCommit(tx: Tx, events: Envelope[]): boolean {
   const handoff = handoffs.get(tx);
   if (handoff === undefined) throw new Error("publishAfterCommit needs an outboxTransaction");
   if (handoff === null) return false;
+  handOver(handoff, events, events.map((e) => JSON.stringify(e)), true);
+  return true;
+}
+
+/** Adds `events` (with their JSON text) to what the transaction hands its relay after the commit. */
+function handOver(handoff: Handoff, events: Envelope[], payloads: string[], rowless: boolean) {
   const createdAt = new Date();
-  for (const e of events) {
+  events.forEach((e, i) => {
     handoff.rows.push({
       id: e.id,
       type: e.type,
       subject: null,
-      payload: JSON.stringify(e),
+      payload: payloads[i]!,
       request_id: e.requestId ?? null,
       traceparent: e.traceparent ?? null,
       created_at: createdAt,
-      rowless: true,
+      ...(rowless ? { rowless } : {}),
     });
-  }
-  return true;
+  });
 }
 
 /** The transactions (and pools) an event was enqueued in without a handoff: they need a wake-up. */
