@@ -15,7 +15,9 @@
  *    published (the outbox relay's hook): it loads the users' and groups' states from Postgres,
  *    keeps them in this process and hands them to this instance's live streams at once (committed
  *    states; a stream takes only a newer version), then writes Redis and publishes a live update
- *    that every instance keeps, the two side by side; the reply waits for both.
+ *    that every instance keeps, the two side by side; the reply waits for both. Changes that
+ *    come while earlier ones are being refreshed are refreshed together in the next round, whose
+ *    load starts after each of them committed.
  * 2. Redis is read and written only in a generation this instance confirmed less than LEASE_MS ago:
  *    Postgres' `cache_generation` names the stamp and the Redis run it was stamped on, and Redis
  *    must be that run and hold that stamp. A Redis that restarted (empty or from an older snapshot)
@@ -45,6 +47,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Sql } from "../shared/db.ts";
 import type { Logger } from "../shared/log.ts";
+import { groupCommit } from "../shared/group_commit.ts";
 import type { Counter } from "../shared/metrics.ts";
 import { type CachedState, groupKey, normalKey, parseKey, userKey } from "./cache_keys.ts";
 import { loadManyGroupCounters, loadManyUserCounters } from "./counter_store.ts";
@@ -127,6 +130,8 @@ const DEFAULT_TIMINGS: CoherenceTimings = {
 
 /** Most keys one background confirmation of in-process entries reads from Redis at once. */
 const REFRESH_BATCH = 200;
+/** Most keys one round of change refreshes loads, writes and publishes at once. */
+const REFRESH_ROUND_KEYS = 1_000;
 /** How often a paced confirmation batch goes out while entries are due. */
 const REFRESH_TICK_MS = 20;
 /** How often entries read before their refresh was due are reported as they come of age. */
@@ -618,6 +623,44 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     }
   }
 
+  /**
+   * Loads the states of `keys` from Postgres, keeps them here, shows them to this instance's
+   * streams and writes them to Redis and the other instances.
+   */
+  async function refresh(keys: string[]): Promise<void> {
+    const epoch = local.epoch;
+    // The generation is taken before the load, as a read's fill takes it: a state loaded before
+    // a generation was stamped may miss a change whose write went to the one before (or failed
+    // while a restamp was under way, which marks nothing unsafe), and in the new generation it
+    // would stand as the newest. Written into the generation of before the load, it either
+    // meets every later change's write there or a generation no one will trust again.
+    const stamp = await usableStamp();
+    const states = await loadStates(keys);
+    const entries: CacheEntry[] = keys.map((key, i) => ({ key, state: states[i]! }));
+    for (const { key, state } of entries) keepLocal(key, state, epoch);
+    // This instance's streams show the change at once: it is committed, and a stream only ever
+    // takes a newer version than it holds. Redis and the other instances hear of it meanwhile;
+    // the reply waits for both.
+    live.deliverHere(entries);
+    await Promise.all([writeRedis(stamp, entries), publishToPeers(entries)]);
+  }
+
+  // Changes that arrive while the states of earlier ones are being refreshed wait and go together
+  // in the next round: one load, one Redis write and one live update for the union of their keys,
+  // in rounds of at most REFRESH_ROUND_KEYS. A round starts after every change in it committed, so
+  // each change's states are loaded after its commit. A burst of changes to the same users (the
+  // members of many large groups joining at once) then loads each user once per round, where
+  // refreshing each change on its own loaded, wrote and published a user once per change, and
+  // sixty-four such changes at once held two cores long enough to time out Redis writes and the
+  // handlers themselves.
+  const refreshTogether = groupCommit(async (changes: string[][]) => {
+    const keys = [...new Set(changes.flat())];
+    for (let start = 0; start < keys.length; start += REFRESH_ROUND_KEYS) {
+      await refresh(keys.slice(start, start + REFRESH_ROUND_KEYS));
+    }
+    return changes.map(() => undefined);
+  });
+
   async function readGroups(groupIds: string[]): Promise<GroupCounters[]> {
     return await readStates(groupIds.map(groupKey)) as GroupCounters[];
   }
@@ -635,22 +678,7 @@ export function createCoherentCounters(deps: CoherenceDeps): CoherentCounters {
     readGroups,
     async changed(keys) {
       const unique = [...new Set(keys.map(normalKey))];
-      if (unique.length === 0) return;
-      const epoch = local.epoch;
-      // The generation is taken before the load, as a read's fill takes it: a state loaded before
-      // a generation was stamped may miss a change whose write went to the one before (or failed
-      // while a restamp was under way, which marks nothing unsafe), and in the new generation it
-      // would stand as the newest. Written into the generation of before the load, it either
-      // meets every later change's write there or a generation no one will trust again.
-      const stamp = await usableStamp();
-      const states = await loadStates(unique);
-      const entries: CacheEntry[] = unique.map((key, i) => ({ key, state: states[i]! }));
-      for (const { key, state } of entries) keepLocal(key, state, epoch);
-      // This instance's streams show the change at once: it is committed, and a stream only ever
-      // takes a newer version than it holds. Redis and the other instances hear of it meanwhile;
-      // the reply waits for both.
-      live.deliverHere(entries);
-      await Promise.all([writeRedis(stamp, entries), publishToPeers(entries)]);
+      if (unique.length > 0) await refreshTogether(unique);
     },
     subscribe: (key, listener) => live.subscribe(normalKey(key), listener),
     trusted: () => trustedStamp() !== null,

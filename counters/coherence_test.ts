@@ -60,6 +60,36 @@ function countingBy(label: string) {
   return { counts, counter };
 }
 
+/**
+ * Postgres' loaders, recording the user ids of each users' load (sorted); `holdNext()` holds the
+ * next users' load after Postgres answered, until released: a slow changed() on a busy machine.
+ */
+function holdableUserLoads() {
+  const loads: string[][] = [];
+  let hold: { loaded: () => void; release: Promise<void> } | undefined;
+  const loaders: StateLoaders = {
+    async users(sql, userIds) {
+      loads.push([...userIds].sort());
+      const states = await loadManyUserCounters(sql, userIds);
+      const held = hold;
+      hold = undefined;
+      if (held) {
+        held.loaded();
+        await held.release;
+      }
+      return states;
+    },
+    groups: loadManyGroupCounters,
+  };
+  function holdNext() {
+    const loaded = Promise.withResolvers<void>();
+    const release = Promise.withResolvers<void>();
+    hold = { loaded: loaded.resolve, release: release.promise };
+    return { loaded: loaded.promise, release: () => release.resolve() };
+  }
+  return { loaders, loads, holdNext };
+}
+
 /** One counters instance's coherence on the test's counters database and `redis`. */
 function instance(
   env: TestEnv,
@@ -328,20 +358,7 @@ integrationTest(
   "coherence: a change loaded before Redis was stamped anew never writes its older state into the new generation",
   async (env) => {
     // A's loads of users can be held after Postgres answered: a slow changed() on a busy machine.
-    let hold: { loaded: () => void; release: Promise<void> } | undefined;
-    const loadersOfA: StateLoaders = {
-      async users(sql, userIds) {
-        const states = await loadManyUserCounters(sql, userIds);
-        const held = hold;
-        hold = undefined;
-        if (held) {
-          held.loaded();
-          await held.release;
-        }
-        return states;
-      },
-      groups: loadManyGroupCounters,
-    };
+    const { loaders: loadersOfA, holdNext } = holdableUserLoads();
     const { sql, a, b, admin, close } = await twoInstancesOnPrivateRedis(env, { loadersOfA });
     try {
       const me = crypto.randomUUID(), peer = crypto.randomUUID();
@@ -349,11 +366,9 @@ integrationTest(
       const first = await settled(sql, admin, "c:", [a.counters, b.counters]);
 
       // A's changed() has loaded version 1 and is held before its Redis write.
-      const loaded = Promise.withResolvers<void>();
-      const release = Promise.withResolvers<void>();
-      hold = { loaded: loaded.resolve, release: release.promise };
+      const held = holdNext();
       const changedOnA = a.counters.changed([userKey(me)]);
-      await loaded.promise;
+      await held.loaded;
 
       // Meanwhile version 2 commits and B writes it, into the generation of the moment.
       await setPostgres(sql, me, peer, 2);
@@ -367,13 +382,59 @@ integrationTest(
       await new Promise((r) => setTimeout(r, 1_100)); // leaseMs, the default, and a margin
       await settled(sql, admin, "c:", [a.counters, b.counters]);
 
-      release.resolve();
+      held.release();
       await changedOnA;
       for (const reader of [b, a]) {
         assert.deepEqual(
           (await reader.counters.read(me)).user,
           at(peer, 2),
           "version 1, loaded before the new generation, is never served from it",
+        );
+      }
+    } finally {
+      await close();
+    }
+  },
+);
+
+integrationTest(
+  "coherence: changes that come while earlier ones are refreshed go together in the next round, one load of their keys' union that starts after each of them committed",
+  async (env) => {
+    const { loaders: loadersOfA, holdNext, loads } = holdableUserLoads();
+    const { sql, a, b, admin, close } = await twoInstancesOnPrivateRedis(env, { loadersOfA });
+    try {
+      const peer = crypto.randomUUID();
+      const [u1, u2, u3] = [0, 1, 2].map(() => crypto.randomUUID()) as [string, string, string];
+      for (const u of [u1, u2, u3]) await setPostgres(sql, u, peer, 1);
+      await settled(sql, admin, "c:", [a.counters, b.counters]);
+
+      // A's first change has loaded version 1 of u1 and is held.
+      const held = holdNext();
+      const first = a.counters.changed([userKey(u1)]);
+      await held.loaded;
+
+      // Meanwhile three changes commit version 2 of u1, u2 and u3, each naming two of them.
+      for (const u of [u1, u2, u3]) await setPostgres(sql, u, peer, 2);
+      const done: number[] = [];
+      const later = [[u1, u2], [u2, u3], [u3, u1]].map((users, i) =>
+        a.counters.changed(users.map(userKey)).then(() => void done.push(i))
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(done, [], "no change waiting for the next round is done before it ran");
+
+      held.release();
+      await first;
+      await Promise.all(later);
+      assert.deepEqual(
+        loads,
+        [[u1], [u1, u2, u3].sort()],
+        "the three changes were loaded in one round, each user once",
+      );
+      for (const u of [u1, u2, u3]) {
+        assert.deepEqual(
+          (await b.counters.read(u)).user,
+          at(peer, 2),
+          "the round's load came after their commits, and Redis holds what it loaded",
         );
       }
     } finally {
