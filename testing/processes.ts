@@ -15,8 +15,33 @@ export interface ManagedProcess {
   terminate(): Promise<{ code: number; ms: number }>;
 }
 
-/** A free TCP port on 127.0.0.1. */
+/** The lowest port of the kernel's ephemeral range: the source ports of outgoing connections. */
+function ephemeralPortsFrom(): number {
+  try {
+    const range = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range");
+    return Number(range.trim().split(/\s+/)[0]) || 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+/** Ports freePort() picks from: registered, below the ephemeral range. */
+const PICKED_FROM = 10_000;
+
+/**
+ * A free TCP port on 127.0.0.1, below the kernel's ephemeral range: a port the kernel handed out
+ * (port 0) can be taken as the source port of any outgoing connection before the process it was
+ * meant for binds it, and a suite opens thousands of connections.
+ */
 export function freePort(): number {
+  const below = ephemeralPortsFrom();
+  for (let i = 0; below > PICKED_FROM && i < 100; i++) {
+    const port = PICKED_FROM + Math.floor(Math.random() * (below - PICKED_FROM));
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch { /* taken: another */ }
+  }
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
@@ -47,6 +72,15 @@ export interface ProcessSpec {
   logFile: string;
   /** Resolves once the process serves; defaults to its port accepting connections. */
   ready?: () => Promise<void>;
+}
+
+/** The last lines of a log file, or what kept it from being read. */
+async function logTail(path: string, lines = 10): Promise<string> {
+  try {
+    return (await Deno.readTextFile(path)).trimEnd().split("\n").slice(-lines).join("\n");
+  } catch (err) {
+    return `(not readable: ${(err as Error).message})`;
+  }
 }
 
 /** Wraps `spec` in a process that can be started again after a kill. */
@@ -83,7 +117,16 @@ export function managedProcess(spec: ProcessSpec): ManagedProcess {
         if (child === proc) child = undefined;
         return status;
       });
-      await (spec.ready ?? (() => waitForPort(spec.port)))();
+      // A process that exits before it serves (a port taken, a bad argument) fails the start at
+      // once, with the end of its log.
+      const died = exited.then(async (status) => {
+        throw new Error(
+          `${spec.name} exited with code ${status.code} before it served; its log ends:\n${await logTail(
+            spec.logFile,
+          )}`,
+        );
+      });
+      await Promise.race([(spec.ready ?? (() => waitForPort(spec.port)))(), died]);
     },
     async kill() {
       const proc = child;

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connectNats } from "../shared/jetstream.ts";
 import { startNatsCluster } from "../testing/nats_cluster.ts";
+import { freePort, managedProcess } from "../testing/processes.ts";
 import { startPrivateRedis } from "../testing/redis_server.ts";
 
 /** Calls `fn` until it succeeds: a cluster API call may time out while a leader is being elected. */
@@ -94,4 +95,38 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("freePort() gives free 127.0.0.1 ports below the kernel's ephemeral range, where no outgoing connection takes them", () => {
+  const [from] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim().split(
+    /\s+/,
+  );
+  for (let i = 0; i < 50; i++) {
+    const port = freePort();
+    assert.ok(port < Number(from), `port ${port} is below the ephemeral range (from ${from})`);
+    Deno.listen({ hostname: "127.0.0.1", port }).close();
+  }
+});
+
+Deno.test("a managed process that exits before it serves fails its start at once, with the end of its log", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "managed-process-" });
+  try {
+    const proc = managedProcess({
+      name: "early-exit",
+      port: freePort(),
+      command: "sh",
+      args: ["-c", "echo 'cannot bind: address already in use' >&2; exit 3"],
+      logFile: `${dir}/early-exit.log`,
+    });
+    const started = Date.now();
+    await assert.rejects(proc.start(), (err: Error) => {
+      assert.match(err.message, /early-exit exited with code 3 before it served/);
+      assert.match(err.message, /cannot bind: address already in use/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 5_000, "not after the port wait's 20 s");
+    assert.equal(proc.running, false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
